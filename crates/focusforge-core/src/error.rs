@@ -1,0 +1,60 @@
+use std::fmt;
+
+/// One invalid request field: the field path (`blocks[2].minutes`) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    pub field: String,
+    pub description: String,
+}
+
+impl fmt::Display for FieldViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.description)
+    }
+}
+
+/// The error every domain operation returns. The gRPC layer maps each variant
+/// to one status code in one place; messages are lowercase, without a period.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed; each violation names a field.
+    #[error("invalid argument: {}", join(.0))]
+    InvalidArgument(Vec<FieldViolation>),
+    /// The resource does not exist, or is not the caller's.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The resource exists already.
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    /// The operation does not fit the resource's current state.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A conditional write lost to a concurrent change.
+    #[error("version mismatch: expected {expected}, found {actual}")]
+    VersionMismatch { expected: i64, actual: i64 },
+    /// A dependency is down; retrying later may help.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// A bug or a broken dependency. The message is logged, never sent to clients.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+fn join(violations: &[FieldViolation]) -> String {
+    violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
+impl Error {
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Error::InvalidArgument(vec![FieldViolation {
+            field: field.into(),
+            description: description.into(),
+        }])
+    }
+
+    pub fn internal(err: impl fmt::Display) -> Self {
+        Error::Internal(err.to_string())
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

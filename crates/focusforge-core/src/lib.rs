@@ -1,0 +1,13 @@
+//! Foundation types shared by every FocusForge crate: user ids, resource ids,
+//! the clock, the error model and request validation. Nothing here knows about
+//! gRPC or any database.
+
+mod clock;
+mod error;
+mod ids;
+mod validate;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{Error, FieldViolation, Result};
+pub use ids::{UserId, new_id};
+pub use validate::Violations;

@@ -1,0 +1,35 @@
+//! Generated code for the FocusForge protobuf contracts (`proto/focusforge/**`).
+//!
+//! Each package is a module named after its proto package; the encoded
+//! [`FILE_DESCRIPTOR_SET`] backs server reflection.
+
+#![allow(clippy::all, clippy::pedantic, missing_docs)]
+
+/// `focusforge.common.v1`
+pub mod common {
+    pub mod v1 {
+        tonic::include_proto!("focusforge.common.v1");
+    }
+}
+
+/// `focusforge.tasks.v1`
+pub mod tasks {
+    pub mod v1 {
+        tonic::include_proto!("focusforge.tasks.v1");
+    }
+}
+
+/// `focusforge.users.v1`
+pub mod users {
+    pub mod v1 {
+        tonic::include_proto!("focusforge.users.v1");
+    }
+}
+
+/// The encoded `FileDescriptorSet` of every FocusForge contract, including the
+/// well-known types they import.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/focusforge_descriptor.bin"));
+
+/// The domain of `google.rpc.ErrorInfo` details in FocusForge errors.
+pub const ERROR_DOMAIN: &str = "focusforge.dev";

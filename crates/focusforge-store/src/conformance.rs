@@ -1,0 +1,401 @@
+//! The conformance suite of the [`DocumentStore`] port, written once and run
+//! against every backend. A backend's test module invokes
+//! [`document_store_conformance!`](crate::document_store_conformance) with a
+//! factory `async fn(ManualClock) -> (SharedStore, Guard)` that returns an
+//! empty store reading time from the given clock; the guard keeps whatever
+//! the store needs (a temporary directory, a server) alive for the test.
+
+use chrono::{DateTime, Duration, Utc};
+pub use focusforge_core::ManualClock;
+use serde_json::json;
+
+use crate::{
+    Cursor, DocumentStore, Filter, NewDocument, Order, Precondition, Query, SortKey, StoreError,
+    UserId,
+};
+
+/// Generates one `#[tokio::test]` per conformance case.
+#[macro_export]
+macro_rules! document_store_conformance {
+    ($factory:path) => {
+        $crate::document_store_conformance!(@cases $factory;
+            insert_then_get,
+            reads_are_scoped_by_user,
+            duplicate_insert_is_rejected,
+            replace_bumps_version_and_honours_preconditions,
+            delete_honours_preconditions,
+            expired_documents_are_never_returned,
+            expired_ids_can_be_reused,
+            purge_removes_only_expired,
+            filters_select_by_field,
+            created_between_selects_by_time,
+            pagination_visits_every_document_once,
+            pagination_ascending_by_updated_at,
+            delete_many_is_scoped,
+            rejects_malformed_requests,
+        );
+    };
+    (@cases $factory:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let clock = $crate::conformance::ManualClock::new($crate::conformance::epoch());
+                let (store, _guard) = $factory(clock.clone()).await;
+                $crate::conformance::$case(store.as_ref(), &clock).await;
+            }
+        )*
+    };
+}
+
+/// The instant every case's clock starts at.
+pub fn epoch() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_767_225_600, 0).unwrap_or_default()
+}
+
+fn user(name: &str) -> UserId {
+    UserId::parse(name).unwrap_or_else(|e| panic!("bad test user {name}: {e}"))
+}
+
+fn doc(user_name: &str, id: &str, body: serde_json::Value) -> NewDocument {
+    NewDocument {
+        id: id.to_owned(),
+        user_id: user(user_name),
+        body,
+        expires_at: None,
+    }
+}
+
+async fn must_insert(store: &dyn DocumentStore, c: &str, d: NewDocument) -> crate::Document {
+    store.insert(c, d).await.unwrap_or_else(|e| panic!("insert failed: {e}"))
+}
+
+fn all(limit: usize) -> Query {
+    Query {
+        limit,
+        ..Query::default()
+    }
+}
+
+pub async fn insert_then_get(store: &dyn DocumentStore, clock: &ManualClock) {
+    let body = json!({"title": "write report", "n": 3, "tags": ["a", "b"], "nested": {"x": true}});
+    let inserted = must_insert(store, "tasks", doc("alice", "t1", body.clone())).await;
+    assert_eq!(inserted.version, 1);
+    assert_eq!(inserted.created_at, clock.now_for_tests());
+    let got = store.get("tasks", &user("alice"), "t1").await.expect("get");
+    let got = got.expect("document should exist");
+    assert_eq!(got.body, body);
+    assert_eq!(got.id, "t1");
+    assert_eq!(got.user_id, user("alice"));
+    assert_eq!(got.version, 1);
+    assert_eq!(got.created_at, inserted.created_at);
+    assert!(store.get("tasks", &user("alice"), "t2").await.expect("get").is_none());
+    assert!(store.get("other", &user("alice"), "t1").await.expect("get").is_none());
+}
+
+pub async fn reads_are_scoped_by_user(store: &dyn DocumentStore, _clock: &ManualClock) {
+    must_insert(store, "tasks", doc("alice", "t1", json!({"owner": "alice"}))).await;
+    let bob = user("bob");
+    assert!(store.get("tasks", &bob, "t1").await.expect("get").is_none());
+    assert!(matches!(
+        store.replace("tasks", &bob, "t1", json!({}), None, Precondition::None).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.delete("tasks", &bob, "t1", Precondition::None).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(store.find("tasks", &bob, &all(10)).await.expect("find").documents.is_empty());
+    // The same id may exist for two users without either seeing the other's.
+    must_insert(store, "tasks", doc("bob", "t1", json!({"owner": "bob"}))).await;
+    let a = store.get("tasks", &user("alice"), "t1").await.expect("get").expect("alice's");
+    let b = store.get("tasks", &bob, "t1").await.expect("get").expect("bob's");
+    assert_eq!(a.body["owner"], "alice");
+    assert_eq!(b.body["owner"], "bob");
+}
+
+pub async fn duplicate_insert_is_rejected(store: &dyn DocumentStore, _clock: &ManualClock) {
+    must_insert(store, "tasks", doc("alice", "t1", json!({"v": 1}))).await;
+    let again = store.insert("tasks", doc("alice", "t1", json!({"v": 2}))).await;
+    assert!(matches!(again, Err(StoreError::AlreadyExists)), "{again:?}");
+    let kept = store.get("tasks", &user("alice"), "t1").await.expect("get").expect("kept");
+    assert_eq!(kept.body["v"], 1, "a rejected insert must not change the document");
+}
+
+pub async fn replace_bumps_version_and_honours_preconditions(
+    store: &dyn DocumentStore,
+    clock: &ManualClock,
+) {
+    let alice = user("alice");
+    let first = must_insert(store, "tasks", doc("alice", "t1", json!({"v": 1}))).await;
+    clock.advance(Duration::seconds(5));
+    let second = store
+        .replace("tasks", &alice, "t1", json!({"v": 2}), None, Precondition::Version(1))
+        .await
+        .expect("conditional replace at the current version");
+    assert_eq!(second.version, 2);
+    assert_eq!(second.created_at, first.created_at);
+    assert_eq!(second.updated_at, first.created_at + Duration::seconds(5));
+
+    let stale = store
+        .replace("tasks", &alice, "t1", json!({"v": 3}), None, Precondition::Version(1))
+        .await;
+    assert!(
+        matches!(stale, Err(StoreError::VersionMismatch { expected: 1, actual: 2 })),
+        "{stale:?}"
+    );
+    let third = store
+        .replace("tasks", &alice, "t1", json!({"v": 3}), None, Precondition::None)
+        .await
+        .expect("unconditional replace");
+    assert_eq!(third.version, 3);
+    let got = store.get("tasks", &alice, "t1").await.expect("get").expect("exists");
+    assert_eq!(got.body["v"], 3);
+    assert_eq!(got.version, 3);
+    assert!(matches!(
+        store.replace("tasks", &alice, "nope", json!({}), None, Precondition::None).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+pub async fn delete_honours_preconditions(store: &dyn DocumentStore, _clock: &ManualClock) {
+    let alice = user("alice");
+    must_insert(store, "tasks", doc("alice", "t1", json!({}))).await;
+    assert!(matches!(
+        store.delete("tasks", &alice, "t1", Precondition::Version(7)).await,
+        Err(StoreError::VersionMismatch { expected: 7, actual: 1 })
+    ));
+    assert!(store.get("tasks", &alice, "t1").await.expect("get").is_some());
+    store.delete("tasks", &alice, "t1", Precondition::Version(1)).await.expect("delete");
+    assert!(store.get("tasks", &alice, "t1").await.expect("get").is_none());
+    assert!(matches!(
+        store.delete("tasks", &alice, "t1", Precondition::None).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+pub async fn expired_documents_are_never_returned(store: &dyn DocumentStore, clock: &ManualClock) {
+    let alice = user("alice");
+    let mut d = doc("alice", "m1", json!({"kind": "note"}));
+    d.expires_at = Some(clock.now_for_tests() + Duration::hours(1));
+    must_insert(store, "memory", d).await;
+    must_insert(store, "memory", doc("alice", "m2", json!({"kind": "note"}))).await;
+
+    clock.advance(Duration::minutes(59));
+    assert!(store.get("memory", &alice, "m1").await.expect("get").is_some());
+    clock.advance(Duration::minutes(1));
+    // Not swept yet, but expired: invisible to every read and write.
+    assert!(store.get("memory", &alice, "m1").await.expect("get").is_none());
+    let page = store.find("memory", &alice, &all(10)).await.expect("find");
+    let ids: Vec<_> = page.documents.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids, ["m2"]);
+    assert!(matches!(
+        store.replace("memory", &alice, "m1", json!({}), None, Precondition::None).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(
+        store.delete_many("memory", &alice, &[Filter::eq("kind", "note")]).await.expect("dm"),
+        1,
+        "only live documents count"
+    );
+}
+
+pub async fn expired_ids_can_be_reused(store: &dyn DocumentStore, clock: &ManualClock) {
+    let alice = user("alice");
+    let mut d = doc("alice", "m1", json!({"gen": 1}));
+    d.expires_at = Some(clock.now_for_tests() + Duration::seconds(10));
+    must_insert(store, "memory", d).await;
+    clock.advance(Duration::seconds(11));
+    let again = must_insert(store, "memory", doc("alice", "m1", json!({"gen": 2}))).await;
+    assert_eq!(again.version, 1);
+    let got = store.get("memory", &alice, "m1").await.expect("get").expect("new one");
+    assert_eq!(got.body["gen"], 2);
+    assert_eq!(got.expires_at, None);
+}
+
+pub async fn purge_removes_only_expired(store: &dyn DocumentStore, clock: &ManualClock) {
+    for (i, ttl) in [Some(1), Some(100), None].into_iter().enumerate() {
+        let mut d = doc("alice", &format!("m{i}"), json!({}));
+        d.expires_at = ttl.map(|s| clock.now_for_tests() + Duration::seconds(s));
+        must_insert(store, "memory", d).await;
+    }
+    clock.advance(Duration::seconds(2));
+    assert_eq!(store.purge_expired().await.expect("purge"), 1);
+    assert_eq!(store.purge_expired().await.expect("purge"), 0);
+    let left = store.find("memory", &user("alice"), &all(10)).await.expect("find");
+    assert_eq!(left.documents.len(), 2);
+}
+
+async fn ids_matching(store: &dyn DocumentStore, filters: Vec<Filter>) -> Vec<String> {
+    let q = Query {
+        filters,
+        limit: 100,
+        order: Order { key: SortKey::CreatedAt, descending: false },
+        after: None,
+    };
+    let page = store.find("tasks", &user("alice"), &q).await.expect("find");
+    let mut ids: Vec<String> = page.documents.into_iter().map(|d| d.id).collect();
+    ids.sort();
+    ids
+}
+
+pub async fn filters_select_by_field(store: &dyn DocumentStore, _clock: &ManualClock) {
+    let rows = [
+        ("a", json!({"status": "pending", "prio": 1, "due": 100, "tags": ["x", "y"], "done": false})),
+        ("b", json!({"status": "done", "prio": 2, "due": 200, "tags": ["y"], "done": true})),
+        ("c", json!({"status": "pending", "prio": 3, "tags": [], "done": false})),
+        ("d", json!({"status": "active", "prio": 2, "due": 300, "tags": ["x"], "done": false})),
+    ];
+    for (id, body) in rows {
+        must_insert(store, "tasks", doc("alice", id, body)).await;
+    }
+    must_insert(store, "tasks", doc("bob", "e", json!({"status": "pending"}))).await;
+    let ids = |filters: Vec<Filter>| ids_matching(store, filters);
+    assert_eq!(ids(vec![Filter::eq("status", "pending")]).await, ["a", "c"]);
+    assert_eq!(ids(vec![Filter::eq("prio", 2)]).await, ["b", "d"]);
+    assert_eq!(ids(vec![Filter::eq("done", true)]).await, ["b"]);
+    assert_eq!(
+        ids(vec![Filter::In("status".into(), vec![json!("done"), json!("active")])]).await,
+        ["b", "d"]
+    );
+    assert!(ids(vec![Filter::In("status".into(), vec![])]).await.is_empty());
+    assert_eq!(ids(vec![Filter::Contains("tags".into(), json!("x"))]).await, ["a", "d"]);
+    let due = |gte, lt| Filter::Range { field: "due".into(), gte, lt };
+    assert_eq!(ids(vec![due(Some(200), None)]).await, ["b", "d"]);
+    assert_eq!(ids(vec![due(None, Some(200))]).await, ["a"]);
+    assert_eq!(ids(vec![due(Some(100), Some(300))]).await, ["a", "b"]);
+    assert_eq!(ids(vec![Filter::eq("due", serde_json::Value::Null)]).await, ["c"]);
+    assert_eq!(
+        ids(vec![Filter::eq("status", "pending"), Filter::Contains("tags".into(), json!("y"))])
+            .await,
+        ["a"]
+    );
+}
+
+pub async fn created_between_selects_by_time(store: &dyn DocumentStore, clock: &ManualClock) {
+    let start = clock.now_for_tests();
+    for id in ["a", "b", "c"] {
+        must_insert(store, "mood", doc("alice", id, json!({}))).await;
+        clock.advance(Duration::hours(1));
+    }
+    let q = Query {
+        filters: vec![Filter::CreatedBetween {
+            gte: Some(start + Duration::minutes(30)),
+            lt: Some(start + Duration::hours(2)),
+        }],
+        limit: 10,
+        ..Query::default()
+    };
+    let page = store.find("mood", &user("alice"), &q).await.expect("find");
+    let ids: Vec<_> = page.documents.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids, ["b"]);
+}
+
+pub async fn pagination_visits_every_document_once(
+    store: &dyn DocumentStore,
+    clock: &ManualClock,
+) {
+    // Several documents share a timestamp so the id tie-break matters.
+    for i in 0..23 {
+        must_insert(store, "tasks", doc("alice", &format!("t{i:02}"), json!({"i": i}))).await;
+        if i % 3 == 0 {
+            clock.advance(Duration::milliseconds(1));
+        }
+    }
+    let mut seen = Vec::new();
+    let mut after: Option<Cursor> = None;
+    let mut pages = 0;
+    loop {
+        let q = Query {
+            limit: 5,
+            order: Order { key: SortKey::CreatedAt, descending: true },
+            after: after.clone(),
+            ..Query::default()
+        };
+        let page = store.find("tasks", &user("alice"), &q).await.expect("find");
+        pages += 1;
+        assert!(page.documents.len() <= 5);
+        seen.extend(page.documents.iter().map(|d| (d.created_at, d.id.clone())));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+        assert!(pages < 10, "pagination does not terminate");
+    }
+    assert_eq!(pages, 5);
+    assert_eq!(seen.len(), 23);
+    let mut sorted = seen.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(seen, sorted, "newest first, ties by id descending");
+    sorted.dedup();
+    assert_eq!(sorted.len(), 23, "no document twice");
+}
+
+pub async fn pagination_ascending_by_updated_at(store: &dyn DocumentStore, clock: &ManualClock) {
+    let alice = user("alice");
+    for id in ["a", "b", "c"] {
+        must_insert(store, "tasks", doc("alice", id, json!({}))).await;
+        clock.advance(Duration::seconds(1));
+    }
+    store.replace("tasks", &alice, "a", json!({"x": 1}), None, Precondition::None).await.expect("r");
+    let q = |after| Query {
+        limit: 2,
+        order: Order { key: SortKey::UpdatedAt, descending: false },
+        after,
+        ..Query::default()
+    };
+    let first = store.find("tasks", &alice, &q(None)).await.expect("find");
+    let ids: Vec<_> = first.documents.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids, ["b", "c"]);
+    let second = store.find("tasks", &alice, &q(first.next)).await.expect("find");
+    let ids: Vec<_> = second.documents.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids, ["a"]);
+    assert!(second.next.is_none());
+}
+
+pub async fn delete_many_is_scoped(store: &dyn DocumentStore, _clock: &ManualClock) {
+    for (owner, id, tier) in [("alice", "1", "short"), ("alice", "2", "short"), ("alice", "3", "long"), ("bob", "4", "short")] {
+        must_insert(store, "memory", doc(owner, id, json!({"tier": tier}))).await;
+    }
+    let n = store.delete_many("memory", &user("alice"), &[Filter::eq("tier", "short")]).await;
+    assert_eq!(n.expect("delete_many"), 2);
+    let alice_left = store.find("memory", &user("alice"), &all(10)).await.expect("find");
+    assert_eq!(alice_left.documents.len(), 1);
+    let bob_left = store.find("memory", &user("bob"), &all(10)).await.expect("find");
+    assert_eq!(bob_left.documents.len(), 1, "another user's documents are untouched");
+}
+
+pub async fn rejects_malformed_requests(store: &dyn DocumentStore, _clock: &ManualClock) {
+    let alice = user("alice");
+    assert!(matches!(
+        store.insert("tasks", doc("alice", "x", json!([1, 2]))).await,
+        Err(StoreError::InvalidQuery(_))
+    ));
+    assert!(matches!(
+        store.insert("Bad Name", doc("alice", "x", json!({}))).await,
+        Err(StoreError::InvalidQuery(_))
+    ));
+    let injection = Query {
+        filters: vec![Filter::eq("status') OR 1=1 --", "x")],
+        limit: 10,
+        ..Query::default()
+    };
+    assert!(matches!(
+        store.find("tasks", &alice, &injection).await,
+        Err(StoreError::InvalidQuery(_))
+    ));
+    assert!(matches!(store.find("tasks", &alice, &all(0)).await, Err(StoreError::InvalidQuery(_))));
+    assert!(matches!(
+        store.find("tasks", &alice, &all(Query::MAX_LIMIT + 1)).await,
+        Err(StoreError::InvalidQuery(_))
+    ));
+}
+
+trait NowForTests {
+    fn now_for_tests(&self) -> DateTime<Utc>;
+}
+
+impl NowForTests for ManualClock {
+    fn now_for_tests(&self) -> DateTime<Utc> {
+        focusforge_core::Clock::now(self)
+    }
+}
