@@ -1,1 +1,222 @@
+//! Bearer tokens. Every FocusForge server verifies `authorization: Bearer
+//! <JWT>` itself (HS256 with a shared secret, or RS256 with a public key); the
+//! token's `sub` is the user. Unsigned (`alg: none`) tokens, tokens signed with
+//! another algorithm than the configured one, expired tokens and tokens
+//! without `exp` or `sub` are rejected.
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use focusforge_core::UserId;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+/// Where the embedded default keeps its generated HS256 secret.
+pub const DEV_SECRET_FILE: &str = "auth/dev-secret";
+
+/// The claims FocusForge reads and writes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Claims {
+    pub sub: String,
+    pub exp: u64,
+    #[serde(default)]
+    pub iat: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+}
+
+/// Why a request is unauthenticated. The messages are safe to send to clients.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing bearer token")]
+    Missing,
+    #[error("authorization header must be `Bearer <token>`")]
+    Malformed,
+    #[error("token expired")]
+    Expired,
+    #[error("invalid token")]
+    Invalid,
+    #[error("token subject is not a valid user id")]
+    BadSubject,
+}
+
+/// How tokens are signed.
+#[derive(Clone)]
+pub enum KeyMaterial {
+    /// A shared secret, at least 32 bytes.
+    Hs256(Vec<u8>),
+    /// An RSA public key (PEM) to verify, and optionally the private key (PEM)
+    /// to mint.
+    Rs256 {
+        public_pem: Vec<u8>,
+        private_pem: Option<Vec<u8>>,
+    },
+}
+
+impl std::fmt::Debug for KeyMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print key material.
+        match self {
+            KeyMaterial::Hs256(_) => f.write_str("Hs256(<secret>)"),
+            KeyMaterial::Rs256 { .. } => f.write_str("Rs256(<keys>)"),
+        }
+    }
+}
+
+/// Errors in the configured keys; reported at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("jwt secret must be at least 32 bytes")]
+    ShortSecret,
+    #[error("bad rsa key: {0}")]
+    BadRsaKey(String),
+    #[error("minting needs a private key, and only a public key is configured")]
+    NoPrivateKey,
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Verifies tokens. Cheap to clone and share.
+#[derive(Clone)]
+pub struct Verifier {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl Verifier {
+    pub fn new(keys: &KeyMaterial, issuer: Option<&str>) -> Result<Self, KeyError> {
+        let (key, alg) = match keys {
+            KeyMaterial::Hs256(secret) => {
+                if secret.len() < 32 {
+                    return Err(KeyError::ShortSecret);
+                }
+                (DecodingKey::from_secret(secret), Algorithm::HS256)
+            }
+            KeyMaterial::Rs256 { public_pem, .. } => (
+                DecodingKey::from_rsa_pem(public_pem)
+                    .map_err(|e| KeyError::BadRsaKey(e.to_string()))?,
+                Algorithm::RS256,
+            ),
+        };
+        let mut validation = Validation::new(alg);
+        validation.leeway = 5;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.validate_aud = false;
+        if let Some(iss) = issuer {
+            validation.set_issuer(&[iss]);
+        }
+        Ok(Self { key, validation })
+    }
+
+    /// Verifies the value of an `authorization` header.
+    pub fn verify_header(&self, header: Option<&str>) -> Result<UserId, AuthError> {
+        let header = header.ok_or(AuthError::Missing)?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(AuthError::Malformed)?;
+        self.verify(token)
+    }
+
+    /// Verifies a bare token and returns its subject.
+    pub fn verify(&self, token: &str) -> Result<UserId, AuthError> {
+        use jsonwebtoken::errors::ErrorKind;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(
+            |e| match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                _ => AuthError::Invalid,
+            },
+        )?;
+        UserId::parse(&data.claims.sub).map_err(|_| AuthError::BadSubject)
+    }
+}
+
+/// Mints tokens for local use and tests.
+pub struct Minter {
+    key: EncodingKey,
+    alg: Algorithm,
+    issuer: Option<String>,
+}
+
+impl Minter {
+    pub fn new(keys: &KeyMaterial, issuer: Option<&str>) -> Result<Self, KeyError> {
+        let (key, alg) = match keys {
+            KeyMaterial::Hs256(secret) => {
+                if secret.len() < 32 {
+                    return Err(KeyError::ShortSecret);
+                }
+                (EncodingKey::from_secret(secret), Algorithm::HS256)
+            }
+            KeyMaterial::Rs256 { private_pem: Some(pem), .. } => (
+                EncodingKey::from_rsa_pem(pem).map_err(|e| KeyError::BadRsaKey(e.to_string()))?,
+                Algorithm::RS256,
+            ),
+            KeyMaterial::Rs256 { private_pem: None, .. } => return Err(KeyError::NoPrivateKey),
+        };
+        Ok(Self {
+            key,
+            alg,
+            issuer: issuer.map(str::to_owned),
+        })
+    }
+
+    /// A token for `user`, valid for `ttl_secs` from now.
+    pub fn mint(&self, user: &UserId, ttl_secs: u64) -> Result<String, KeyError> {
+        let now = jsonwebtoken::get_current_timestamp();
+        self.mint_claims(&Claims {
+            sub: user.as_str().to_owned(),
+            iat: now,
+            exp: now + ttl_secs,
+            iss: self.issuer.clone(),
+        })
+    }
+
+    /// A token with exactly these claims.
+    pub fn mint_claims(&self, claims: &Claims) -> Result<String, KeyError> {
+        jsonwebtoken::encode(&Header::new(self.alg), claims, &self.key)
+            .map_err(|e| KeyError::BadRsaKey(e.to_string()))
+    }
+}
+
+/// Reads the data directory's dev secret, creating a random one (readable
+/// only by its owner) on first use.
+pub fn load_or_create_dev_secret(data_dir: &Path) -> Result<Vec<u8>, KeyError> {
+    let path = data_dir.join(DEV_SECRET_FILE);
+    let io = |source| KeyError::Io {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => return hex::decode(text.trim()).map_err(|_| KeyError::ShortSecret),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    let dir = path.parent().unwrap_or(data_dir);
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let secret: [u8; 32] = rand::random();
+    let tmp = dir.join(format!(".dev-secret.{}", std::process::id()));
+    {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let mut file = opts.open(&tmp).map_err(io)?;
+        file.write_all(hex::encode(secret).as_bytes()).map_err(io)?;
+        file.sync_all().map_err(io)?;
+    }
+    // Two processes starting at once: the first rename wins and both read it.
+    if std::fs::hard_link(&tmp, &path).is_err() && !path.exists() {
+        std::fs::rename(&tmp, &path).map_err(io)?;
+    }
+    let _ = std::fs::remove_file(&tmp);
+    let text = std::fs::read_to_string(&path).map_err(io)?;
+    hex::decode(text.trim()).map_err(|_| KeyError::ShortSecret)
+}
+
+#[cfg(test)]
+mod tests;

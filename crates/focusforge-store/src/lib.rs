@@ -8,6 +8,7 @@
 //! [`conformance`] holds the suite every backend must pass.
 
 mod error;
+pub mod page_token;
 mod query;
 mod sqlite;
 

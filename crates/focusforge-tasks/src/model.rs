@@ -1,0 +1,160 @@
+use chrono::{DateTime, Utc};
+use focusforge_core::{UserId, Violations};
+use serde::{Deserialize, Serialize};
+
+use crate::limits;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Pending,
+    InProgress,
+    Completed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::InProgress => "in_progress",
+            Status::Completed => "completed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    Low,
+    #[default]
+    Medium,
+    High,
+    Urgent,
+}
+
+impl Priority {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Low => "low",
+            Priority::Medium => "medium",
+            Priority::High => "high",
+            Priority::Urgent => "urgent",
+        }
+    }
+}
+
+/// One focus block of a task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkBlock {
+    pub title: String,
+    pub minutes: i32,
+    pub order: i32,
+    pub done: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Task {
+    pub id: String,
+    pub user_id: UserId,
+    pub title: String,
+    pub description: String,
+    pub status: Status,
+    pub priority: Priority,
+    pub estimated_minutes: i32,
+    pub due_at: Option<DateTime<Utc>>,
+    pub tags: Vec<String>,
+    pub blocks: Vec<WorkBlock>,
+    pub completion_proof: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub version: i64,
+}
+
+/// What a client sends to create a task.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NewTask {
+    pub title: String,
+    pub description: String,
+    pub priority: Option<Priority>,
+    pub estimated_minutes: i32,
+    pub due_at: Option<DateTime<Utc>>,
+    pub tags: Vec<String>,
+    pub blocks: Vec<WorkBlock>,
+}
+
+/// The fields an update changes; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaskPatch {
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub priority: Option<Priority>,
+    pub estimated_minutes: Option<i32>,
+    /// `Some(None)` clears the due time.
+    pub due_at: Option<Option<DateTime<Utc>>>,
+    pub tags: Option<Vec<String>>,
+    pub blocks: Option<Vec<WorkBlock>>,
+}
+
+impl TaskPatch {
+    pub fn is_empty(&self) -> bool {
+        *self == TaskPatch::default()
+    }
+}
+
+/// Which of a user's tasks to list; every set field must match.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaskFilter {
+    pub statuses: Vec<Status>,
+    pub priority: Option<Priority>,
+    pub tag: Option<String>,
+    pub due_after: Option<DateTime<Utc>>,
+    pub due_before: Option<DateTime<Utc>>,
+}
+
+pub(crate) fn check_title(v: &mut Violations, field: &str, title: &str) {
+    v.text(field, title, limits::TITLE);
+}
+
+pub(crate) fn check_minutes(v: &mut Violations, minutes: i32) {
+    v.range("estimated_minutes", i64::from(minutes), 0, limits::ESTIMATED_MINUTES);
+}
+
+/// Trims, drops duplicates and checks tags.
+pub(crate) fn normalize_tags(v: &mut Violations, tags: Vec<String>) -> Vec<String> {
+    if tags.len() > limits::TAGS {
+        v.add("tags", format!("must have at most {} entries", limits::TAGS));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(tags.len());
+    for (i, tag) in tags.into_iter().enumerate() {
+        let tag = tag.trim().to_owned();
+        v.text(&format!("tags[{i}]"), &tag, limits::TAG);
+        if !out.contains(&tag) {
+            out.push(tag);
+        }
+    }
+    out
+}
+
+/// Checks blocks and returns them sorted by order.
+pub(crate) fn normalize_blocks(v: &mut Violations, blocks: Vec<WorkBlock>) -> Vec<WorkBlock> {
+    if blocks.len() > limits::BLOCKS {
+        v.add("blocks", format!("must have at most {} entries", limits::BLOCKS));
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(blocks.len());
+    for (i, mut b) in blocks.into_iter().enumerate() {
+        b.title = b.title.trim().to_owned();
+        check_title(v, &format!("blocks[{i}].title"), &b.title);
+        let minutes = i64::from(b.minutes);
+        v.range(&format!("blocks[{i}].minutes"), minutes, 1, limits::BLOCK_MINUTES);
+        v.range(&format!("blocks[{i}].order"), i64::from(b.order), 0, limits::BLOCK_ORDER);
+        if !seen.insert(b.order) {
+            v.add(format!("blocks[{i}].order"), "must be unique within the task");
+        }
+        out.push(b);
+    }
+    out.sort_by_key(|b| b.order);
+    out
+}

@@ -1,0 +1,370 @@
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use focusforge_core::{Clock, Error, Result, UserId, Violations, new_id};
+use focusforge_store::page_token::{self, PageTokenError};
+use focusforge_store::{
+    Document, Filter, NewDocument, Order, Precondition, Query, SharedStore, SortKey, StoreError,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::model::{check_minutes, check_title, normalize_blocks, normalize_tags};
+use crate::{
+    COLLECTION, NewTask, Priority, Status, Task, TaskFilter, TaskPatch, WorkBlock, limits,
+};
+
+/// How often a read-modify-write retries after losing to a concurrent writer.
+const WRITE_ATTEMPTS: usize = 5;
+
+/// The stored body of a task. Timestamps are epoch milliseconds so every
+/// store backend filters them as numbers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Body {
+    title: String,
+    description: String,
+    status: Status,
+    priority: Priority,
+    estimated_minutes: i32,
+    due_at: Option<i64>,
+    tags: Vec<String>,
+    blocks: Vec<WorkBlock>,
+    completion_proof: String,
+    started_at: Option<i64>,
+    completed_at: Option<i64>,
+}
+
+fn ms(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis()
+}
+
+fn from_ms(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+fn to_task(doc: Document) -> Result<Task> {
+    let body: Body = serde_json::from_value(doc.body)
+        .map_err(|e| Error::internal(format!("task {} is unreadable: {e}", doc.id)))?;
+    Ok(Task {
+        id: doc.id,
+        user_id: doc.user_id,
+        title: body.title,
+        description: body.description,
+        status: body.status,
+        priority: body.priority,
+        estimated_minutes: body.estimated_minutes,
+        due_at: body.due_at.map(from_ms),
+        tags: body.tags,
+        blocks: body.blocks,
+        completion_proof: body.completion_proof,
+        created_at: doc.created_at,
+        updated_at: doc.updated_at,
+        started_at: body.started_at.map(from_ms),
+        completed_at: body.completed_at.map(from_ms),
+        version: doc.version,
+    })
+}
+
+fn to_json(body: &Body) -> Result<Value> {
+    serde_json::to_value(body).map_err(Error::internal)
+}
+
+fn not_found(e: StoreError) -> Error {
+    e.into_domain("task")
+}
+
+fn check_id(id: &str) -> Result<()> {
+    if id.is_empty() || id.len() > 128 {
+        return Err(Error::invalid("id", "must be 1-128 bytes"));
+    }
+    Ok(())
+}
+
+/// A page of tasks and the token of the next one (empty on the last page).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskPage {
+    pub tasks: Vec<Task>,
+    pub next_page_token: String,
+}
+
+/// The task service. Every method acts on the given user's tasks only.
+#[derive(Clone)]
+pub struct Tasks {
+    store: SharedStore,
+    clock: Arc<dyn Clock>,
+}
+
+impl Tasks {
+    pub fn new(store: SharedStore, clock: Arc<dyn Clock>) -> Self {
+        Self { store, clock }
+    }
+
+    pub async fn create(&self, user: &UserId, new: NewTask) -> Result<Task> {
+        let mut v = Violations::new();
+        let title = new.title.trim().to_owned();
+        check_title(&mut v, "title", &title);
+        v.optional_text("description", &new.description, limits::DESCRIPTION);
+        check_minutes(&mut v, new.estimated_minutes);
+        let tags = normalize_tags(&mut v, new.tags);
+        let blocks = normalize_blocks(&mut v, new.blocks);
+        v.finish()?;
+
+        let estimated_minutes = if new.estimated_minutes == 0 {
+            // Bounded: at most 100 blocks of at most 480 minutes.
+            blocks.iter().map(|b| b.minutes).sum()
+        } else {
+            new.estimated_minutes
+        };
+        let body = Body {
+            title,
+            description: new.description,
+            status: Status::Pending,
+            priority: new.priority.unwrap_or_default(),
+            estimated_minutes,
+            due_at: new.due_at.map(ms),
+            tags,
+            blocks,
+            completion_proof: String::new(),
+            started_at: None,
+            completed_at: None,
+        };
+        let doc = NewDocument {
+            id: new_id(),
+            user_id: user.clone(),
+            body: to_json(&body)?,
+            expires_at: None,
+        };
+        let doc = self.store.insert(COLLECTION, doc).await.map_err(not_found)?;
+        tracing::info!(task_id = %doc.id, "task created");
+        to_task(doc)
+    }
+
+    pub async fn get(&self, user: &UserId, id: &str) -> Result<Task> {
+        check_id(id)?;
+        let doc = self.store.get(COLLECTION, user, id).await.map_err(not_found)?;
+        to_task(doc.ok_or_else(|| Error::NotFound("task".into()))?)
+    }
+
+    pub async fn list(
+        &self,
+        user: &UserId,
+        filter: TaskFilter,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<TaskPage> {
+        let mut v = Violations::new();
+        v.range("page_size", i64::from(page_size), 0, limits::PAGE_SIZE_MAX);
+        if let (Some(after), Some(before)) = (filter.due_after, filter.due_before) {
+            v.check(after < before, "due_before", "must be later than due_after");
+        }
+        if let Some(tag) = &filter.tag {
+            v.optional_text("tag", tag, limits::TAG);
+        }
+        v.finish()?;
+
+        let filters = store_filters(&filter);
+        let fingerprint = page_token::fingerprint(&format!("{filters:?}"));
+        let after = page_token::decode(page_token, fingerprint).map_err(|e| match e {
+            PageTokenError::Malformed | PageTokenError::OtherQuery => {
+                Error::invalid("page_token", e.to_string())
+            }
+        })?;
+        let limit = if page_size == 0 {
+            limits::PAGE_SIZE_DEFAULT
+        } else {
+            page_size as usize
+        };
+        let query = Query {
+            filters,
+            order: Order {
+                key: SortKey::CreatedAt,
+                descending: true,
+            },
+            limit,
+            after,
+        };
+        let page = self.store.find(COLLECTION, user, &query).await.map_err(not_found)?;
+        Ok(TaskPage {
+            tasks: page.documents.into_iter().map(to_task).collect::<Result<_>>()?,
+            next_page_token: page
+                .next
+                .map(|c| page_token::encode(&c, fingerprint))
+                .unwrap_or_default(),
+        })
+    }
+
+    pub async fn update(
+        &self,
+        user: &UserId,
+        id: &str,
+        patch: TaskPatch,
+        expected_version: Option<i64>,
+    ) -> Result<Task> {
+        check_id(id)?;
+        let mut v = Violations::new();
+        v.check(!patch.is_empty(), "update_mask", "must name at least one field");
+        let title = patch.title.map(|t| t.trim().to_owned());
+        if let Some(title) = &title {
+            check_title(&mut v, "task.title", title);
+        }
+        if let Some(d) = &patch.description {
+            v.optional_text("task.description", d, limits::DESCRIPTION);
+        }
+        if let Some(m) = patch.estimated_minutes {
+            check_minutes(&mut v, m);
+        }
+        let tags = patch.tags.map(|t| normalize_tags(&mut v, t));
+        let blocks = patch.blocks.map(|b| normalize_blocks(&mut v, b));
+        v.finish()?;
+
+        self.modify(user, id, expected_version, |body, _now| {
+            if let Some(t) = &title {
+                body.title.clone_from(t);
+            }
+            if let Some(d) = &patch.description {
+                body.description.clone_from(d);
+            }
+            if let Some(p) = patch.priority {
+                body.priority = p;
+            }
+            if let Some(m) = patch.estimated_minutes {
+                body.estimated_minutes = m;
+            }
+            if let Some(due) = patch.due_at {
+                body.due_at = due.map(ms);
+            }
+            if let Some(t) = &tags {
+                body.tags.clone_from(t);
+            }
+            if let Some(b) = &blocks {
+                body.blocks.clone_from(b);
+            }
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Pending -> in progress. Starting a started task changes nothing.
+    pub async fn start(&self, user: &UserId, id: &str) -> Result<Task> {
+        check_id(id)?;
+        self.modify(user, id, None, |body, now| match body.status {
+            Status::Pending => {
+                body.status = Status::InProgress;
+                body.started_at = Some(ms(now));
+                Ok(true)
+            }
+            Status::InProgress => Ok(false),
+            Status::Completed => Err(Error::FailedPrecondition("task is already completed".into())),
+        })
+        .await
+    }
+
+    /// Pending or in progress -> completed, with optional proof text.
+    pub async fn complete(&self, user: &UserId, id: &str, proof: String) -> Result<Task> {
+        check_id(id)?;
+        let mut v = Violations::new();
+        v.optional_text("proof_text", &proof, limits::PROOF);
+        v.finish()?;
+        self.modify(user, id, None, |body, now| {
+            if body.status == Status::Completed {
+                return Err(Error::FailedPrecondition("task is already completed".into()));
+            }
+            body.status = Status::Completed;
+            body.started_at.get_or_insert(ms(now));
+            body.completed_at = Some(ms(now));
+            body.completion_proof.clone_from(&proof);
+            for block in &mut body.blocks {
+                block.done = true;
+            }
+            Ok(true)
+        })
+        .await
+    }
+
+    pub async fn delete(&self, user: &UserId, id: &str) -> Result<()> {
+        check_id(id)?;
+        self.store
+            .delete(COLLECTION, user, id, Precondition::None)
+            .await
+            .map_err(not_found)?;
+        tracing::info!(task_id = %id, "task deleted");
+        Ok(())
+    }
+
+    /// Read, change, write back conditionally on the version read; retried
+    /// when another writer got in between, unless the caller pinned a version.
+    /// `change` returns whether anything changed.
+    async fn modify(
+        &self,
+        user: &UserId,
+        id: &str,
+        expected_version: Option<i64>,
+        change: impl Fn(&mut Body, DateTime<Utc>) -> Result<bool>,
+    ) -> Result<Task> {
+        for _ in 0..WRITE_ATTEMPTS {
+            let doc = self
+                .store
+                .get(COLLECTION, user, id)
+                .await
+                .map_err(not_found)?
+                .ok_or_else(|| Error::NotFound("task".into()))?;
+            if let Some(expected) = expected_version {
+                if expected != doc.version {
+                    return Err(Error::VersionMismatch {
+                        expected,
+                        actual: doc.version,
+                    });
+                }
+            }
+            let mut body: Body = serde_json::from_value(doc.body.clone())
+                .map_err(|e| Error::internal(format!("task {id} is unreadable: {e}")))?;
+            if !change(&mut body, self.clock.now())? {
+                return to_task(doc);
+            }
+            let written = self
+                .store
+                .replace(
+                    COLLECTION,
+                    user,
+                    id,
+                    to_json(&body)?,
+                    None,
+                    Precondition::Version(doc.version),
+                )
+                .await;
+            match written {
+                Ok(doc) => return to_task(doc),
+                Err(StoreError::VersionMismatch { .. }) if expected_version.is_none() => continue,
+                Err(e) => return Err(not_found(e)),
+            }
+        }
+        Err(Error::Unavailable("task is being changed concurrently, try again".into()))
+    }
+}
+
+fn store_filters(filter: &TaskFilter) -> Vec<Filter> {
+    let mut out = Vec::new();
+    if !filter.statuses.is_empty() {
+        let mut statuses: Vec<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();
+        statuses.sort_unstable();
+        statuses.dedup();
+        out.push(Filter::In("status".into(), statuses.into_iter().map(|s| json!(s)).collect()));
+    }
+    if let Some(p) = filter.priority {
+        out.push(Filter::eq("priority", p.as_str()));
+    }
+    if let Some(tag) = &filter.tag {
+        out.push(Filter::Contains("tags".into(), json!(tag)));
+    }
+    if filter.due_after.is_some() || filter.due_before.is_some() {
+        out.push(Filter::Range {
+            field: "due_at".into(),
+            gte: filter.due_after.map(ms),
+            lt: filter.due_before.map(ms),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;
