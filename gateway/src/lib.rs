@@ -1,1 +1,114 @@
+//! The FocusForge gateway: the one front door for browsers (gRPC-web, binary
+//! and text, over HTTP/1.1 or HTTP/2) and gRPC clients (HTTP/2 cleartext).
+//!
+//! Each call is routed by its fully qualified service name, taken from the
+//! request path, to an upstream: in-process [`tonic::service::Routes`] or a
+//! remote server over HTTP/2. Bodies stream through without being decoded,
+//! so a new service needs a route in the configuration and no gateway code.
+//! Around the routing the gateway checks bearer tokens, adds and returns an
+//! `x-request-id`, enforces the deadline of `grpc-timeout` (and passes the
+//! remaining time on), limits message sizes, answers CORS preflights, and
+//! serves health and reflection for everything it routes.
 
+mod deadline;
+mod health;
+mod limit;
+mod reflection;
+mod service;
+mod serve;
+mod upstream;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use focusforge_auth::Verifier;
+use http::Uri;
+use tonic::service::Routes;
+
+pub use deadline::{format_grpc_timeout, parse_grpc_timeout};
+pub use serve::{GatewayHandle, serve};
+pub use service::GatewayService;
+
+use upstream::Upstream;
+
+/// Tunables of the gateway.
+#[derive(Debug, Clone)]
+pub struct GatewayOptions {
+    /// Origins browsers may call from; `*` allows any. Empty: no CORS headers.
+    pub cors_origins: Vec<String>,
+    /// How long to wait for a TCP connection to a remote upstream.
+    pub connect_timeout: Duration,
+    /// Largest gRPC message a client may send, in bytes.
+    pub max_message_bytes: usize,
+}
+
+impl Default for GatewayOptions {
+    fn default() -> Self {
+        Self {
+            cors_origins: Vec::new(),
+            connect_timeout: Duration::from_secs(5),
+            max_message_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// Errors in the gateway's configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("upstream for {service}: {reason}")]
+    BadUpstream { service: String, reason: String },
+    #[error("bad cors origin {0:?}")]
+    BadOrigin(String),
+    #[error("reflection: {0}")]
+    Reflection(String),
+}
+
+/// Collects the routes, then builds the [`GatewayService`].
+pub struct Gateway {
+    verifier: Arc<Verifier>,
+    options: GatewayOptions,
+    routes: BTreeMap<String, Arc<Upstream>>,
+}
+
+impl Gateway {
+    pub fn new(verifier: Arc<Verifier>, options: GatewayOptions) -> Self {
+        Self {
+            verifier,
+            options,
+            routes: BTreeMap::new(),
+        }
+    }
+
+    /// Routes the named services to in-process routes (which must also serve
+    /// `grpc.health.v1.Health` for them).
+    pub fn local(mut self, services: &[&str], routes: Routes) -> Self {
+        let upstream = Arc::new(Upstream::Local(routes));
+        for name in services {
+            self.routes.insert((*name).to_owned(), upstream.clone());
+        }
+        self
+    }
+
+    /// Routes a service to a remote server, e.g. `http://tasks:50051`.
+    pub fn remote(mut self, service: &str, uri: &str) -> Result<Self, GatewayError> {
+        let bad = |reason: String| GatewayError::BadUpstream {
+            service: service.to_owned(),
+            reason,
+        };
+        let uri: Uri = uri.parse().map_err(|e| bad(format!("{e}")))?;
+        let upstream = upstream::Remote::new(service, &uri, self.options.connect_timeout)
+            .map_err(bad)?;
+        self.routes.insert(service.to_owned(), Arc::new(Upstream::Remote(upstream)));
+        Ok(self)
+    }
+
+    /// The fully qualified names of the routed services.
+    pub fn services(&self) -> Vec<String> {
+        self.routes.keys().cloned().collect()
+    }
+
+    pub fn build(self) -> Result<GatewayService, GatewayError> {
+        GatewayService::new(self.verifier, self.options, self.routes)
+    }
+}

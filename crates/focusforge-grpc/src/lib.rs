@@ -1,1 +1,14 @@
+//! The gRPC edge of the domain services: a few lines per RPC that verify the
+//! caller, convert messages into domain types and map domain errors into
+//! statuses. All tonic types stop here.
 
+mod auth;
+mod convert;
+mod error;
+mod tasks;
+mod users;
+
+pub use auth::{AuthInterceptor, caller};
+pub use error::into_status;
+pub use tasks::TaskApi;
+pub use users::UserApi;

@@ -1,1 +1,174 @@
-fn main() {}
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use focusforge_server::{Config, Overrides};
+use focusforge_telemetry::LogFormat;
+
+/// FocusForge: an AI productivity backend served over gRPC and gRPC-web.
+#[derive(Parser)]
+#[command(name = "focusforge", version)]
+struct Cli {
+    /// A TOML configuration file (also FOCUSFORGE_CONFIG).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs services and the gateway in one process (the embedded default:
+    /// all state under the data directory, no external server needed).
+    Serve {
+        /// Where state lives.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// The gateway's address (native gRPC and gRPC-web on one port).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Comma-separated services to run, e.g. `tasks,users`.
+        #[arg(long)]
+        services: Option<String>,
+    },
+    /// Runs only the gateway, routing to the upstreams of the configuration.
+    Gateway {
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Prints a bearer token for a user (the bare JWT on stdout).
+    Token {
+        /// The user id (the token's subject).
+        #[arg(long)]
+        user: String,
+        /// Where the embedded default keeps its dev secret.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// How long the token is valid: e.g. 3600s, 90m, 24h, 7d.
+        #[arg(long, default_value = "24h")]
+        ttl: String,
+    },
+}
+
+fn parse_ttl(raw: &str) -> Option<Duration> {
+    let unit_at = raw.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = raw.split_at(unit_at);
+    let n: u64 = n.parse().ok()?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n.checked_mul(60)?,
+        "h" => n.checked_mul(3600)?,
+        "d" => n.checked_mul(86_400)?,
+        _ => return None,
+    };
+    (secs > 0).then(|| Duration::from_secs(secs))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    let mut flags = Overrides::default();
+    match &cli.command {
+        Command::Serve { data_dir, listen, services } => {
+            flags.data_dir.clone_from(data_dir);
+            flags.listen.clone_from(listen);
+            flags.services.clone_from(services);
+        }
+        Command::Gateway { listen } => {
+            flags.listen.clone_from(listen);
+            flags.services = Some(String::new());
+        }
+        Command::Token { data_dir, .. } => flags.data_dir.clone_from(data_dir),
+    }
+    let config = match Config::load(cli.config.as_deref(), &env, &flags) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("focusforge: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+
+    if let Command::Token { user, ttl, .. } = &cli.command {
+        let Some(ttl) = parse_ttl(ttl) else {
+            eprintln!("focusforge: --ttl must look like 3600s, 90m, 24h or 7d");
+            return ExitCode::from(2);
+        };
+        return match focusforge_server::mint_token(&config, user, ttl) {
+            Ok(token) => {
+                println!("{token}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("focusforge: {e:#}");
+                ExitCode::from(1)
+            }
+        };
+    }
+
+    let format = if config.log_format == "json" { LogFormat::Json } else { LogFormat::Human };
+    focusforge_telemetry::init(format, &config.log_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("focusforge: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("focusforge: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let addr = config.listen_addr()?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let mut running = focusforge_server::start(&config, listener).await?;
+    tokio::select! {
+        () = shutdown_signal() => {
+            tracing::info!("shutting down");
+            running.shutdown().await;
+        }
+        () = running.wait() => {}
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttls_parse() {
+        assert_eq!(parse_ttl("90m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_ttl("24h"), Some(Duration::from_secs(86_400)));
+        assert_eq!(parse_ttl("0s"), None);
+        assert_eq!(parse_ttl("h"), None);
+        assert_eq!(parse_ttl("10"), None);
+        assert_eq!(parse_ttl("10y"), None);
+    }
+}

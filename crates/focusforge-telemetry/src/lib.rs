@@ -1,1 +1,40 @@
+//! Logging and tracing set-up. Every request runs inside the gateway's `rpc`
+//! span, which carries the request id, so each line logged while serving it
+//! names the request.
 
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::format::FmtSpan;
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines, for terminals.
+    Human,
+    /// One JSON object per line, with the current span's fields, for collectors.
+    Json,
+}
+
+/// Installs the global subscriber, writing to stderr. `filter` uses the
+/// `RUST_LOG` syntax (`info`, `focusforge_gateway=debug,info`); `RUST_LOG`
+/// itself wins when set. Calling it twice keeps the first subscriber.
+pub fn init(format: LogFormat, filter: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_span_events(FmtSpan::NONE);
+    let _ = match format {
+        LogFormat::Human => builder.with_target(false).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+    };
+}
+
+/// Whether `filter` is a valid directive string.
+pub fn valid_filter(filter: &str) -> bool {
+    EnvFilter::try_new(filter).is_ok()
+}

@@ -1,1 +1,256 @@
+//! The users domain: each user's profile and focus preferences. A profile
+//! with defaults exists from a user's first call; there is no way to address
+//! another user's profile.
 
+use chrono::{DateTime, Utc};
+use focusforge_core::{Error, Result, UserId, Violations};
+use focusforge_store::{Document, NewDocument, Precondition, SharedStore, StoreError};
+use serde::{Deserialize, Serialize};
+
+/// The collection profiles live in, keyed by user id.
+pub const COLLECTION: &str = "user_profiles";
+
+const DISPLAY_NAME_MAX: usize = 100;
+const WRITE_ATTEMPTS: usize = 5;
+
+/// How the user likes to work.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Preferences {
+    pub timezone: String,
+    pub focus_minutes: i32,
+    pub short_break_minutes: i32,
+    pub long_break_minutes: i32,
+    pub daily_goal_minutes: i32,
+}
+
+impl Default for Preferences {
+    fn default() -> Self {
+        Self {
+            timezone: "UTC".into(),
+            focus_minutes: 25,
+            short_break_minutes: 5,
+            long_break_minutes: 15,
+            daily_goal_minutes: 120,
+        }
+    }
+}
+
+impl Preferences {
+    fn check(&self, v: &mut Violations, prefix: &str) {
+        if self.timezone.parse::<chrono_tz::Tz>().is_err() {
+            v.add(format!("{prefix}.timezone"), "must be an IANA time zone such as Europe/Berlin");
+        }
+        let f = |name: &str| format!("{prefix}.{name}");
+        v.range(&f("focus_minutes"), self.focus_minutes.into(), 5, 180);
+        v.range(&f("short_break_minutes"), self.short_break_minutes.into(), 1, 60);
+        v.range(&f("long_break_minutes"), self.long_break_minutes.into(), 1, 120);
+        v.range(&f("daily_goal_minutes"), self.daily_goal_minutes.into(), 0, 1440);
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+struct Body {
+    display_name: String,
+    preferences: Preferences,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    pub user_id: UserId,
+    pub display_name: String,
+    pub preferences: Preferences,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i64,
+}
+
+/// What an update changes; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProfilePatch {
+    pub display_name: Option<String>,
+    pub timezone: Option<String>,
+    pub focus_minutes: Option<i32>,
+    pub short_break_minutes: Option<i32>,
+    pub long_break_minutes: Option<i32>,
+    pub daily_goal_minutes: Option<i32>,
+}
+
+fn to_profile(doc: Document) -> Result<Profile> {
+    let body: Body = serde_json::from_value(doc.body)
+        .map_err(|e| Error::internal(format!("profile of {} is unreadable: {e}", doc.user_id)))?;
+    Ok(Profile {
+        user_id: doc.user_id,
+        display_name: body.display_name,
+        preferences: body.preferences,
+        created_at: doc.created_at,
+        updated_at: doc.updated_at,
+        version: doc.version,
+    })
+}
+
+fn store_err(e: StoreError) -> Error {
+    e.into_domain("profile")
+}
+
+#[derive(Clone)]
+pub struct Users {
+    store: SharedStore,
+}
+
+impl Users {
+    /// Timestamps come from the store's clock.
+    pub fn new(store: SharedStore) -> Self {
+        Self { store }
+    }
+
+    /// The user's profile, created with defaults on first use.
+    pub async fn get(&self, user: &UserId) -> Result<Profile> {
+        self.get_doc(user).await.and_then(to_profile)
+    }
+
+    async fn get_doc(&self, user: &UserId) -> Result<Document> {
+        if let Some(doc) = self.store.get(COLLECTION, user, user.as_str()).await.map_err(store_err)? {
+            return Ok(doc);
+        }
+        let body = serde_json::to_value(Body::default()).map_err(Error::internal)?;
+        let new = NewDocument {
+            id: user.as_str().to_owned(),
+            user_id: user.clone(),
+            body,
+            expires_at: None,
+        };
+        match self.store.insert(COLLECTION, new).await {
+            Ok(doc) => Ok(doc),
+            // Created by a concurrent first call.
+            Err(StoreError::AlreadyExists) => self
+                .store
+                .get(COLLECTION, user, user.as_str())
+                .await
+                .map_err(store_err)?
+                .ok_or_else(|| Error::internal("profile vanished after creation")),
+            Err(e) => Err(store_err(e)),
+        }
+    }
+
+    pub async fn update(&self, user: &UserId, patch: ProfilePatch) -> Result<Profile> {
+        let mut v = Violations::new();
+        v.check(patch != ProfilePatch::default(), "update_mask", "must name at least one field");
+        if let Some(name) = &patch.display_name {
+            v.optional_text("profile.display_name", name.trim(), DISPLAY_NAME_MAX);
+        }
+        v.finish()?;
+
+        for _ in 0..WRITE_ATTEMPTS {
+            let doc = self.get_doc(user).await?;
+            let mut body: Body = serde_json::from_value(doc.body.clone())
+                .map_err(|e| Error::internal(format!("profile is unreadable: {e}")))?;
+            if let Some(name) = &patch.display_name {
+                body.display_name = name.trim().to_owned();
+            }
+            let p = &mut body.preferences;
+            if let Some(tz) = &patch.timezone {
+                p.timezone.clone_from(tz);
+            }
+            let set = |slot: &mut i32, value: Option<i32>| {
+                if let Some(value) = value {
+                    *slot = value;
+                }
+            };
+            set(&mut p.focus_minutes, patch.focus_minutes);
+            set(&mut p.short_break_minutes, patch.short_break_minutes);
+            set(&mut p.long_break_minutes, patch.long_break_minutes);
+            set(&mut p.daily_goal_minutes, patch.daily_goal_minutes);
+            let mut v = Violations::new();
+            body.preferences.check(&mut v, "profile.preferences");
+            v.finish()?;
+
+            let json = serde_json::to_value(&body).map_err(Error::internal)?;
+            let written = self
+                .store
+                .replace(COLLECTION, user, user.as_str(), json, None, Precondition::Version(doc.version))
+                .await;
+            match written {
+                Ok(doc) => return to_profile(doc),
+                Err(StoreError::VersionMismatch { .. }) => continue,
+                Err(e) => return Err(store_err(e)),
+            }
+        }
+        Err(Error::Unavailable("profile is being changed concurrently, try again".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use focusforge_core::ManualClock;
+    use focusforge_store::SqliteStore;
+
+    use super::*;
+
+    fn users() -> (Users, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let clock = Arc::new(ManualClock::new(DateTime::from_timestamp(0, 0).unwrap_or_default()));
+        let store = SqliteStore::open(&dir.path().join("db"), clock.clone()).expect("open");
+        (Users::new(Arc::new(store)), dir)
+    }
+
+    fn user(name: &str) -> UserId {
+        UserId::parse(name).expect("user")
+    }
+
+    #[tokio::test]
+    async fn first_call_creates_defaults_once() {
+        let (users, _dir) = users();
+        let a = users.get(&user("alice")).await.expect("get");
+        assert_eq!(a.preferences, Preferences::default());
+        assert_eq!(a.version, 1);
+        let again = users.get(&user("alice")).await.expect("get");
+        assert_eq!(again, a);
+    }
+
+    #[tokio::test]
+    async fn update_changes_only_the_named_fields_of_the_caller() {
+        let (users, _dir) = users();
+        let patch = ProfilePatch {
+            display_name: Some(" Alice ".into()),
+            timezone: Some("Europe/Berlin".into()),
+            focus_minutes: Some(50),
+            ..ProfilePatch::default()
+        };
+        let p = users.update(&user("alice"), patch).await.expect("update");
+        assert_eq!(p.display_name, "Alice");
+        assert_eq!(p.preferences.timezone, "Europe/Berlin");
+        assert_eq!(p.preferences.focus_minutes, 50);
+        assert_eq!(p.preferences.short_break_minutes, 5);
+        let bob = users.get(&user("bob")).await.expect("bob");
+        assert_eq!(bob.display_name, "");
+        assert_eq!(bob.preferences, Preferences::default());
+    }
+
+    #[tokio::test]
+    async fn bad_preferences_name_their_fields_and_change_nothing() {
+        let (users, _dir) = users();
+        let patch = ProfilePatch {
+            timezone: Some("Mars/Olympus".into()),
+            focus_minutes: Some(1),
+            daily_goal_minutes: Some(5000),
+            ..ProfilePatch::default()
+        };
+        match users.update(&user("alice"), patch).await {
+            Err(Error::InvalidArgument(v)) => {
+                let fields: Vec<_> = v.iter().map(|f| f.field.as_str()).collect();
+                assert_eq!(
+                    fields,
+                    [
+                        "profile.preferences.timezone",
+                        "profile.preferences.focus_minutes",
+                        "profile.preferences.daily_goal_minutes"
+                    ]
+                );
+            }
+            other => panic!("expected invalid argument, got {other:?}"),
+        }
+        assert_eq!(users.get(&user("alice")).await.expect("get").preferences, Preferences::default());
+    }
+}

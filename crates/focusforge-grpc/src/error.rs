@@ -1,0 +1,86 @@
+use std::collections::HashMap;
+
+use focusforge_core::Error;
+use focusforge_proto::ERROR_DOMAIN;
+use focusforge_proto::common::v1::ErrorReason;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// The one place domain errors become gRPC statuses. Client mistakes carry
+/// `google.rpc` details (field violations, an `ErrorInfo` reason); internal
+/// errors are logged in the request's span and sent as a bare `internal`.
+pub fn into_status(err: Error) -> Status {
+    let reason = |r: ErrorReason| ErrorDetails::with_error_info(r.as_str_name(), ERROR_DOMAIN, HashMap::new());
+    match err {
+        Error::InvalidArgument(violations) => {
+            let message = err_message(&violations);
+            let mut details = reason(ErrorReason::InvalidField);
+            for v in violations {
+                details.add_bad_request_violation(v.field, v.description);
+            }
+            Status::with_error_details(Code::InvalidArgument, message, details)
+        }
+        Error::NotFound(what) => Status::with_error_details(
+            Code::NotFound,
+            format!("{what} not found"),
+            reason(ErrorReason::NotFound),
+        ),
+        Error::AlreadyExists(what) => Status::already_exists(format!("{what} already exists")),
+        Error::FailedPrecondition(msg) => {
+            Status::with_error_details(Code::FailedPrecondition, msg, reason(ErrorReason::BadState))
+        }
+        e @ Error::VersionMismatch { .. } => {
+            Status::with_error_details(Code::Aborted, e.to_string(), reason(ErrorReason::VersionMismatch))
+        }
+        Error::Unavailable(msg) => {
+            tracing::warn!(error = %msg, "dependency unavailable");
+            Status::unavailable(msg)
+        }
+        Error::Internal(msg) => {
+            tracing::error!(error = %msg, "internal error");
+            Status::internal("internal error")
+        }
+    }
+}
+
+fn err_message(violations: &[focusforge_core::FieldViolation]) -> String {
+    let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
+    format!("invalid {}", fields.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_arguments_carry_field_violations() {
+        let status = into_status(Error::InvalidArgument(vec![
+            focusforge_core::FieldViolation { field: "title".into(), description: "must not be empty".into() },
+            focusforge_core::FieldViolation { field: "blocks[0].minutes".into(), description: "too big".into() },
+        ]));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(status.message(), "invalid title, blocks[0].minutes");
+        let bad = status.get_details_bad_request().expect("bad request details");
+        let fields: Vec<_> = bad.field_violations.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(fields, ["title", "blocks[0].minutes"]);
+        let info = status.get_details_error_info().expect("error info");
+        assert_eq!(info.reason, "ERROR_REASON_INVALID_FIELD");
+        assert_eq!(info.domain, ERROR_DOMAIN);
+    }
+
+    #[test]
+    fn internal_errors_hide_their_cause() {
+        let status = into_status(Error::Internal("disk on fire at /var/secret".into()));
+        assert_eq!(status.code(), Code::Internal);
+        assert_eq!(status.message(), "internal error");
+    }
+
+    #[test]
+    fn each_kind_has_its_code() {
+        assert_eq!(into_status(Error::NotFound("task".into())).code(), Code::NotFound);
+        assert_eq!(into_status(Error::FailedPrecondition("x".into())).code(), Code::FailedPrecondition);
+        assert_eq!(into_status(Error::VersionMismatch { expected: 1, actual: 2 }).code(), Code::Aborted);
+        assert_eq!(into_status(Error::Unavailable("x".into())).code(), Code::Unavailable);
+        assert_eq!(into_status(Error::AlreadyExists("x".into())).code(), Code::AlreadyExists);
+    }
+}

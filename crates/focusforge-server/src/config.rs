@@ -1,0 +1,288 @@
+//! Typed configuration, layered: defaults, then an optional TOML file, then
+//! `FOCUSFORGE_*` environment variables, then command-line flags. Everything
+//! is validated before anything starts; the first problem is reported as one
+//! line.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The services this binary can run, by short name and gRPC service name.
+pub const SERVICES: &[(&str, &str)] = &[
+    ("tasks", "focusforge.tasks.v1.TaskService"),
+    ("users", "focusforge.users.v1.UserService"),
+];
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the embedded default keeps its state.
+    pub data_dir: PathBuf,
+    /// The gateway's address: native gRPC and gRPC-web on one port.
+    pub listen: String,
+    /// Short names of the services to run in this process.
+    pub services: Vec<String>,
+    /// `human` or `json`.
+    pub log_format: String,
+    /// A tracing filter such as `info` or `focusforge_gateway=debug,info`.
+    pub log_level: String,
+    /// Largest request message, in bytes.
+    pub max_message_bytes: usize,
+    /// Browser origins allowed by CORS; `*` for any.
+    pub cors_origins: Vec<String>,
+    /// TCP connect timeout to remote upstreams, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// How often expired documents are swept, in seconds.
+    pub sweep_interval_secs: u64,
+    pub auth: AuthConfig,
+    /// Remote upstreams by fully qualified service name.
+    pub upstreams: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// HS256 secret (at least 32 bytes). Without it and without a public key,
+    /// a random secret is generated in the data directory.
+    pub jwt_secret: Option<String>,
+    /// RS256 public key (PEM file), the production option.
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// RS256 private key (PEM file), only needed to mint tokens.
+    pub jwt_private_key_file: Option<PathBuf>,
+    /// When set, tokens must carry this `iss`.
+    pub issuer: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            listen: "127.0.0.1:8080".into(),
+            services: SERVICES.iter().map(|(s, _)| (*s).to_owned()).collect(),
+            log_format: "human".into(),
+            log_level: "info".into(),
+            max_message_bytes: 4 * 1024 * 1024,
+            cors_origins: Vec::new(),
+            connect_timeout_ms: 5_000,
+            sweep_interval_secs: 60,
+            auth: AuthConfig::default(),
+            upstreams: BTreeMap::new(),
+        }
+    }
+}
+
+/// Values given on the command line; `None` keeps the lower layers' value.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub services: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+fn err(msg: impl Into<String>) -> ConfigError {
+    ConfigError(msg.into())
+}
+
+fn list(raw: &str) -> Vec<String> {
+    raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+impl Config {
+    /// Builds the configuration from all layers. `env` is the process
+    /// environment (a parameter so tests need not mutate it).
+    pub fn load(
+        file: Option<&Path>,
+        env: &BTreeMap<String, String>,
+        flags: &Overrides,
+    ) -> Result<Self, ConfigError> {
+        let file = file.map(Path::to_path_buf).or_else(|| env.get("FOCUSFORGE_CONFIG").map(PathBuf::from));
+        let mut cfg = match &file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| err(format!("cannot read config file {}: {e}", path.display())))?;
+                toml::from_str(&text).map_err(|e| {
+                    err(format!("config file {}: {}", path.display(), e.message()))
+                })?
+            }
+            None => Config::default(),
+        };
+        cfg.apply_env(env)?;
+        if let Some(d) = &flags.data_dir {
+            cfg.data_dir.clone_from(d);
+        }
+        if let Some(l) = &flags.listen {
+            cfg.listen.clone_from(l);
+        }
+        if let Some(s) = &flags.services {
+            cfg.services = list(s);
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn apply_env(&mut self, env: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+        for (key, value) in env.iter().filter(|(k, _)| k.starts_with("FOCUSFORGE_")) {
+            let number = |name: &str| {
+                value.trim().parse::<u64>().map_err(|_| err(format!("{name} must be a whole number, got {value:?}")))
+            };
+            match key.as_str() {
+                "FOCUSFORGE_CONFIG" => {}
+                "FOCUSFORGE_DATA_DIR" => self.data_dir = PathBuf::from(value),
+                "FOCUSFORGE_LISTEN" => self.listen.clone_from(value),
+                "FOCUSFORGE_SERVICES" => self.services = list(value),
+                "FOCUSFORGE_LOG_FORMAT" => self.log_format.clone_from(value),
+                "FOCUSFORGE_LOG_LEVEL" => self.log_level.clone_from(value),
+                "FOCUSFORGE_MAX_MESSAGE_BYTES" => {
+                    self.max_message_bytes = number(key)? as usize;
+                }
+                "FOCUSFORGE_CORS_ORIGINS" => self.cors_origins = list(value),
+                "FOCUSFORGE_CONNECT_TIMEOUT_MS" => self.connect_timeout_ms = number(key)?,
+                "FOCUSFORGE_SWEEP_INTERVAL_SECS" => self.sweep_interval_secs = number(key)?,
+                "FOCUSFORGE_JWT_SECRET" => self.auth.jwt_secret = Some(value.clone()),
+                "FOCUSFORGE_JWT_PUBLIC_KEY_FILE" => {
+                    self.auth.jwt_public_key_file = Some(PathBuf::from(value));
+                }
+                "FOCUSFORGE_JWT_PRIVATE_KEY_FILE" => {
+                    self.auth.jwt_private_key_file = Some(PathBuf::from(value));
+                }
+                "FOCUSFORGE_JWT_ISSUER" => self.auth.issuer = Some(value.clone()),
+                "FOCUSFORGE_UPSTREAMS" => {
+                    self.upstreams = list(value)
+                        .into_iter()
+                        .map(|pair| match pair.split_once('=') {
+                            Some((svc, uri)) => Ok((svc.trim().to_owned(), uri.trim().to_owned())),
+                            None => Err(err(format!(
+                                "FOCUSFORGE_UPSTREAMS entries must be service=uri, got {pair:?}"
+                            ))),
+                        })
+                        .collect::<Result<_, _>>()?;
+                }
+                // Variables of later releases or other tools are not an error,
+                // but a typo should not pass silently.
+                other => tracing_free_warning(other),
+            }
+        }
+        Ok(())
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.listen_addr()?;
+        for s in &self.services {
+            if !SERVICES.iter().any(|(name, _)| name == s) {
+                let known: Vec<_> = SERVICES.iter().map(|(n, _)| *n).collect();
+                return Err(err(format!("unknown service {s:?} (known: {})", known.join(", "))));
+            }
+        }
+        if !matches!(self.log_format.as_str(), "human" | "json") {
+            return Err(err(format!("log_format must be human or json, got {:?}", self.log_format)));
+        }
+        if !focusforge_telemetry::valid_filter(&self.log_level) {
+            return Err(err(format!("log_level {:?} is not a valid filter", self.log_level)));
+        }
+        if !(1024..=64 * 1024 * 1024).contains(&self.max_message_bytes) {
+            return Err(err("max_message_bytes must be between 1024 and 67108864"));
+        }
+        if !(1..=600_000).contains(&self.connect_timeout_ms) {
+            return Err(err("connect_timeout_ms must be between 1 and 600000"));
+        }
+        if self.sweep_interval_secs == 0 {
+            return Err(err("sweep_interval_secs must be at least 1"));
+        }
+        if let Some(secret) = &self.auth.jwt_secret {
+            if secret.len() < 32 {
+                return Err(err("jwt_secret must be at least 32 bytes"));
+            }
+            if self.auth.jwt_public_key_file.is_some() {
+                return Err(err("set either jwt_secret (HS256) or jwt_public_key_file (RS256), not both"));
+            }
+        }
+        for (service, uri) in &self.upstreams {
+            if !service.contains('.') {
+                return Err(err(format!("upstream key {service:?} must be a fully qualified service name")));
+            }
+            if !uri.starts_with("http://") {
+                return Err(err(format!("upstream for {service} must be an http:// uri, got {uri:?}")));
+            }
+        }
+        if self.services.is_empty() && self.upstreams.is_empty() {
+            return Err(err("nothing to serve: no services and no upstreams"));
+        }
+        Ok(())
+    }
+
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.listen
+            .parse()
+            .map_err(|_| err(format!("listen must be host:port such as 127.0.0.1:8080, got {:?}", self.listen)))
+    }
+}
+
+fn tracing_free_warning(var: &str) {
+    // Logging is not set up yet while configuration loads.
+    eprintln!("focusforge: ignoring unknown environment variable {var}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("ff.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\nlog_level = \"debug\"\ndata_dir = \"/from/file\"\n[upstreams]\n\"a.B\" = \"http://x:1\"\n",
+        )
+        .expect("write");
+        let e = env(&[("FOCUSFORGE_LISTEN", "127.0.0.1:9001"), ("FOCUSFORGE_DATA_DIR", "/from/env")]);
+        let flags = Overrides { data_dir: Some("/from/flag".into()), ..Overrides::default() };
+        let cfg = Config::load(Some(&file), &e, &flags).expect("load");
+        assert_eq!(cfg.log_level, "debug", "file over default");
+        assert_eq!(cfg.listen, "127.0.0.1:9001", "env over file");
+        assert_eq!(cfg.data_dir, PathBuf::from("/from/flag"), "flag over env");
+        assert_eq!(cfg.upstreams.get("a.B").map(String::as_str), Some("http://x:1"));
+        assert_eq!(cfg.services, ["tasks", "users"]);
+    }
+
+    #[test]
+    fn bad_values_are_one_clear_line() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("FOCUSFORGE_LISTEN", "nope")], "listen must be host:port"),
+            (&[("FOCUSFORGE_SERVICES", "tasks,chess")], "unknown service \"chess\""),
+            (&[("FOCUSFORGE_LOG_FORMAT", "xml")], "log_format"),
+            (&[("FOCUSFORGE_MAX_MESSAGE_BYTES", "12")], "max_message_bytes"),
+            (&[("FOCUSFORGE_MAX_MESSAGE_BYTES", "lots")], "must be a whole number"),
+            (&[("FOCUSFORGE_JWT_SECRET", "short")], "at least 32 bytes"),
+            (&[("FOCUSFORGE_UPSTREAMS", "a.B")], "service=uri"),
+            (&[("FOCUSFORGE_UPSTREAMS", "a.B=https://x:1")], "http://"),
+        ];
+        for (vars, expected) in cases {
+            let e = Config::load(None, &env(vars), &Overrides::default()).expect_err("invalid");
+            let msg = e.to_string();
+            assert!(msg.contains(expected), "{msg:?} should mention {expected:?}");
+            assert!(!msg.contains('\n'), "one line: {msg:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_file_keys_are_rejected() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("ff.toml");
+        std::fs::write(&file, "lisen = \"x\"\n").expect("write");
+        let e = Config::load(Some(&file), &BTreeMap::new(), &Overrides::default()).expect_err("bad");
+        assert!(e.to_string().contains("unknown field"), "{e}");
+        let missing = Config::load(Some(&dir.path().join("none.toml")), &BTreeMap::new(), &Overrides::default());
+        assert!(missing.expect_err("missing").to_string().contains("cannot read config file"));
+    }
+}

@@ -1,0 +1,212 @@
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use focusforge_auth::Verifier;
+use http::header::{AUTHORIZATION, HeaderName, HeaderValue};
+use http::{Request, Response};
+use tokio::time::Instant;
+use tonic::Status;
+use tonic::body::Body;
+use tonic::service::Routes;
+use tonic_health::pb::health_server::HealthServer;
+use tower::ServiceExt;
+use tracing::Instrument;
+
+use crate::deadline::parse_grpc_timeout;
+use crate::health::GatewayHealth;
+use crate::limit::{LimitBody, Tripped};
+use crate::reflection::{self, HEALTH};
+use crate::upstream::{CallError, Upstream};
+use crate::{GatewayError, GatewayOptions};
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const GRPC_TIMEOUT: &str = "grpc-timeout";
+
+/// Headers that describe one HTTP hop and must not be forwarded.
+const HOP_BY_HOP: [&str; 6] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+];
+
+/// The gateway's routing core as a tower service over gRPC requests. The
+/// [`serve`](crate::serve) function puts gRPC-web translation and CORS in
+/// front of it.
+#[derive(Clone)]
+pub struct GatewayService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    verifier: Arc<Verifier>,
+    options: GatewayOptions,
+    routes: Arc<BTreeMap<String, Arc<Upstream>>>,
+    /// Health and reflection, served by the gateway itself.
+    own: Routes,
+}
+
+impl GatewayService {
+    pub(crate) fn new(
+        verifier: Arc<Verifier>,
+        options: GatewayOptions,
+        routes: BTreeMap<String, Arc<Upstream>>,
+    ) -> Result<Self, GatewayError> {
+        let routes = Arc::new(routes);
+        let names: Vec<String> = routes.keys().cloned().collect();
+        let health = HealthServer::new(GatewayHealth::new(routes.clone()));
+        let own = reflection::add(Routes::new(health), &names)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                verifier,
+                options,
+                routes,
+                own,
+            }),
+        })
+    }
+
+    pub fn options(&self) -> &GatewayOptions {
+        &self.inner.options
+    }
+}
+
+/// `/pkg.Service/Method` -> `pkg.Service`
+fn service_name(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix('/')?;
+    let (service, method) = rest.split_once('/')?;
+    (!service.is_empty() && !method.is_empty() && !method.contains('/')).then_some(service)
+}
+
+fn is_own(service: &str) -> bool {
+    service == HEALTH || service.starts_with("grpc.reflection.")
+}
+
+fn reply(status: Status) -> Response<Body> {
+    status.into_http()
+}
+
+/// A client's request id if it is short and printable, else a new one.
+fn request_id(req: &Request<Body>) -> HeaderValue {
+    req.headers()
+        .get(&REQUEST_ID)
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.to_str().is_ok())
+        .cloned()
+        .unwrap_or_else(|| {
+            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+                .unwrap_or(HeaderValue::from_static("invalid"))
+        })
+}
+
+impl Inner {
+    async fn handle(&self, mut req: Request<Body>) -> Response<Body> {
+        let Some(service) = service_name(req.uri().path()).map(str::to_owned) else {
+            return reply(Status::unimplemented("not a grpc method path"));
+        };
+        if is_own(&service) {
+            return self.own.clone().oneshot(req).await.unwrap_or_else(|never| match never {});
+        }
+
+        let header = req.headers().get(AUTHORIZATION).map(|v| v.to_str());
+        let verified = match header {
+            Some(Err(_)) => Err("malformed authorization header".to_owned()),
+            Some(Ok(v)) => self.verifier.verify_header(Some(v)).map_err(|e| e.to_string()),
+            None => self.verifier.verify_header(None).map_err(|e| e.to_string()),
+        };
+        if let Err(reason) = verified {
+            tracing::info!(%reason, "unauthenticated");
+            return reply(Status::unauthenticated(reason));
+        }
+
+        let Some(upstream) = self.routes.get(&service).cloned() else {
+            return reply(Status::unimplemented(format!("service {service} is not available here")));
+        };
+
+        let deadline = match req.headers().get(GRPC_TIMEOUT).map(|v| v.to_str()) {
+            None => None,
+            Some(Ok(v)) => match parse_grpc_timeout(v) {
+                Some(d) => Some(Instant::now() + d),
+                None => return reply(Status::invalid_argument("malformed grpc-timeout header")),
+            },
+            Some(Err(_)) => return reply(Status::invalid_argument("malformed grpc-timeout header")),
+        };
+        for name in HOP_BY_HOP {
+            req.headers_mut().remove(name);
+        }
+
+        let tripped = Tripped::default();
+        let limit = self.options.max_message_bytes;
+        let req = req.map(|b| Body::new(LimitBody::new(b, limit, tripped.clone())));
+        let res = upstream.call(req, deadline).await;
+        if let Some(reason) = tripped.get() {
+            return reply(Status::invalid_argument(reason.clone()));
+        }
+        match res {
+            Ok(res) => res,
+            Err(CallError::Unreachable(status)) => reply(status),
+            Err(CallError::DeadlineExceeded) => reply(Status::deadline_exceeded("deadline exceeded")),
+        }
+    }
+}
+
+impl tower::Service<Request<Body>> for GatewayService {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        let inner = self.inner.clone();
+        let id = request_id(&req);
+        req.headers_mut().insert(REQUEST_ID, id.clone());
+        let span = tracing::info_span!(
+            "rpc",
+            request_id = %id.to_str().unwrap_or_default(),
+            method = %req.uri().path(),
+        );
+        Box::pin(
+            async move {
+                let started = Instant::now();
+                let mut res = inner.handle(req).await;
+                res.headers_mut().insert(REQUEST_ID, id);
+                let status = res
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("in trailers")
+                    .to_owned();
+                tracing::info!(
+                    grpc_status = %status,
+                    elapsed_us = started.elapsed().as_micros() as u64,
+                    "rpc"
+                );
+                Ok(res)
+            }
+            .instrument(span),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_names_come_from_the_path() {
+        assert_eq!(service_name("/focusforge.tasks.v1.TaskService/GetTask"), Some("focusforge.tasks.v1.TaskService"));
+        assert_eq!(service_name("/x/"), None);
+        assert_eq!(service_name("/x"), None);
+        assert_eq!(service_name("x/y"), None);
+        assert_eq!(service_name("/a/b/c"), None);
+        assert_eq!(service_name("//m"), None);
+    }
+}
