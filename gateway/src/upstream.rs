@@ -144,7 +144,7 @@ impl Remote {
         *req.version_mut() = http::Version::HTTP_2;
         let call = async {
             sender.ready().await.map_err(|e| self.unreachable(e))?;
-            sender.send_request(req).await.map_err(|e| self.unreachable(e))
+            sender.send_request(req).await.map_err(|e| self.unreachable(format!("{e:?}")))
         };
         let res = match deadline {
             Some(at) => tokio::time::timeout_at(at, call)

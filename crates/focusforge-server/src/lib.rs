@@ -98,32 +98,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
             .with_context(|| format!("cannot open the document store at {}", path.display()))?;
         let store: SharedStore = Arc::new(sqlite);
         background.push(spawn_sweeper(store.clone(), Duration::from_secs(config.sweep_interval_secs)));
-
-        let (reporter, health) = tonic_health::server::health_reporter();
-        let auth = AuthInterceptor::new(verifier);
-        let limit = config.max_message_bytes;
-        let mut routes = Routes::new(health);
-        let mut names = Vec::new();
-        for (short, full) in SERVICES {
-            if !config.services.iter().any(|s| s == short) {
-                continue;
-            }
-            routes = match *short {
-                "tasks" => routes.add_service(InterceptedService::new(
-                    TaskServiceServer::new(TaskApi(Tasks::new(store.clone(), clock.clone())))
-                        .max_decoding_message_size(limit),
-                    auth.clone(),
-                )),
-                "users" => routes.add_service(InterceptedService::new(
-                    UserServiceServer::new(UserApi(Users::new(store.clone())))
-                        .max_decoding_message_size(limit),
-                    auth.clone(),
-                )),
-                other => anyhow::bail!("service {other} has no wiring"),
-            };
-            reporter.set_service_status(*full, ServingStatus::Serving).await;
-            names.push(*full);
-        }
+        let (names, routes) = service_routes(config, store, clock, verifier).await?;
         gateway = gateway.local(&names, routes);
     }
     for (service, uri) in &config.upstreams {
@@ -147,6 +122,42 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         gateway: handle,
         background,
     })
+}
+
+/// The configured services as in-process routes, each verifying tokens itself,
+/// plus their `grpc.health.v1.Health`. Returns the routed service names.
+pub async fn service_routes(
+    config: &Config,
+    store: SharedStore,
+    clock: Arc<dyn Clock>,
+    verifier: Arc<Verifier>,
+) -> anyhow::Result<(Vec<&'static str>, Routes)> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    let auth = AuthInterceptor::new(verifier);
+    let limit = config.max_message_bytes;
+    let mut routes = Routes::new(health);
+    let mut names = Vec::new();
+    for (short, full) in SERVICES {
+        if !config.services.iter().any(|s| s == short) {
+            continue;
+        }
+        routes = match *short {
+            "tasks" => routes.add_service(InterceptedService::new(
+                TaskServiceServer::new(TaskApi(Tasks::new(store.clone(), clock.clone())))
+                    .max_decoding_message_size(limit),
+                auth.clone(),
+            )),
+            "users" => routes.add_service(InterceptedService::new(
+                UserServiceServer::new(UserApi(Users::new(store.clone())))
+                    .max_decoding_message_size(limit),
+                auth.clone(),
+            )),
+            other => anyhow::bail!("service {other} has no wiring"),
+        };
+        reporter.set_service_status(*full, ServingStatus::Serving).await;
+        names.push(*full);
+    }
+    Ok((names, routes))
 }
 
 fn spawn_sweeper(store: SharedStore, every: Duration) -> JoinHandle<()> {

@@ -1,0 +1,10 @@
+//! End-to-end tests: the binary's services started in-process on
+//! `127.0.0.1:0` and called through the gateway, with a tonic client over
+//! HTTP/2 and with raw gRPC-web over HTTP/1.1 and HTTP/2.
+
+mod auth;
+mod grpc_web;
+mod harness;
+mod mesh;
+mod tasks;
+mod validation;
