@@ -95,7 +95,10 @@ impl Health for GatewayHealth {
                     () = tokio::time::sleep(WATCH_INTERVAL) => {}
                     () = tx.closed() => return,
                 }
-                status = this.status_of(&service).await.unwrap_or(PbStatus::ServiceUnknown);
+                status = this
+                    .status_of(&service)
+                    .await
+                    .unwrap_or(PbStatus::ServiceUnknown);
             }
         });
         Ok(Response::new(ReceiverStream::new(rx)))
@@ -118,10 +121,15 @@ impl tower::Service<HttpRequest<Body>> for UpstreamChannel {
     fn call(&mut self, req: HttpRequest<Body>) -> Self::Future {
         let upstream = self.0.clone();
         Box::pin(async move {
-            match upstream.call(req, Some(Instant::now() + CHECK_TIMEOUT)).await {
+            match upstream
+                .call(req, Some(Instant::now() + CHECK_TIMEOUT))
+                .await
+            {
                 Ok(res) => Ok(res),
                 Err(CallError::Unreachable(status)) => Err(status),
-                Err(CallError::DeadlineExceeded) => Err(Status::deadline_exceeded("health check timed out")),
+                Err(CallError::DeadlineExceeded) => {
+                    Err(Status::deadline_exceeded("health check timed out"))
+                }
             }
         })
     }

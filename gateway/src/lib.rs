@@ -14,8 +14,8 @@ mod deadline;
 mod health;
 mod limit;
 mod reflection;
-mod service;
 mod serve;
+mod service;
 mod upstream;
 
 use std::collections::BTreeMap;
@@ -97,9 +97,10 @@ impl Gateway {
             reason,
         };
         let uri: Uri = uri.parse().map_err(|e| bad(format!("{e}")))?;
-        let upstream = upstream::Remote::new(service, &uri, self.options.connect_timeout)
-            .map_err(bad)?;
-        self.routes.insert(service.to_owned(), Arc::new(Upstream::Remote(upstream)));
+        let upstream =
+            upstream::Remote::new(service, &uri, self.options.connect_timeout).map_err(bad)?;
+        self.routes
+            .insert(service.to_owned(), Arc::new(Upstream::Remote(upstream)));
         Ok(self)
     }
 

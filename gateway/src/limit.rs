@@ -52,7 +52,12 @@ impl<B> LimitBody<B> {
             self.header_len += take;
             data.advance(take);
             if self.header_len == 5 {
-                let len = u32::from_be_bytes([self.header[1], self.header[2], self.header[3], self.header[4]]);
+                let len = u32::from_be_bytes([
+                    self.header[1],
+                    self.header[2],
+                    self.header[3],
+                    self.header[4],
+                ]);
                 if len as usize > self.limit {
                     return Err(format!(
                         "request message is {len} bytes, the limit is {} bytes",
@@ -82,11 +87,11 @@ where
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    if let Err(reason) = this.scan(data) {
-                        let _ = this.tripped.set(reason.clone());
-                        return Poll::Ready(Some(Err(Status::invalid_argument(reason))));
-                    }
+                if let Some(data) = frame.data_ref()
+                    && let Err(reason) = this.scan(data)
+                {
+                    let _ = this.tripped.set(reason.clone());
+                    return Poll::Ready(Some(Err(Status::invalid_argument(reason))));
                 }
                 Poll::Ready(Some(Ok(frame)))
             }

@@ -24,7 +24,12 @@ pub fn add(routes: Routes, services: &[String]) -> Result<Routes, GatewayError> 
             .register_encoded_file_descriptor_set(
                 tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
             );
-        for name in services.iter().map(String::as_str).chain([HEALTH, REFLECTION_V1, REFLECTION_V1ALPHA]) {
+        for name in
+            services
+                .iter()
+                .map(String::as_str)
+                .chain([HEALTH, REFLECTION_V1, REFLECTION_V1ALPHA])
+        {
             b = b.with_service_name(name);
         }
         b

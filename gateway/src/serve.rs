@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use http::header::{HeaderName, HeaderValue};
 use http::Method;
+use http::header::{HeaderName, HeaderValue};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -71,10 +71,16 @@ impl GatewayHandle {
 }
 
 /// Serves the gateway on `listener` until the handle shuts it down.
-pub fn serve(listener: TcpListener, gateway: GatewayService) -> Result<GatewayHandle, GatewayError> {
+pub fn serve(
+    listener: TcpListener,
+    gateway: GatewayService,
+) -> Result<GatewayHandle, GatewayError> {
     let local_addr = listener
         .local_addr()
-        .map_err(|e| GatewayError::BadUpstream { service: "listener".into(), reason: e.to_string() })?;
+        .map_err(|e| GatewayError::BadUpstream {
+            service: "listener".into(),
+            reason: e.to_string(),
+        })?;
     let cors = cors(&gateway.options().cors_origins)?;
     let stack = ServiceBuilder::new()
         .option_layer(cors)
@@ -113,9 +119,16 @@ pub fn serve(listener: TcpListener, gateway: GatewayService) -> Result<GatewayHa
             }
         }
         drop(listener);
-        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+            .await
+            .is_err()
+        {
             tracing::warn!("calls still in flight after the drain timeout were cut");
         }
     });
-    Ok(GatewayHandle { local_addr, stop, task })
+    Ok(GatewayHandle {
+        local_addr,
+        stop,
+        task,
+    })
 }

@@ -110,13 +110,21 @@ impl Inner {
             return reply(Status::unimplemented("not a grpc method path"));
         };
         if is_own(&service) {
-            return self.own.clone().oneshot(req).await.unwrap_or_else(|never| match never {});
+            return self
+                .own
+                .clone()
+                .oneshot(req)
+                .await
+                .unwrap_or_else(|never| match never {});
         }
 
         let header = req.headers().get(AUTHORIZATION).map(|v| v.to_str());
         let verified = match header {
             Some(Err(_)) => Err("malformed authorization header".to_owned()),
-            Some(Ok(v)) => self.verifier.verify_header(Some(v)).map_err(|e| e.to_string()),
+            Some(Ok(v)) => self
+                .verifier
+                .verify_header(Some(v))
+                .map_err(|e| e.to_string()),
             None => self.verifier.verify_header(None).map_err(|e| e.to_string()),
         };
         if let Err(reason) = verified {
@@ -125,7 +133,9 @@ impl Inner {
         }
 
         let Some(upstream) = self.routes.get(&service).cloned() else {
-            return reply(Status::unimplemented(format!("service {service} is not available here")));
+            return reply(Status::unimplemented(format!(
+                "service {service} is not available here"
+            )));
         };
 
         let deadline = match req.headers().get(GRPC_TIMEOUT).map(|v| v.to_str()) {
@@ -134,7 +144,9 @@ impl Inner {
                 Some(d) => Some(Instant::now() + d),
                 None => return reply(Status::invalid_argument("malformed grpc-timeout header")),
             },
-            Some(Err(_)) => return reply(Status::invalid_argument("malformed grpc-timeout header")),
+            Some(Err(_)) => {
+                return reply(Status::invalid_argument("malformed grpc-timeout header"));
+            }
         };
         for name in HOP_BY_HOP {
             req.headers_mut().remove(name);
@@ -150,7 +162,9 @@ impl Inner {
         match res {
             Ok(res) => res,
             Err(CallError::Unreachable(status)) => reply(status),
-            Err(CallError::DeadlineExceeded) => reply(Status::deadline_exceeded("deadline exceeded")),
+            Err(CallError::DeadlineExceeded) => {
+                reply(Status::deadline_exceeded("deadline exceeded"))
+            }
         }
     }
 }
@@ -202,7 +216,10 @@ mod tests {
 
     #[test]
     fn service_names_come_from_the_path() {
-        assert_eq!(service_name("/focusforge.tasks.v1.TaskService/GetTask"), Some("focusforge.tasks.v1.TaskService"));
+        assert_eq!(
+            service_name("/focusforge.tasks.v1.TaskService/GetTask"),
+            Some("focusforge.tasks.v1.TaskService")
+        );
         assert_eq!(service_name("/x/"), None);
         assert_eq!(service_name("/x"), None);
         assert_eq!(service_name("x/y"), None);

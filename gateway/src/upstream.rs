@@ -62,7 +62,10 @@ pub struct Remote {
 
 impl Remote {
     pub fn new(service: &str, uri: &Uri, connect_timeout: Duration) -> Result<Self, String> {
-        let scheme = uri.scheme().cloned().ok_or("needs a scheme such as http://")?;
+        let scheme = uri
+            .scheme()
+            .cloned()
+            .ok_or("needs a scheme such as http://")?;
         if scheme != Scheme::HTTP {
             return Err("only http:// (HTTP/2 cleartext) upstreams are supported".into());
         }
@@ -91,17 +94,19 @@ impl Remote {
     /// connect timeout and what is left of the deadline.
     async fn sender(&self, deadline: Option<Instant>) -> Result<SendRequest<Body>, CallError> {
         let budget = match deadline {
-            Some(at) => at.saturating_duration_since(Instant::now()).min(self.connect_timeout),
+            Some(at) => at
+                .saturating_duration_since(Instant::now())
+                .min(self.connect_timeout),
             None => self.connect_timeout,
         };
         let until = Instant::now() + budget;
         let mut slot = tokio::time::timeout_at(until, self.conn.lock())
             .await
             .map_err(|_| self.unreachable("timed out waiting for a connection"))?;
-        if let Some(sender) = slot.as_ref() {
-            if !sender.is_closed() {
-                return Ok(sender.clone());
-            }
+        if let Some(sender) = slot.as_ref()
+            && !sender.is_closed()
+        {
+            return Ok(sender.clone());
         }
         *slot = None;
         let addr = self.authority.as_str().to_owned();
@@ -144,7 +149,10 @@ impl Remote {
         *req.version_mut() = http::Version::HTTP_2;
         let call = async {
             sender.ready().await.map_err(|e| self.unreachable(e))?;
-            sender.send_request(req).await.map_err(|e| self.unreachable(format!("{e:?}")))
+            sender
+                .send_request(req)
+                .await
+                .map_err(|e| self.unreachable(format!("{e:?}")))
         };
         let res = match deadline {
             Some(at) => tokio::time::timeout_at(at, call)

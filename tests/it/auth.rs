@@ -24,11 +24,19 @@ fn now() -> u64 {
 }
 
 fn bad_tokens() -> Vec<(&'static str, Option<String>)> {
-    let expired = token_with(&Claims { sub: "alice".into(), exp: now() - 600, iat: now() - 1200, iss: None });
-    let wrong_key = Minter::new(&KeyMaterial::Hs256(b"some-other-secret-some-other-sec".to_vec()), None)
-        .expect("minter")
-        .mint(&focusforge_core::UserId::parse("alice").expect("user"), 600)
-        .expect("mint");
+    let expired = token_with(&Claims {
+        sub: "alice".into(),
+        exp: now() - 600,
+        iat: now() - 1200,
+        iss: None,
+    });
+    let wrong_key = Minter::new(
+        &KeyMaterial::Hs256(b"some-other-secret-some-other-sec".to_vec()),
+        None,
+    )
+    .expect("minter")
+    .mint(&focusforge_core::UserId::parse("alice").expect("user"), 600)
+    .expect("mint");
     let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
     let claims = URL_SAFE_NO_PAD.encode(format!(r#"{{"sub":"alice","exp":{}}}"#, now() + 600));
     let alg_none = format!("{header}.{claims}.");
@@ -46,7 +54,10 @@ async fn every_bad_token_is_unauthenticated_at_the_gateway() {
     let server = Server::start().await;
     let mut tasks = server.tasks().await;
     for (what, tok) in bad_tokens() {
-        let msg = CreateTaskRequest { title: "x".into(), ..Default::default() };
+        let msg = CreateTaskRequest {
+            title: "x".into(),
+            ..Default::default()
+        };
         let req = match &tok {
             Some(t) => bearer(t, msg),
             None => tonic::Request::new(msg),
@@ -56,10 +67,19 @@ async fn every_bad_token_is_unauthenticated_at_the_gateway() {
     }
     // A header that is not a bearer token at all.
     let mut req = tonic::Request::new(ListTasksRequest::default());
-    req.metadata_mut().insert("authorization", "Basic YWxpY2U6cHc=".parse().expect("value"));
-    assert_eq!(tasks.list_tasks(req).await.expect_err("basic").code(), Code::Unauthenticated);
+    req.metadata_mut().insert(
+        "authorization",
+        "Basic YWxpY2U6cHc=".parse().expect("value"),
+    );
+    assert_eq!(
+        tasks.list_tasks(req).await.expect_err("basic").code(),
+        Code::Unauthenticated
+    );
     // Nothing was created by any of the refused calls.
-    let listed = tasks.list_tasks(authed("alice", ListTasksRequest::default())).await.expect("list");
+    let listed = tasks
+        .list_tasks(authed("alice", ListTasksRequest::default()))
+        .await
+        .expect("list");
     assert!(listed.into_inner().tasks.is_empty());
     server.stop().await;
 }
@@ -72,8 +92,12 @@ async fn services_verify_tokens_without_the_gateway() {
     let cfg = config(&dir);
     let clock = Arc::new(SystemClock);
     let store = Arc::new(SqliteStore::open(&dir.path().join("db"), clock.clone()).expect("store"));
-    let verifier = Arc::new(Verifier::new(&KeyMaterial::Hs256(SECRET.as_bytes().to_vec()), None).expect("verifier"));
-    let (_, routes) = focusforge_server::service_routes(&cfg, store, clock, verifier).await.expect("routes");
+    let verifier = Arc::new(
+        Verifier::new(&KeyMaterial::Hs256(SECRET.as_bytes().to_vec()), None).expect("verifier"),
+    );
+    let (_, routes) = focusforge_server::service_routes(&cfg, store, clock, verifier)
+        .await
+        .expect("routes");
     let mut direct = TaskServiceClient::new(routes);
     for (what, tok) in bad_tokens() {
         let msg = ListTasksRequest::default();
@@ -84,7 +108,9 @@ async fn services_verify_tokens_without_the_gateway() {
         let err = direct.list_tasks(req).await.expect_err(what);
         assert_eq!(err.code(), Code::Unauthenticated, "{what}");
     }
-    let ok = direct.list_tasks(bearer(&token("alice"), ListTasksRequest::default())).await;
+    let ok = direct
+        .list_tasks(bearer(&token("alice"), ListTasksRequest::default()))
+        .await;
     assert!(ok.is_ok(), "a valid token passes: {ok:?}");
 }
 
@@ -93,24 +119,53 @@ async fn another_users_task_is_not_found_like_a_missing_one() {
     let server = Server::start().await;
     let mut tasks = server.tasks().await;
     let task: Task = tasks
-        .create_task(authed("alice", CreateTaskRequest { title: "alice's".into(), ..Default::default() }))
+        .create_task(authed(
+            "alice",
+            CreateTaskRequest {
+                title: "alice's".into(),
+                ..Default::default()
+            },
+        ))
         .await
         .expect("create")
         .into_inner()
         .task
         .expect("task");
     let missing = tasks
-        .get_task(authed("bob", GetTaskRequest { id: "no-such-task".into() }))
+        .get_task(authed(
+            "bob",
+            GetTaskRequest {
+                id: "no-such-task".into(),
+            },
+        ))
         .await
         .expect_err("missing");
     let id = task.id.clone();
     let attempts: Vec<(&str, tonic::Status)> = vec![
-        ("get", tasks.get_task(authed("bob", GetTaskRequest { id: id.clone() })).await.expect_err("get")),
-        ("start", tasks.start_task(authed("bob", StartTaskRequest { id: id.clone() })).await.expect_err("start")),
+        (
+            "get",
+            tasks
+                .get_task(authed("bob", GetTaskRequest { id: id.clone() }))
+                .await
+                .expect_err("get"),
+        ),
+        (
+            "start",
+            tasks
+                .start_task(authed("bob", StartTaskRequest { id: id.clone() }))
+                .await
+                .expect_err("start"),
+        ),
         (
             "complete",
             tasks
-                .complete_task(authed("bob", CompleteTaskRequest { id: id.clone(), proof_text: "mine now".into() }))
+                .complete_task(authed(
+                    "bob",
+                    CompleteTaskRequest {
+                        id: id.clone(),
+                        proof_text: "mine now".into(),
+                    },
+                ))
                 .await
                 .expect_err("complete"),
         ),
@@ -120,27 +175,57 @@ async fn another_users_task_is_not_found_like_a_missing_one() {
                 .update_task(authed(
                     "bob",
                     UpdateTaskRequest {
-                        task: Some(Task { id: id.clone(), title: "stolen".into(), ..Default::default() }),
-                        update_mask: Some(FieldMask { paths: vec!["title".into()] }),
+                        task: Some(Task {
+                            id: id.clone(),
+                            title: "stolen".into(),
+                            ..Default::default()
+                        }),
+                        update_mask: Some(FieldMask {
+                            paths: vec!["title".into()],
+                        }),
                         expected_version: 0,
                     },
                 ))
                 .await
                 .expect_err("update"),
         ),
-        ("delete", tasks.delete_task(authed("bob", DeleteTaskRequest { id: id.clone() })).await.expect_err("delete")),
+        (
+            "delete",
+            tasks
+                .delete_task(authed("bob", DeleteTaskRequest { id: id.clone() }))
+                .await
+                .expect_err("delete"),
+        ),
     ];
     for (what, err) in attempts {
         assert_eq!(err.code(), Code::NotFound, "{what}");
-        assert_eq!(err.message(), missing.message(), "{what} must not reveal the task exists");
+        assert_eq!(
+            err.message(),
+            missing.message(),
+            "{what} must not reveal the task exists"
+        );
     }
-    let bobs = tasks.list_tasks(authed("bob", ListTasksRequest::default())).await.expect("list");
+    let bobs = tasks
+        .list_tasks(authed("bob", ListTasksRequest::default()))
+        .await
+        .expect("list");
     assert!(bobs.into_inner().tasks.is_empty());
-    let still = tasks.get_task(authed("alice", GetTaskRequest { id })).await.expect("alice still sees it");
+    let still = tasks
+        .get_task(authed("alice", GetTaskRequest { id }))
+        .await
+        .expect("alice still sees it");
     let still = still.into_inner().task.expect("task");
     assert_eq!(still, task, "bob's attempts changed nothing");
 
-    let profile = server.users().await.get_profile(authed("bob", GetProfileRequest {})).await.expect("profile");
-    assert_eq!(profile.into_inner().profile.expect("profile").user_id, "bob");
+    let profile = server
+        .users()
+        .await
+        .get_profile(authed("bob", GetProfileRequest {}))
+        .await
+        .expect("profile");
+    assert_eq!(
+        profile.into_inner().profile.expect("profile").user_id,
+        "bob"
+    );
     server.stop().await;
 }

@@ -51,8 +51,14 @@ impl Server {
 
     pub async fn start_in(dir: TempDir, cfg: Config) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let running = focusforge_server::start(&cfg, listener).await.expect("start");
-        Self { addr: running.local_addr, dir, running }
+        let running = focusforge_server::start(&cfg, listener)
+            .await
+            .expect("start");
+        Self {
+            addr: running.local_addr,
+            dir,
+            running,
+        }
     }
 
     /// Stops the server and hands back its data directory.
@@ -66,7 +72,11 @@ impl Server {
     }
 
     pub async fn channel(&self) -> Channel {
-        Channel::from_shared(self.url()).expect("uri").connect().await.expect("connect")
+        Channel::from_shared(self.url())
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect")
     }
 
     pub async fn tasks(&self) -> TaskServiceClient<Channel> {
@@ -117,7 +127,10 @@ pub struct WebResponse {
 
 impl WebResponse {
     pub fn trailer(&self, name: &str) -> Option<&str> {
-        self.trailers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.trailers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn grpc_status(&self) -> Option<&str> {
@@ -145,7 +158,10 @@ pub async fn grpc_web(
     framed.extend_from_slice(&(payload.len() as u32).to_be_bytes());
     framed.extend_from_slice(&payload);
     let (content_type, body) = if text {
-        ("application/grpc-web-text", STANDARD.encode(&framed).into_bytes())
+        (
+            "application/grpc-web-text",
+            STANDARD.encode(&framed).into_bytes(),
+        )
     } else {
         ("application/grpc-web+proto", framed)
     };
@@ -161,7 +177,11 @@ pub async fn grpc_web(
     let status = res.status();
     let headers = res.headers().clone();
     let body = res.into_body().collect().await.expect("body").to_bytes();
-    let raw = if text { decode_text(&body) } else { body.to_vec() };
+    let raw = if text {
+        decode_text(&body)
+    } else {
+        body.to_vec()
+    };
     parse_frames(status, headers, &raw)
 }
 
@@ -180,9 +200,10 @@ pub async fn send(
             sender.send_request(req).await.expect("send")
         }
         Http::V2 => {
-            let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-                .await
-                .expect("h2");
+            let (mut sender, conn) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                    .await
+                    .expect("h2");
             tokio::spawn(conn);
             sender.send_request(req).await.expect("send")
         }
@@ -192,7 +213,11 @@ pub async fn send(
 /// grpc-web-text bodies may be several base64 strings back to back, each
 /// padded; decoding four characters at a time handles both forms.
 fn decode_text(body: &[u8]) -> Vec<u8> {
-    let clean: Vec<u8> = body.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
+    let clean: Vec<u8> = body
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
     clean
         .chunks(4)
         .flat_map(|quad| STANDARD.decode(quad).expect("base64 quad"))
@@ -210,7 +235,10 @@ fn parse_frames(status: StatusCode, headers: HeaderMap, mut raw: &[u8]) -> WebRe
         let data = &raw[..len];
         if flag & 0x80 != 0 {
             trailer_frame = true;
-            for line in String::from_utf8_lossy(data).split("\r\n").filter(|l| !l.is_empty()) {
+            for line in String::from_utf8_lossy(data)
+                .split("\r\n")
+                .filter(|l| !l.is_empty())
+            {
                 if let Some((k, v)) = line.split_once(':') {
                     trailers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
                 }
@@ -228,7 +256,13 @@ fn parse_frames(status: StatusCode, headers: HeaderMap, mut raw: &[u8]) -> WebRe
             }
         }
     }
-    WebResponse { status, headers, messages, trailers, trailer_frame }
+    WebResponse {
+        status,
+        headers,
+        messages,
+        trailers,
+        trailer_frame,
+    }
 }
 
 /// Polls until `f` succeeds or the time is up; for state that settles asynchronously.

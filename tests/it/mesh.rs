@@ -4,7 +4,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use focusforge_proto::tasks::v1::{CreateTaskRequest, CreateTaskResponse, GetTaskRequest, ListTasksRequest};
+use focusforge_proto::tasks::v1::{
+    CreateTaskRequest, CreateTaskResponse, GetTaskRequest, ListTasksRequest,
+};
 use focusforge_proto::users::v1::GetProfileRequest;
 use http::{HeaderMap, Request, Response};
 use http_body_util::Full;
@@ -13,13 +15,13 @@ use prost::Message;
 use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
 use tonic::Code;
+use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
+use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
 use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
-use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
 
 use crate::harness::{Http, Server, authed, config, eventually, grpc_web, token};
 
@@ -46,7 +48,9 @@ async fn gateway(upstreams: BTreeMap<String, String>) -> Server {
 async fn health(server: &Server, service: &str) -> Result<i32, tonic::Status> {
     let mut client = HealthClient::new(server.channel().await);
     client
-        .check(HealthCheckRequest { service: service.into() })
+        .check(HealthCheckRequest {
+            service: service.into(),
+        })
         .await
         .map(|r| r.into_inner().status)
 }
@@ -62,7 +66,13 @@ async fn reflected_services(server: &Server) -> Vec<String> {
         .await
         .expect("reflection")
         .into_inner();
-    match stream.next().await.expect("one reply").expect("ok").message_response {
+    match stream
+        .next()
+        .await
+        .expect("one reply")
+        .expect("ok")
+        .message_response
+    {
         Some(MessageResponse::ListServicesResponse(list)) => {
             let mut names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
             names.sort();
@@ -76,9 +86,15 @@ async fn reflected_services(server: &Server) -> Vec<String> {
 async fn a_single_process_reports_health_and_reflection_for_each_service() {
     let server = Server::start().await;
     for service in ["", TASKS, USERS] {
-        assert_eq!(health(&server, service).await.expect("check"), ServingStatus::Serving as i32, "{service:?}");
+        assert_eq!(
+            health(&server, service).await.expect("check"),
+            ServingStatus::Serving as i32,
+            "{service:?}"
+        );
     }
-    let unknown = health(&server, "focusforge.nope.v1.Nope").await.expect_err("unknown");
+    let unknown = health(&server, "focusforge.nope.v1.Nope")
+        .await
+        .expect_err("unknown");
     assert_eq!(unknown.code(), Code::NotFound);
     let names = reflected_services(&server).await;
     assert_eq!(
@@ -112,7 +128,13 @@ async fn the_gateway_routes_to_remote_services_and_reports_their_health() {
     let created = gw
         .tasks()
         .await
-        .create_task(authed("alice", CreateTaskRequest { title: "via the mesh".into(), ..Default::default() }))
+        .create_task(authed(
+            "alice",
+            CreateTaskRequest {
+                title: "via the mesh".into(),
+                ..Default::default()
+            },
+        ))
         .await
         .expect("create through gateway")
         .into_inner()
@@ -121,30 +143,69 @@ async fn the_gateway_routes_to_remote_services_and_reports_their_health() {
     let direct = tasks_node
         .tasks()
         .await
-        .get_task(authed("alice", GetTaskRequest { id: created.id.clone() }))
+        .get_task(authed(
+            "alice",
+            GetTaskRequest {
+                id: created.id.clone(),
+            },
+        ))
         .await
         .expect("visible on the node");
-    assert_eq!(direct.into_inner().task.expect("task").title, "via the mesh");
+    assert_eq!(
+        direct.into_inner().task.expect("task").title,
+        "via the mesh"
+    );
 
     // gRPC-web is translated at the gateway and streamed through.
     let auth = format!("Bearer {}", token("alice"));
-    let req = CreateTaskRequest { title: "web via mesh".into(), ..Default::default() };
-    let res = grpc_web(gw.addr, "/focusforge.tasks.v1.TaskService/CreateTask", &req, true, Http::V1, &[("authorization", &auth)]).await;
+    let req = CreateTaskRequest {
+        title: "web via mesh".into(),
+        ..Default::default()
+    };
+    let res = grpc_web(
+        gw.addr,
+        "/focusforge.tasks.v1.TaskService/CreateTask",
+        &req,
+        true,
+        Http::V1,
+        &[("authorization", &auth)],
+    )
+    .await;
     assert_eq!(res.grpc_status(), Some("0"), "{res:?}");
-    let task = CreateTaskResponse::decode(res.messages[0].clone()).expect("decode").task.expect("task");
+    let task = CreateTaskResponse::decode(res.messages[0].clone())
+        .expect("decode")
+        .task
+        .expect("task");
     assert_eq!(task.title, "web via mesh");
 
     // Health through the gateway reflects each upstream.
-    assert_eq!(health(&gw, TASKS).await.expect("check"), ServingStatus::Serving as i32);
-    assert_eq!(health(&gw, USERS).await.expect("check"), ServingStatus::NotServing as i32);
-    assert_eq!(health(&gw, "").await.expect("check"), ServingStatus::Serving as i32);
+    assert_eq!(
+        health(&gw, TASKS).await.expect("check"),
+        ServingStatus::Serving as i32
+    );
+    assert_eq!(
+        health(&gw, USERS).await.expect("check"),
+        ServingStatus::NotServing as i32
+    );
+    assert_eq!(
+        health(&gw, "").await.expect("check"),
+        ServingStatus::Serving as i32
+    );
     let names = reflected_services(&gw).await;
-    assert!(names.contains(&TASKS.to_owned()) && names.contains(&USERS.to_owned()), "{names:?}");
+    assert!(
+        names.contains(&TASKS.to_owned()) && names.contains(&USERS.to_owned()),
+        "{names:?}"
+    );
 
     // An unreachable upstream is UNAVAILABLE, and answered inside the deadline.
     let mut req = authed("alice", GetProfileRequest {});
     req.set_timeout(Duration::from_secs(3));
-    let err = gw.users().await.get_profile(req).await.expect_err("dead upstream");
+    let err = gw
+        .users()
+        .await
+        .get_profile(req)
+        .await
+        .expect_err("dead upstream");
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
 
     // The node goes away: UNAVAILABLE. It comes back on the same address: served again.
@@ -159,16 +220,32 @@ async fn the_gateway_routes_to_remote_services_and_reports_their_health() {
     assert_eq!(err.code(), Code::Unavailable);
     let mut cfg = config(&dir);
     cfg.services = vec!["tasks".into()];
-    let listener = TcpListener::bind(addr).await.expect("rebind the node's address");
-    let node = focusforge_server::start(&cfg, listener).await.expect("restart node");
+    let listener = TcpListener::bind(addr)
+        .await
+        .expect("rebind the node's address");
+    let node = focusforge_server::start(&cfg, listener)
+        .await
+        .expect("restart node");
     let mut client = gw.tasks().await;
     eventually("the gateway to reconnect", || {
         let mut client = client.clone();
-        async move { client.list_tasks(authed("alice", ListTasksRequest::default())).await.is_ok() }
+        async move {
+            client
+                .list_tasks(authed("alice", ListTasksRequest::default()))
+                .await
+                .is_ok()
+        }
     })
     .await;
-    let listed = client.list_tasks(authed("alice", ListTasksRequest::default())).await.expect("list");
-    assert_eq!(listed.into_inner().tasks.len(), 2, "the node's data survived its restart");
+    let listed = client
+        .list_tasks(authed("alice", ListTasksRequest::default()))
+        .await
+        .expect("list");
+    assert_eq!(
+        listed.into_inner().tasks.len(),
+        2,
+        "the node's data survived its restart"
+    );
     node.shutdown().await;
     gw.stop().await;
 }
@@ -181,7 +258,9 @@ async fn black_hole() -> (String, Arc<Mutex<Vec<HeaderMap>>>) {
     let record = seen.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let record = record.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
@@ -213,20 +292,35 @@ async fn deadlines_and_metadata_propagate_to_upstreams() {
         &ListTasksRequest::default(),
         false,
         Http::V2,
-        &[("authorization", &auth), ("grpc-timeout", "300m"), ("x-tenant", "acme")],
+        &[
+            ("authorization", &auth),
+            ("grpc-timeout", "300m"),
+            ("x-tenant", "acme"),
+        ],
     )
     .await;
     assert_eq!(res.grpc_status(), Some("4"), "deadline exceeded: {res:?}");
 
-    let seen = seen.lock().expect("lock");
+    let seen = seen.lock().expect("lock").clone();
     assert_eq!(seen.len(), 1);
     let headers = &seen[0];
-    let timeout = headers.get("grpc-timeout").and_then(|v| v.to_str().ok()).expect("grpc-timeout forwarded");
+    let timeout = headers
+        .get("grpc-timeout")
+        .and_then(|v| v.to_str().ok())
+        .expect("grpc-timeout forwarded");
     let timeout = focusforge_gateway::parse_grpc_timeout(timeout).expect("valid timeout");
     assert!(timeout <= Duration::from_millis(300), "{timeout:?}");
-    assert_eq!(headers.get("x-tenant").map(|v| v.as_bytes()), Some(&b"acme"[..]));
-    assert!(headers.get("authorization").is_some(), "the token travels on so the service can verify it");
-    assert!(headers.get("x-request-id").is_some(), "the request id travels on");
-    drop(seen);
+    assert_eq!(
+        headers.get("x-tenant").map(|v| v.as_bytes()),
+        Some(&b"acme"[..])
+    );
+    assert!(
+        headers.get("authorization").is_some(),
+        "the token travels on so the service can verify it"
+    );
+    assert!(
+        headers.get("x-request-id").is_some(),
+        "the request id travels on"
+    );
     gw.stop().await;
 }

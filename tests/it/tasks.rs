@@ -9,7 +9,12 @@ use tonic::Code;
 use crate::harness::{Server, authed, config};
 
 fn block(title: &str, minutes: i32, order: i32) -> WorkBlock {
-    WorkBlock { title: title.into(), minutes, order, done: false }
+    WorkBlock {
+        title: title.into(),
+        minutes,
+        order,
+        done: false,
+    }
 }
 
 #[tokio::test]
@@ -38,7 +43,12 @@ async fn task_lifecycle_over_grpc() {
     assert_eq!(created.version, 1);
 
     let got = tasks
-        .get_task(authed("alice", GetTaskRequest { id: created.id.clone() }))
+        .get_task(authed(
+            "alice",
+            GetTaskRequest {
+                id: created.id.clone(),
+            },
+        ))
         .await
         .expect("get")
         .into_inner()
@@ -47,7 +57,12 @@ async fn task_lifecycle_over_grpc() {
     assert_eq!(got, created);
 
     let started = tasks
-        .start_task(authed("alice", StartTaskRequest { id: created.id.clone() }))
+        .start_task(authed(
+            "alice",
+            StartTaskRequest {
+                id: created.id.clone(),
+            },
+        ))
         .await
         .expect("start")
         .into_inner()
@@ -63,7 +78,9 @@ async fn task_lifecycle_over_grpc() {
             "alice",
             UpdateTaskRequest {
                 task: Some(renamed),
-                update_mask: Some(FieldMask { paths: vec!["title".into()] }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["title".into()],
+                }),
                 expected_version: started.version,
             },
         ))
@@ -73,14 +90,20 @@ async fn task_lifecycle_over_grpc() {
         .task
         .expect("task");
     assert_eq!(updated.title, "Write the Q3 report");
-    assert_eq!(updated.priority, TaskPriority::High as i32, "fields outside the mask stay");
+    assert_eq!(
+        updated.priority,
+        TaskPriority::High as i32,
+        "fields outside the mask stay"
+    );
 
     let stale = tasks
         .update_task(authed(
             "alice",
             UpdateTaskRequest {
                 task: Some(updated.clone()),
-                update_mask: Some(FieldMask { paths: vec!["title".into()] }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["title".into()],
+                }),
                 expected_version: started.version,
             },
         ))
@@ -91,7 +114,10 @@ async fn task_lifecycle_over_grpc() {
     let done = tasks
         .complete_task(authed(
             "alice",
-            CompleteTaskRequest { id: created.id.clone(), proof_text: "sent to finance".into() },
+            CompleteTaskRequest {
+                id: created.id.clone(),
+                proof_text: "sent to finance".into(),
+            },
         ))
         .await
         .expect("complete")
@@ -102,14 +128,33 @@ async fn task_lifecycle_over_grpc() {
     assert_eq!(done.completion_proof, "sent to finance");
     assert!(done.blocks.iter().all(|b| b.done));
     let again = tasks
-        .complete_task(authed("alice", CompleteTaskRequest { id: created.id.clone(), proof_text: String::new() }))
+        .complete_task(authed(
+            "alice",
+            CompleteTaskRequest {
+                id: created.id.clone(),
+                proof_text: String::new(),
+            },
+        ))
         .await
         .expect_err("already completed");
     assert_eq!(again.code(), Code::FailedPrecondition);
 
-    tasks.delete_task(authed("alice", DeleteTaskRequest { id: created.id.clone() })).await.expect("delete");
+    tasks
+        .delete_task(authed(
+            "alice",
+            DeleteTaskRequest {
+                id: created.id.clone(),
+            },
+        ))
+        .await
+        .expect("delete");
     let gone = tasks
-        .get_task(authed("alice", GetTaskRequest { id: created.id.clone() }))
+        .get_task(authed(
+            "alice",
+            GetTaskRequest {
+                id: created.id.clone(),
+            },
+        ))
         .await
         .expect_err("deleted");
     assert_eq!(gone.code(), Code::NotFound);
@@ -121,11 +166,19 @@ async fn listing_pages_through_every_task_once() {
     let server = Server::start().await;
     let mut tasks = server.tasks().await;
     for i in 0..12 {
-        let priority = if i % 3 == 0 { TaskPriority::Urgent } else { TaskPriority::Low };
+        let priority = if i % 3 == 0 {
+            TaskPriority::Urgent
+        } else {
+            TaskPriority::Low
+        };
         tasks
             .create_task(authed(
                 "alice",
-                CreateTaskRequest { title: format!("task {i}"), priority: priority as i32, ..Default::default() },
+                CreateTaskRequest {
+                    title: format!("task {i}"),
+                    priority: priority as i32,
+                    ..Default::default()
+                },
             ))
             .await
             .expect("create");
@@ -134,7 +187,14 @@ async fn listing_pages_through_every_task_once() {
     let mut token = String::new();
     loop {
         let page = tasks
-            .list_tasks(authed("alice", ListTasksRequest { page_size: 5, page_token: token.clone(), ..Default::default() }))
+            .list_tasks(authed(
+                "alice",
+                ListTasksRequest {
+                    page_size: 5,
+                    page_token: token.clone(),
+                    ..Default::default()
+                },
+            ))
             .await
             .expect("list")
             .into_inner();
@@ -151,7 +211,10 @@ async fn listing_pages_through_every_task_once() {
     let urgent = tasks
         .list_tasks(authed(
             "alice",
-            ListTasksRequest { priority: TaskPriority::Urgent as i32, ..Default::default() },
+            ListTasksRequest {
+                priority: TaskPriority::Urgent as i32,
+                ..Default::default()
+            },
         ))
         .await
         .expect("filter")
@@ -166,7 +229,13 @@ async fn data_survives_a_restart_on_the_same_data_dir() {
     let id = server
         .tasks()
         .await
-        .create_task(authed("alice", CreateTaskRequest { title: "persist me".into(), ..Default::default() }))
+        .create_task(authed(
+            "alice",
+            CreateTaskRequest {
+                title: "persist me".into(),
+                ..Default::default()
+            },
+        ))
         .await
         .expect("create")
         .into_inner()
@@ -180,10 +249,15 @@ async fn data_survives_a_restart_on_the_same_data_dir() {
             "alice",
             UpdateProfileRequest {
                 profile: Some(Profile {
-                    preferences: Some(Preferences { timezone: "Asia/Tokyo".into(), ..Default::default() }),
+                    preferences: Some(Preferences {
+                        timezone: "Asia/Tokyo".into(),
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 }),
-                update_mask: Some(FieldMask { paths: vec!["preferences.timezone".into()] }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["preferences.timezone".into()],
+                }),
             },
         ))
         .await
@@ -213,6 +287,9 @@ async fn data_survives_a_restart_on_the_same_data_dir() {
         .expect("profile");
     let prefs = profile.preferences.expect("prefs");
     assert_eq!(prefs.timezone, "Asia/Tokyo");
-    assert_eq!(prefs.focus_minutes, 25, "untouched preferences keep their defaults");
+    assert_eq!(
+        prefs.focus_minutes, 25,
+        "untouched preferences keep their defaults"
+    );
     server.stop().await;
 }

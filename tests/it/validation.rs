@@ -10,7 +10,9 @@ use crate::harness::{Server, authed, config};
 
 fn violated_fields(status: &tonic::Status) -> Vec<String> {
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    let bad = status.get_details_bad_request().expect("field violations in the details");
+    let bad = status
+        .get_details_bad_request()
+        .expect("field violations in the details");
     bad.field_violations.into_iter().map(|v| v.field).collect()
 }
 
@@ -25,8 +27,16 @@ async fn create_names_every_invalid_field() {
                 title: "t".repeat(501),
                 priority: 42,
                 estimated_minutes: -10,
-                due_time: Some(Timestamp { seconds: 0, nanos: -5 }),
-                blocks: vec![WorkBlock { title: "b".into(), minutes: 100_000, order: 0, done: false }],
+                due_time: Some(Timestamp {
+                    seconds: 0,
+                    nanos: -5,
+                }),
+                blocks: vec![WorkBlock {
+                    title: "b".into(),
+                    minutes: 100_000,
+                    order: 0,
+                    done: false,
+                }],
                 ..Default::default()
             },
         ))
@@ -40,15 +50,29 @@ async fn create_names_every_invalid_field() {
             CreateTaskRequest {
                 title: "t".repeat(501),
                 estimated_minutes: -10,
-                blocks: vec![WorkBlock { title: "b".into(), minutes: 100_000, order: 0, done: false }],
+                blocks: vec![WorkBlock {
+                    title: "b".into(),
+                    minutes: 100_000,
+                    order: 0,
+                    done: false,
+                }],
                 ..Default::default()
             },
         ))
         .await
         .expect_err("invalid");
-    assert_eq!(violated_fields(&err), ["title", "estimated_minutes", "blocks[0].minutes"]);
+    assert_eq!(
+        violated_fields(&err),
+        ["title", "estimated_minutes", "blocks[0].minutes"]
+    );
     let empty = tasks
-        .create_task(authed("alice", CreateTaskRequest { title: "   ".into(), ..Default::default() }))
+        .create_task(authed(
+            "alice",
+            CreateTaskRequest {
+                title: "   ".into(),
+                ..Default::default()
+            },
+        ))
         .await
         .expect_err("empty");
     assert_eq!(violated_fields(&empty), ["title"]);
@@ -63,8 +87,13 @@ async fn bad_masks_page_tokens_and_preferences_are_refused() {
         .update_task(authed(
             "alice",
             UpdateTaskRequest {
-                task: Some(Task { id: "x".into(), ..Default::default() }),
-                update_mask: Some(FieldMask { paths: vec!["user_id".into()] }),
+                task: Some(Task {
+                    id: "x".into(),
+                    ..Default::default()
+                }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["user_id".into()],
+                }),
                 expected_version: 0,
             },
         ))
@@ -72,12 +101,24 @@ async fn bad_masks_page_tokens_and_preferences_are_refused() {
         .expect_err("read-only path");
     assert_eq!(violated_fields(&err), ["update_mask"]);
     let err = tasks
-        .list_tasks(authed("alice", ListTasksRequest { page_token: "bm90IGEgdG9rZW4".into(), ..Default::default() }))
+        .list_tasks(authed(
+            "alice",
+            ListTasksRequest {
+                page_token: "bm90IGEgdG9rZW4".into(),
+                ..Default::default()
+            },
+        ))
         .await
         .expect_err("bad token");
     assert_eq!(violated_fields(&err), ["page_token"]);
     let err = tasks
-        .list_tasks(authed("alice", ListTasksRequest { statuses: vec![0, 9], ..Default::default() }))
+        .list_tasks(authed(
+            "alice",
+            ListTasksRequest {
+                statuses: vec![0, 9],
+                ..Default::default()
+            },
+        ))
         .await
         .expect_err("bad statuses");
     assert_eq!(violated_fields(&err), ["statuses[0]", "statuses[1]"]);
@@ -97,7 +138,10 @@ async fn bad_masks_page_tokens_and_preferences_are_refused() {
                     ..Default::default()
                 }),
                 update_mask: Some(FieldMask {
-                    paths: vec!["preferences.timezone".into(), "preferences.focus_minutes".into()],
+                    paths: vec![
+                        "preferences.timezone".into(),
+                        "preferences.focus_minutes".into(),
+                    ],
                 }),
             },
         ))
@@ -105,7 +149,10 @@ async fn bad_masks_page_tokens_and_preferences_are_refused() {
         .expect_err("bad preferences");
     assert_eq!(
         violated_fields(&err),
-        ["profile.preferences.timezone", "profile.preferences.focus_minutes"]
+        [
+            "profile.preferences.timezone",
+            "profile.preferences.focus_minutes"
+        ]
     );
     server.stop().await;
 }
@@ -120,17 +167,34 @@ async fn oversized_messages_are_refused_before_reaching_the_service() {
     let err = tasks
         .create_task(authed(
             "alice",
-            CreateTaskRequest { title: "big".into(), description: "d".repeat(8000), ..Default::default() },
+            CreateTaskRequest {
+                title: "big".into(),
+                description: "d".repeat(8000),
+                ..Default::default()
+            },
         ))
         .await
         .expect_err("too big");
     assert_eq!(err.code(), Code::InvalidArgument);
-    assert!(err.message().contains("limit is 4096 bytes"), "{}", err.message());
-    let listed = tasks.list_tasks(authed("alice", ListTasksRequest::default())).await.expect("list");
+    assert!(
+        err.message().contains("limit is 4096 bytes"),
+        "{}",
+        err.message()
+    );
+    let listed = tasks
+        .list_tasks(authed("alice", ListTasksRequest::default()))
+        .await
+        .expect("list");
     assert!(listed.into_inner().tasks.is_empty(), "nothing was stored");
     // A message under the limit on the same connection still works.
     tasks
-        .create_task(authed("alice", CreateTaskRequest { title: "small".into(), ..Default::default() }))
+        .create_task(authed(
+            "alice",
+            CreateTaskRequest {
+                title: "small".into(),
+                ..Default::default()
+            },
+        ))
         .await
         .expect("small message");
     server.stop().await;
@@ -141,7 +205,8 @@ async fn malformed_deadlines_are_invalid() {
     let server = Server::start().await;
     let mut tasks = server.tasks().await;
     let mut req = authed("alice", ListTasksRequest::default());
-    req.metadata_mut().insert("grpc-timeout", "soon".parse().expect("value"));
+    req.metadata_mut()
+        .insert("grpc-timeout", "soon".parse().expect("value"));
     let err = tasks.list_tasks(req).await.expect_err("bad timeout");
     assert_eq!(err.code(), Code::InvalidArgument);
     server.stop().await;

@@ -152,11 +152,16 @@ impl Minter {
                 }
                 (EncodingKey::from_secret(secret), Algorithm::HS256)
             }
-            KeyMaterial::Rs256 { private_pem: Some(pem), .. } => (
+            KeyMaterial::Rs256 {
+                private_pem: Some(pem),
+                ..
+            } => (
                 EncodingKey::from_rsa_pem(pem).map_err(|e| KeyError::BadRsaKey(e.to_string()))?,
                 Algorithm::RS256,
             ),
-            KeyMaterial::Rs256 { private_pem: None, .. } => return Err(KeyError::NoPrivateKey),
+            KeyMaterial::Rs256 {
+                private_pem: None, ..
+            } => return Err(KeyError::NoPrivateKey),
         };
         Ok(Self {
             key,

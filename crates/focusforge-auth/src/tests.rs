@@ -22,26 +22,49 @@ fn now() -> u64 {
 
 #[test]
 fn hs256_round_trip() {
-    let token = Minter::new(&hs(), None).expect("minter").mint(&alice(), 60).expect("mint");
+    let token = Minter::new(&hs(), None)
+        .expect("minter")
+        .mint(&alice(), 60)
+        .expect("mint");
     let verifier = Verifier::new(&hs(), None).expect("verifier");
     assert_eq!(verifier.verify(&token), Ok(alice()));
-    assert_eq!(verifier.verify_header(Some(&format!("Bearer {token}"))), Ok(alice()));
+    assert_eq!(
+        verifier.verify_header(Some(&format!("Bearer {token}"))),
+        Ok(alice())
+    );
 }
 
 #[test]
 fn header_shape_is_checked() {
     let verifier = Verifier::new(&hs(), None).expect("verifier");
     assert_eq!(verifier.verify_header(None), Err(AuthError::Missing));
-    assert_eq!(verifier.verify_header(Some("Basic abc")), Err(AuthError::Malformed));
-    assert_eq!(verifier.verify_header(Some("Bearer ")), Err(AuthError::Malformed));
-    assert_eq!(verifier.verify_header(Some("Bearer not.a.jwt")), Err(AuthError::Invalid));
-    assert_eq!(verifier.verify_header(Some("Bearer garbage")), Err(AuthError::Invalid));
+    assert_eq!(
+        verifier.verify_header(Some("Basic abc")),
+        Err(AuthError::Malformed)
+    );
+    assert_eq!(
+        verifier.verify_header(Some("Bearer ")),
+        Err(AuthError::Malformed)
+    );
+    assert_eq!(
+        verifier.verify_header(Some("Bearer not.a.jwt")),
+        Err(AuthError::Invalid)
+    );
+    assert_eq!(
+        verifier.verify_header(Some("Bearer garbage")),
+        Err(AuthError::Invalid)
+    );
 }
 
 #[test]
 fn expired_tokens_are_rejected() {
     let minter = Minter::new(&hs(), None).expect("minter");
-    let claims = Claims { sub: "alice".into(), exp: now() - 3600, iat: now() - 7200, iss: None };
+    let claims = Claims {
+        sub: "alice".into(),
+        exp: now() - 3600,
+        iat: now() - 7200,
+        iss: None,
+    };
     let token = minter.mint_claims(&claims).expect("mint");
     let verifier = Verifier::new(&hs(), None).expect("verifier");
     assert_eq!(verifier.verify(&token), Err(AuthError::Expired));
@@ -50,7 +73,10 @@ fn expired_tokens_are_rejected() {
 #[test]
 fn wrong_key_is_rejected() {
     let other = KeyMaterial::Hs256(b"another-secret-another-secret-xx".to_vec());
-    let token = Minter::new(&other, None).expect("minter").mint(&alice(), 60).expect("mint");
+    let token = Minter::new(&other, None)
+        .expect("minter")
+        .mint(&alice(), 60)
+        .expect("mint");
     let verifier = Verifier::new(&hs(), None).expect("verifier");
     assert_eq!(verifier.verify(&token), Err(AuthError::Invalid));
 }
@@ -64,7 +90,13 @@ fn unsigned(claims: &serde_json::Value) -> String {
 #[test]
 fn alg_none_is_rejected() {
     let token = unsigned(&serde_json::json!({"sub": "alice", "exp": now() + 60}));
-    for keys in [hs(), KeyMaterial::Rs256 { public_pem: RSA_PUBLIC.to_vec(), private_pem: None }] {
+    for keys in [
+        hs(),
+        KeyMaterial::Rs256 {
+            public_pem: RSA_PUBLIC.to_vec(),
+            private_pem: None,
+        },
+    ] {
         let verifier = Verifier::new(&keys, None).expect("verifier");
         assert_eq!(verifier.verify(&token), Err(AuthError::Invalid));
     }
@@ -74,7 +106,12 @@ fn alg_none_is_rejected() {
 fn missing_claims_are_rejected() {
     let minter = Minter::new(&hs(), None).expect("minter");
     let verifier = Verifier::new(&hs(), None).expect("verifier");
-    let no_sub = Claims { sub: String::new(), exp: now() + 60, iat: now(), iss: None };
+    let no_sub = Claims {
+        sub: String::new(),
+        exp: now() + 60,
+        iat: now(),
+        iss: None,
+    };
     let token = minter.mint_claims(&no_sub).expect("mint");
     assert_eq!(verifier.verify(&token), Err(AuthError::BadSubject));
     // A token without exp at all.
@@ -94,35 +131,59 @@ fn rs256_round_trip_and_wrong_key() {
         public_pem: RSA_PUBLIC.to_vec(),
         private_pem: Some(RSA_PRIVATE.to_vec()),
     };
-    let token = Minter::new(&keys, Some("focusforge")).expect("minter").mint(&alice(), 60);
+    let token = Minter::new(&keys, Some("focusforge"))
+        .expect("minter")
+        .mint(&alice(), 60);
     let verifier = Verifier::new(&keys, Some("focusforge")).expect("verifier");
     assert_eq!(verifier.verify(&token.expect("mint")), Ok(alice()));
 
-    let other = KeyMaterial::Rs256 { public_pem: vec![], private_pem: Some(OTHER_PRIVATE.to_vec()) };
-    let forged = Minter::new(&other, Some("focusforge")).expect("minter").mint(&alice(), 60);
-    assert_eq!(verifier.verify(&forged.expect("mint")), Err(AuthError::Invalid));
+    let other = KeyMaterial::Rs256 {
+        public_pem: vec![],
+        private_pem: Some(OTHER_PRIVATE.to_vec()),
+    };
+    let forged = Minter::new(&other, Some("focusforge"))
+        .expect("minter")
+        .mint(&alice(), 60);
+    assert_eq!(
+        verifier.verify(&forged.expect("mint")),
+        Err(AuthError::Invalid)
+    );
 }
 
 #[test]
 fn hs256_signed_with_the_public_key_is_rejected_by_rs256() {
     // The classic algorithm-confusion attack: HMAC keyed with the public key.
     let confused = KeyMaterial::Hs256(RSA_PUBLIC.to_vec());
-    let token = Minter::new(&confused, None).expect("minter").mint(&alice(), 60).expect("mint");
-    let keys = KeyMaterial::Rs256 { public_pem: RSA_PUBLIC.to_vec(), private_pem: None };
+    let token = Minter::new(&confused, None)
+        .expect("minter")
+        .mint(&alice(), 60)
+        .expect("mint");
+    let keys = KeyMaterial::Rs256 {
+        public_pem: RSA_PUBLIC.to_vec(),
+        private_pem: None,
+    };
     let verifier = Verifier::new(&keys, None).expect("verifier");
     assert_eq!(verifier.verify(&token), Err(AuthError::Invalid));
 }
 
 #[test]
 fn issuer_is_enforced_when_configured() {
-    let token = Minter::new(&hs(), Some("elsewhere")).expect("minter").mint(&alice(), 60);
+    let token = Minter::new(&hs(), Some("elsewhere"))
+        .expect("minter")
+        .mint(&alice(), 60);
     let verifier = Verifier::new(&hs(), Some("focusforge")).expect("verifier");
-    assert_eq!(verifier.verify(&token.expect("mint")), Err(AuthError::Invalid));
+    assert_eq!(
+        verifier.verify(&token.expect("mint")),
+        Err(AuthError::Invalid)
+    );
 }
 
 #[test]
 fn short_secrets_are_refused() {
-    assert!(matches!(Verifier::new(&KeyMaterial::Hs256(b"short".to_vec()), None), Err(KeyError::ShortSecret)));
+    assert!(matches!(
+        Verifier::new(&KeyMaterial::Hs256(b"short".to_vec()), None),
+        Err(KeyError::ShortSecret)
+    ));
 }
 
 #[test]
@@ -136,7 +197,10 @@ fn dev_secret_is_random_persistent_and_private() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(a.path().join(DEV_SECRET_FILE)).expect("meta").permissions().mode();
+        let mode = std::fs::metadata(a.path().join(DEV_SECRET_FILE))
+            .expect("meta")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o077, 0, "dev secret must not be readable by others");
     }
 }

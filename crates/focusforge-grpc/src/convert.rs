@@ -14,7 +14,11 @@ pub fn opt_timestamp(at: Option<DateTime<Utc>>) -> Option<Timestamp> {
 }
 
 /// Converts a client timestamp, accepting years 1970-9999 only.
-pub fn from_timestamp(v: &mut Violations, field: &str, ts: Option<Timestamp>) -> Option<DateTime<Utc>> {
+pub fn from_timestamp(
+    v: &mut Violations,
+    field: &str,
+    ts: Option<Timestamp>,
+) -> Option<DateTime<Utc>> {
     let ts = ts?;
     const MAX_SECONDS: i64 = 253_402_300_799; // 9999-12-31T23:59:59Z
     if !(0..=MAX_SECONDS).contains(&ts.seconds) || !(0..1_000_000_000).contains(&ts.nanos) {
@@ -41,7 +45,10 @@ pub fn mask_paths<'a>(
     mask: &'a Option<prost_types::FieldMask>,
     allowed: &[&str],
 ) -> Vec<&'a str> {
-    let paths: Vec<&str> = mask.iter().flat_map(|m| m.paths.iter().map(String::as_str)).collect();
+    let paths: Vec<&str> = mask
+        .iter()
+        .flat_map(|m| m.paths.iter().map(String::as_str))
+        .collect();
     if paths.is_empty() {
         v.add("update_mask", "must name at least one field");
     }
@@ -60,12 +67,55 @@ mod tests {
     #[test]
     fn timestamps_outside_the_supported_range_are_rejected() {
         let mut v = Violations::new();
-        assert!(from_timestamp(&mut v, "due_time", Some(Timestamp { seconds: -1, nanos: 0 })).is_none());
-        assert!(from_timestamp(&mut v, "due_time", Some(Timestamp { seconds: 0, nanos: -1 })).is_none());
-        assert!(from_timestamp(&mut v, "due_time", Some(Timestamp { seconds: i64::MAX, nanos: 0 })).is_none());
+        assert!(
+            from_timestamp(
+                &mut v,
+                "due_time",
+                Some(Timestamp {
+                    seconds: -1,
+                    nanos: 0
+                })
+            )
+            .is_none()
+        );
+        assert!(
+            from_timestamp(
+                &mut v,
+                "due_time",
+                Some(Timestamp {
+                    seconds: 0,
+                    nanos: -1
+                })
+            )
+            .is_none()
+        );
+        assert!(
+            from_timestamp(
+                &mut v,
+                "due_time",
+                Some(Timestamp {
+                    seconds: i64::MAX,
+                    nanos: 0
+                })
+            )
+            .is_none()
+        );
         assert!(from_timestamp(&mut v, "due_time", None).is_none());
-        let ok = from_timestamp(&mut v, "due_time", Some(Timestamp { seconds: 1_800_000_000, nanos: 5 }));
-        assert_eq!(ok.map(timestamp), Some(Timestamp { seconds: 1_800_000_000, nanos: 5 }));
+        let ok = from_timestamp(
+            &mut v,
+            "due_time",
+            Some(Timestamp {
+                seconds: 1_800_000_000,
+                nanos: 5,
+            }),
+        );
+        assert_eq!(
+            ok.map(timestamp),
+            Some(Timestamp {
+                seconds: 1_800_000_000,
+                nanos: 5
+            })
+        );
         assert!(v.finish().is_err());
     }
 }

@@ -10,7 +10,9 @@ use tonic_types::{ErrorDetails, StatusExt};
 /// `google.rpc` details (field violations, an `ErrorInfo` reason); internal
 /// errors are logged in the request's span and sent as a bare `internal`.
 pub fn into_status(err: Error) -> Status {
-    let reason = |r: ErrorReason| ErrorDetails::with_error_info(r.as_str_name(), ERROR_DOMAIN, HashMap::new());
+    let reason = |r: ErrorReason| {
+        ErrorDetails::with_error_info(r.as_str_name(), ERROR_DOMAIN, HashMap::new())
+    };
     match err {
         Error::InvalidArgument(violations) => {
             let message = err_message(&violations);
@@ -29,9 +31,11 @@ pub fn into_status(err: Error) -> Status {
         Error::FailedPrecondition(msg) => {
             Status::with_error_details(Code::FailedPrecondition, msg, reason(ErrorReason::BadState))
         }
-        e @ Error::VersionMismatch { .. } => {
-            Status::with_error_details(Code::Aborted, e.to_string(), reason(ErrorReason::VersionMismatch))
-        }
+        e @ Error::VersionMismatch { .. } => Status::with_error_details(
+            Code::Aborted,
+            e.to_string(),
+            reason(ErrorReason::VersionMismatch),
+        ),
         Error::Unavailable(msg) => {
             tracing::warn!(error = %msg, "dependency unavailable");
             Status::unavailable(msg)
@@ -55,13 +59,25 @@ mod tests {
     #[test]
     fn invalid_arguments_carry_field_violations() {
         let status = into_status(Error::InvalidArgument(vec![
-            focusforge_core::FieldViolation { field: "title".into(), description: "must not be empty".into() },
-            focusforge_core::FieldViolation { field: "blocks[0].minutes".into(), description: "too big".into() },
+            focusforge_core::FieldViolation {
+                field: "title".into(),
+                description: "must not be empty".into(),
+            },
+            focusforge_core::FieldViolation {
+                field: "blocks[0].minutes".into(),
+                description: "too big".into(),
+            },
         ]));
         assert_eq!(status.code(), Code::InvalidArgument);
         assert_eq!(status.message(), "invalid title, blocks[0].minutes");
-        let bad = status.get_details_bad_request().expect("bad request details");
-        let fields: Vec<_> = bad.field_violations.iter().map(|v| v.field.as_str()).collect();
+        let bad = status
+            .get_details_bad_request()
+            .expect("bad request details");
+        let fields: Vec<_> = bad
+            .field_violations
+            .iter()
+            .map(|v| v.field.as_str())
+            .collect();
         assert_eq!(fields, ["title", "blocks[0].minutes"]);
         let info = status.get_details_error_info().expect("error info");
         assert_eq!(info.reason, "ERROR_REASON_INVALID_FIELD");
@@ -77,10 +93,29 @@ mod tests {
 
     #[test]
     fn each_kind_has_its_code() {
-        assert_eq!(into_status(Error::NotFound("task".into())).code(), Code::NotFound);
-        assert_eq!(into_status(Error::FailedPrecondition("x".into())).code(), Code::FailedPrecondition);
-        assert_eq!(into_status(Error::VersionMismatch { expected: 1, actual: 2 }).code(), Code::Aborted);
-        assert_eq!(into_status(Error::Unavailable("x".into())).code(), Code::Unavailable);
-        assert_eq!(into_status(Error::AlreadyExists("x".into())).code(), Code::AlreadyExists);
+        assert_eq!(
+            into_status(Error::NotFound("task".into())).code(),
+            Code::NotFound
+        );
+        assert_eq!(
+            into_status(Error::FailedPrecondition("x".into())).code(),
+            Code::FailedPrecondition
+        );
+        assert_eq!(
+            into_status(Error::VersionMismatch {
+                expected: 1,
+                actual: 2
+            })
+            .code(),
+            Code::Aborted
+        );
+        assert_eq!(
+            into_status(Error::Unavailable("x".into())).code(),
+            Code::Unavailable
+        );
+        assert_eq!(
+            into_status(Error::AlreadyExists("x".into())).code(),
+            Code::AlreadyExists
+        );
     }
 }

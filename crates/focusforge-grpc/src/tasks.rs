@@ -160,17 +160,28 @@ fn filter(req: &pb::ListTasksRequest) -> Result<TaskFilter, Error> {
 
 #[tonic::async_trait]
 impl TaskService for TaskApi {
-    async fn create_task(&self, req: Request<pb::CreateTaskRequest>) -> Reply<pb::CreateTaskResponse> {
+    async fn create_task(
+        &self,
+        req: Request<pb::CreateTaskRequest>,
+    ) -> Reply<pb::CreateTaskResponse> {
         let user = caller(&req)?;
         let new = new_task(req.into_inner()).map_err(into_status)?;
         let task = self.0.create(&user, new).await.map_err(into_status)?;
-        Ok(Response::new(pb::CreateTaskResponse { task: Some(to_pb(task)) }))
+        Ok(Response::new(pb::CreateTaskResponse {
+            task: Some(to_pb(task)),
+        }))
     }
 
     async fn get_task(&self, req: Request<pb::GetTaskRequest>) -> Reply<pb::GetTaskResponse> {
         let user = caller(&req)?;
-        let task = self.0.get(&user, &req.get_ref().id).await.map_err(into_status)?;
-        Ok(Response::new(pb::GetTaskResponse { task: Some(to_pb(task)) }))
+        let task = self
+            .0
+            .get(&user, &req.get_ref().id)
+            .await
+            .map_err(into_status)?;
+        Ok(Response::new(pb::GetTaskResponse {
+            task: Some(to_pb(task)),
+        }))
     }
 
     async fn list_tasks(&self, req: Request<pb::ListTasksRequest>) -> Reply<pb::ListTasksResponse> {
@@ -188,17 +199,32 @@ impl TaskService for TaskApi {
         }))
     }
 
-    async fn update_task(&self, req: Request<pb::UpdateTaskRequest>) -> Reply<pb::UpdateTaskResponse> {
+    async fn update_task(
+        &self,
+        req: Request<pb::UpdateTaskRequest>,
+    ) -> Reply<pb::UpdateTaskResponse> {
         let user = caller(&req)?;
         let (id, p, expected) = patch(req.into_inner()).map_err(into_status)?;
-        let task = self.0.update(&user, &id, p, expected).await.map_err(into_status)?;
-        Ok(Response::new(pb::UpdateTaskResponse { task: Some(to_pb(task)) }))
+        let task = self
+            .0
+            .update(&user, &id, p, expected)
+            .await
+            .map_err(into_status)?;
+        Ok(Response::new(pb::UpdateTaskResponse {
+            task: Some(to_pb(task)),
+        }))
     }
 
     async fn start_task(&self, req: Request<pb::StartTaskRequest>) -> Reply<pb::StartTaskResponse> {
         let user = caller(&req)?;
-        let task = self.0.start(&user, &req.get_ref().id).await.map_err(into_status)?;
-        Ok(Response::new(pb::StartTaskResponse { task: Some(to_pb(task)) }))
+        let task = self
+            .0
+            .start(&user, &req.get_ref().id)
+            .await
+            .map_err(into_status)?;
+        Ok(Response::new(pb::StartTaskResponse {
+            task: Some(to_pb(task)),
+        }))
     }
 
     async fn complete_task(
@@ -207,13 +233,25 @@ impl TaskService for TaskApi {
     ) -> Reply<pb::CompleteTaskResponse> {
         let user = caller(&req)?;
         let req = req.into_inner();
-        let task = self.0.complete(&user, &req.id, req.proof_text).await.map_err(into_status)?;
-        Ok(Response::new(pb::CompleteTaskResponse { task: Some(to_pb(task)) }))
+        let task = self
+            .0
+            .complete(&user, &req.id, req.proof_text)
+            .await
+            .map_err(into_status)?;
+        Ok(Response::new(pb::CompleteTaskResponse {
+            task: Some(to_pb(task)),
+        }))
     }
 
-    async fn delete_task(&self, req: Request<pb::DeleteTaskRequest>) -> Reply<pb::DeleteTaskResponse> {
+    async fn delete_task(
+        &self,
+        req: Request<pb::DeleteTaskRequest>,
+    ) -> Reply<pb::DeleteTaskResponse> {
         let user = caller(&req)?;
-        self.0.delete(&user, &req.get_ref().id).await.map_err(into_status)?;
+        self.0
+            .delete(&user, &req.get_ref().id)
+            .await
+            .map_err(into_status)?;
         Ok(Response::new(pb::DeleteTaskResponse {}))
     }
 }

@@ -77,7 +77,9 @@ impl UserService for UserApi {
     ) -> Result<Response<pb::GetProfileResponse>, Status> {
         let user = caller(&req)?;
         let profile = self.0.get(&user).await.map_err(into_status)?;
-        Ok(Response::new(pb::GetProfileResponse { profile: Some(to_pb(profile)) }))
+        Ok(Response::new(pb::GetProfileResponse {
+            profile: Some(to_pb(profile)),
+        }))
     }
 
     async fn update_profile(
@@ -87,6 +89,8 @@ impl UserService for UserApi {
         let user = caller(&req)?;
         let p = patch(req.into_inner()).map_err(into_status)?;
         let profile = self.0.update(&user, p).await.map_err(into_status)?;
-        Ok(Response::new(pb::UpdateProfileResponse { profile: Some(to_pb(profile)) }))
+        Ok(Response::new(pb::UpdateProfileResponse {
+            profile: Some(to_pb(profile)),
+        }))
     }
 }

@@ -90,7 +90,11 @@ fn err(msg: impl Into<String>) -> ConfigError {
 }
 
 fn list(raw: &str) -> Vec<String> {
-    raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 impl Config {
@@ -101,14 +105,15 @@ impl Config {
         env: &BTreeMap<String, String>,
         flags: &Overrides,
     ) -> Result<Self, ConfigError> {
-        let file = file.map(Path::to_path_buf).or_else(|| env.get("FOCUSFORGE_CONFIG").map(PathBuf::from));
+        let file = file
+            .map(Path::to_path_buf)
+            .or_else(|| env.get("FOCUSFORGE_CONFIG").map(PathBuf::from));
         let mut cfg = match &file {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| err(format!("cannot read config file {}: {e}", path.display())))?;
-                toml::from_str(&text).map_err(|e| {
-                    err(format!("config file {}: {}", path.display(), e.message()))
-                })?
+                toml::from_str(&text)
+                    .map_err(|e| err(format!("config file {}: {}", path.display(), e.message())))?
             }
             None => Config::default(),
         };
@@ -129,7 +134,10 @@ impl Config {
     fn apply_env(&mut self, env: &BTreeMap<String, String>) -> Result<(), ConfigError> {
         for (key, value) in env.iter().filter(|(k, _)| k.starts_with("FOCUSFORGE_")) {
             let number = |name: &str| {
-                value.trim().parse::<u64>().map_err(|_| err(format!("{name} must be a whole number, got {value:?}")))
+                value
+                    .trim()
+                    .parse::<u64>()
+                    .map_err(|_| err(format!("{name} must be a whole number, got {value:?}")))
             };
             match key.as_str() {
                 "FOCUSFORGE_CONFIG" => {}
@@ -176,14 +184,23 @@ impl Config {
         for s in &self.services {
             if !SERVICES.iter().any(|(name, _)| name == s) {
                 let known: Vec<_> = SERVICES.iter().map(|(n, _)| *n).collect();
-                return Err(err(format!("unknown service {s:?} (known: {})", known.join(", "))));
+                return Err(err(format!(
+                    "unknown service {s:?} (known: {})",
+                    known.join(", ")
+                )));
             }
         }
         if !matches!(self.log_format.as_str(), "human" | "json") {
-            return Err(err(format!("log_format must be human or json, got {:?}", self.log_format)));
+            return Err(err(format!(
+                "log_format must be human or json, got {:?}",
+                self.log_format
+            )));
         }
         if !focusforge_telemetry::valid_filter(&self.log_level) {
-            return Err(err(format!("log_level {:?} is not a valid filter", self.log_level)));
+            return Err(err(format!(
+                "log_level {:?} is not a valid filter",
+                self.log_level
+            )));
         }
         if !(1024..=64 * 1024 * 1024).contains(&self.max_message_bytes) {
             return Err(err("max_message_bytes must be between 1024 and 67108864"));
@@ -199,15 +216,21 @@ impl Config {
                 return Err(err("jwt_secret must be at least 32 bytes"));
             }
             if self.auth.jwt_public_key_file.is_some() {
-                return Err(err("set either jwt_secret (HS256) or jwt_public_key_file (RS256), not both"));
+                return Err(err(
+                    "set either jwt_secret (HS256) or jwt_public_key_file (RS256), not both",
+                ));
             }
         }
         for (service, uri) in &self.upstreams {
             if !service.contains('.') {
-                return Err(err(format!("upstream key {service:?} must be a fully qualified service name")));
+                return Err(err(format!(
+                    "upstream key {service:?} must be a fully qualified service name"
+                )));
             }
             if !uri.starts_with("http://") {
-                return Err(err(format!("upstream for {service} must be an http:// uri, got {uri:?}")));
+                return Err(err(format!(
+                    "upstream for {service} must be an http:// uri, got {uri:?}"
+                )));
             }
         }
         if self.services.is_empty() && self.upstreams.is_empty() {
@@ -217,9 +240,12 @@ impl Config {
     }
 
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
-        self.listen
-            .parse()
-            .map_err(|_| err(format!("listen must be host:port such as 127.0.0.1:8080, got {:?}", self.listen)))
+        self.listen.parse().map_err(|_| {
+            err(format!(
+                "listen must be host:port such as 127.0.0.1:8080, got {:?}",
+                self.listen
+            ))
+        })
     }
 }
 
@@ -233,7 +259,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
@@ -245,13 +274,22 @@ mod tests {
             "listen = \"127.0.0.1:9000\"\nlog_level = \"debug\"\ndata_dir = \"/from/file\"\n[upstreams]\n\"a.B\" = \"http://x:1\"\n",
         )
         .expect("write");
-        let e = env(&[("FOCUSFORGE_LISTEN", "127.0.0.1:9001"), ("FOCUSFORGE_DATA_DIR", "/from/env")]);
-        let flags = Overrides { data_dir: Some("/from/flag".into()), ..Overrides::default() };
+        let e = env(&[
+            ("FOCUSFORGE_LISTEN", "127.0.0.1:9001"),
+            ("FOCUSFORGE_DATA_DIR", "/from/env"),
+        ]);
+        let flags = Overrides {
+            data_dir: Some("/from/flag".into()),
+            ..Overrides::default()
+        };
         let cfg = Config::load(Some(&file), &e, &flags).expect("load");
         assert_eq!(cfg.log_level, "debug", "file over default");
         assert_eq!(cfg.listen, "127.0.0.1:9001", "env over file");
         assert_eq!(cfg.data_dir, PathBuf::from("/from/flag"), "flag over env");
-        assert_eq!(cfg.upstreams.get("a.B").map(String::as_str), Some("http://x:1"));
+        assert_eq!(
+            cfg.upstreams.get("a.B").map(String::as_str),
+            Some("http://x:1")
+        );
         assert_eq!(cfg.services, ["tasks", "users"]);
     }
 
@@ -259,10 +297,19 @@ mod tests {
     fn bad_values_are_one_clear_line() {
         let cases: &[(&[(&str, &str)], &str)] = &[
             (&[("FOCUSFORGE_LISTEN", "nope")], "listen must be host:port"),
-            (&[("FOCUSFORGE_SERVICES", "tasks,chess")], "unknown service \"chess\""),
+            (
+                &[("FOCUSFORGE_SERVICES", "tasks,chess")],
+                "unknown service \"chess\"",
+            ),
             (&[("FOCUSFORGE_LOG_FORMAT", "xml")], "log_format"),
-            (&[("FOCUSFORGE_MAX_MESSAGE_BYTES", "12")], "max_message_bytes"),
-            (&[("FOCUSFORGE_MAX_MESSAGE_BYTES", "lots")], "must be a whole number"),
+            (
+                &[("FOCUSFORGE_MAX_MESSAGE_BYTES", "12")],
+                "max_message_bytes",
+            ),
+            (
+                &[("FOCUSFORGE_MAX_MESSAGE_BYTES", "lots")],
+                "must be a whole number",
+            ),
             (&[("FOCUSFORGE_JWT_SECRET", "short")], "at least 32 bytes"),
             (&[("FOCUSFORGE_UPSTREAMS", "a.B")], "service=uri"),
             (&[("FOCUSFORGE_UPSTREAMS", "a.B=https://x:1")], "http://"),
@@ -270,7 +317,10 @@ mod tests {
         for (vars, expected) in cases {
             let e = Config::load(None, &env(vars), &Overrides::default()).expect_err("invalid");
             let msg = e.to_string();
-            assert!(msg.contains(expected), "{msg:?} should mention {expected:?}");
+            assert!(
+                msg.contains(expected),
+                "{msg:?} should mention {expected:?}"
+            );
             assert!(!msg.contains('\n'), "one line: {msg:?}");
         }
     }
@@ -280,9 +330,19 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("ff.toml");
         std::fs::write(&file, "lisen = \"x\"\n").expect("write");
-        let e = Config::load(Some(&file), &BTreeMap::new(), &Overrides::default()).expect_err("bad");
+        let e =
+            Config::load(Some(&file), &BTreeMap::new(), &Overrides::default()).expect_err("bad");
         assert!(e.to_string().contains("unknown field"), "{e}");
-        let missing = Config::load(Some(&dir.path().join("none.toml")), &BTreeMap::new(), &Overrides::default());
-        assert!(missing.expect_err("missing").to_string().contains("cannot read config file"));
+        let missing = Config::load(
+            Some(&dir.path().join("none.toml")),
+            &BTreeMap::new(),
+            &Overrides::default(),
+        );
+        assert!(
+            missing
+                .expect_err("missing")
+                .to_string()
+                .contains("cannot read config file")
+        );
     }
 }

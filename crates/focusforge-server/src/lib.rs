@@ -39,18 +39,25 @@ pub fn key_material(config: &Config) -> anyhow::Result<KeyMaterial> {
             .with_context(|| format!("cannot read jwt public key {}", public.display()))?;
         let private_pem = match &auth.jwt_private_key_file {
             Some(p) => Some(
-                std::fs::read(p).with_context(|| format!("cannot read jwt private key {}", p.display()))?,
+                std::fs::read(p)
+                    .with_context(|| format!("cannot read jwt private key {}", p.display()))?,
             ),
             None => None,
         };
-        return Ok(KeyMaterial::Rs256 { public_pem, private_pem });
+        return Ok(KeyMaterial::Rs256 {
+            public_pem,
+            private_pem,
+        });
     }
-    Ok(KeyMaterial::Hs256(focusforge_auth::load_or_create_dev_secret(&config.data_dir)?))
+    Ok(KeyMaterial::Hs256(
+        focusforge_auth::load_or_create_dev_secret(&config.data_dir)?,
+    ))
 }
 
 /// Mints a token for `user` with the configured keys.
 pub fn mint_token(config: &Config, user: &str, ttl: Duration) -> anyhow::Result<String> {
-    let user = focusforge_core::UserId::parse(user).map_err(|_| anyhow::anyhow!("bad user id {user:?}"))?;
+    let user = focusforge_core::UserId::parse(user)
+        .map_err(|_| anyhow::anyhow!("bad user id {user:?}"))?;
     let keys = key_material(config)?;
     let minter = Minter::new(&keys, config.auth.issuer.as_deref())?;
     Ok(minter.mint(&user, ttl.as_secs())?)
@@ -97,7 +104,10 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         let sqlite = SqliteStore::open(&path, clock.clone())
             .with_context(|| format!("cannot open the document store at {}", path.display()))?;
         let store: SharedStore = Arc::new(sqlite);
-        background.push(spawn_sweeper(store.clone(), Duration::from_secs(config.sweep_interval_secs)));
+        background.push(spawn_sweeper(
+            store.clone(),
+            Duration::from_secs(config.sweep_interval_secs),
+        ));
         let (names, routes) = service_routes(config, store, clock, verifier).await?;
         gateway = gateway.local(&names, routes);
     }
@@ -154,7 +164,9 @@ pub async fn service_routes(
             )),
             other => anyhow::bail!("service {other} has no wiring"),
         };
-        reporter.set_service_status(*full, ServingStatus::Serving).await;
+        reporter
+            .set_service_status(*full, ServingStatus::Serving)
+            .await;
         names.push(*full);
     }
     Ok((names, routes))

@@ -71,7 +71,11 @@ fn main() -> ExitCode {
     let env: BTreeMap<String, String> = std::env::vars().collect();
     let mut flags = Overrides::default();
     match &cli.command {
-        Command::Serve { data_dir, listen, services } => {
+        Command::Serve {
+            data_dir,
+            listen,
+            services,
+        } => {
             flags.data_dir.clone_from(data_dir);
             flags.listen.clone_from(listen);
             flags.services.clone_from(services);
@@ -107,9 +111,16 @@ fn main() -> ExitCode {
         };
     }
 
-    let format = if config.log_format == "json" { LogFormat::Json } else { LogFormat::Human };
+    let format = if config.log_format == "json" {
+        LogFormat::Json
+    } else {
+        LogFormat::Human
+    };
     focusforge_telemetry::init(format, &config.log_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("focusforge: cannot start the runtime: {e}");

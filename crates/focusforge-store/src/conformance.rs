@@ -66,7 +66,10 @@ fn doc(user_name: &str, id: &str, body: serde_json::Value) -> NewDocument {
 }
 
 async fn must_insert(store: &dyn DocumentStore, c: &str, d: NewDocument) -> crate::Document {
-    store.insert(c, d).await.unwrap_or_else(|e| panic!("insert failed: {e}"))
+    store
+        .insert(c, d)
+        .await
+        .unwrap_or_else(|e| panic!("insert failed: {e}"))
 }
 
 fn all(limit: usize) -> Query {
@@ -88,37 +91,80 @@ pub async fn insert_then_get(store: &dyn DocumentStore, clock: &ManualClock) {
     assert_eq!(got.user_id, user("alice"));
     assert_eq!(got.version, 1);
     assert_eq!(got.created_at, inserted.created_at);
-    assert!(store.get("tasks", &user("alice"), "t2").await.expect("get").is_none());
-    assert!(store.get("other", &user("alice"), "t1").await.expect("get").is_none());
+    assert!(
+        store
+            .get("tasks", &user("alice"), "t2")
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert!(
+        store
+            .get("other", &user("alice"), "t1")
+            .await
+            .expect("get")
+            .is_none()
+    );
 }
 
 pub async fn reads_are_scoped_by_user(store: &dyn DocumentStore, _clock: &ManualClock) {
-    must_insert(store, "tasks", doc("alice", "t1", json!({"owner": "alice"}))).await;
+    must_insert(
+        store,
+        "tasks",
+        doc("alice", "t1", json!({"owner": "alice"})),
+    )
+    .await;
     let bob = user("bob");
     assert!(store.get("tasks", &bob, "t1").await.expect("get").is_none());
     assert!(matches!(
-        store.replace("tasks", &bob, "t1", json!({}), None, Precondition::None).await,
+        store
+            .replace("tasks", &bob, "t1", json!({}), None, Precondition::None)
+            .await,
         Err(StoreError::NotFound)
     ));
     assert!(matches!(
         store.delete("tasks", &bob, "t1", Precondition::None).await,
         Err(StoreError::NotFound)
     ));
-    assert!(store.find("tasks", &bob, &all(10)).await.expect("find").documents.is_empty());
+    assert!(
+        store
+            .find("tasks", &bob, &all(10))
+            .await
+            .expect("find")
+            .documents
+            .is_empty()
+    );
     // The same id may exist for two users without either seeing the other's.
     must_insert(store, "tasks", doc("bob", "t1", json!({"owner": "bob"}))).await;
-    let a = store.get("tasks", &user("alice"), "t1").await.expect("get").expect("alice's");
-    let b = store.get("tasks", &bob, "t1").await.expect("get").expect("bob's");
+    let a = store
+        .get("tasks", &user("alice"), "t1")
+        .await
+        .expect("get")
+        .expect("alice's");
+    let b = store
+        .get("tasks", &bob, "t1")
+        .await
+        .expect("get")
+        .expect("bob's");
     assert_eq!(a.body["owner"], "alice");
     assert_eq!(b.body["owner"], "bob");
 }
 
 pub async fn duplicate_insert_is_rejected(store: &dyn DocumentStore, _clock: &ManualClock) {
     must_insert(store, "tasks", doc("alice", "t1", json!({"v": 1}))).await;
-    let again = store.insert("tasks", doc("alice", "t1", json!({"v": 2}))).await;
+    let again = store
+        .insert("tasks", doc("alice", "t1", json!({"v": 2})))
+        .await;
     assert!(matches!(again, Err(StoreError::AlreadyExists)), "{again:?}");
-    let kept = store.get("tasks", &user("alice"), "t1").await.expect("get").expect("kept");
-    assert_eq!(kept.body["v"], 1, "a rejected insert must not change the document");
+    let kept = store
+        .get("tasks", &user("alice"), "t1")
+        .await
+        .expect("get")
+        .expect("kept");
+    assert_eq!(
+        kept.body["v"], 1,
+        "a rejected insert must not change the document"
+    );
 }
 
 pub async fn replace_bumps_version_and_honours_preconditions(
@@ -129,7 +175,14 @@ pub async fn replace_bumps_version_and_honours_preconditions(
     let first = must_insert(store, "tasks", doc("alice", "t1", json!({"v": 1}))).await;
     clock.advance(Duration::seconds(5));
     let second = store
-        .replace("tasks", &alice, "t1", json!({"v": 2}), None, Precondition::Version(1))
+        .replace(
+            "tasks",
+            &alice,
+            "t1",
+            json!({"v": 2}),
+            None,
+            Precondition::Version(1),
+        )
         .await
         .expect("conditional replace at the current version");
     assert_eq!(second.version, 2);
@@ -137,22 +190,48 @@ pub async fn replace_bumps_version_and_honours_preconditions(
     assert_eq!(second.updated_at, first.created_at + Duration::seconds(5));
 
     let stale = store
-        .replace("tasks", &alice, "t1", json!({"v": 3}), None, Precondition::Version(1))
+        .replace(
+            "tasks",
+            &alice,
+            "t1",
+            json!({"v": 3}),
+            None,
+            Precondition::Version(1),
+        )
         .await;
     assert!(
-        matches!(stale, Err(StoreError::VersionMismatch { expected: 1, actual: 2 })),
+        matches!(
+            stale,
+            Err(StoreError::VersionMismatch {
+                expected: 1,
+                actual: 2
+            })
+        ),
         "{stale:?}"
     );
     let third = store
-        .replace("tasks", &alice, "t1", json!({"v": 3}), None, Precondition::None)
+        .replace(
+            "tasks",
+            &alice,
+            "t1",
+            json!({"v": 3}),
+            None,
+            Precondition::None,
+        )
         .await
         .expect("unconditional replace");
     assert_eq!(third.version, 3);
-    let got = store.get("tasks", &alice, "t1").await.expect("get").expect("exists");
+    let got = store
+        .get("tasks", &alice, "t1")
+        .await
+        .expect("get")
+        .expect("exists");
     assert_eq!(got.body["v"], 3);
     assert_eq!(got.version, 3);
     assert!(matches!(
-        store.replace("tasks", &alice, "nope", json!({}), None, Precondition::None).await,
+        store
+            .replace("tasks", &alice, "nope", json!({}), None, Precondition::None)
+            .await,
         Err(StoreError::NotFound)
     ));
 }
@@ -161,14 +240,36 @@ pub async fn delete_honours_preconditions(store: &dyn DocumentStore, _clock: &Ma
     let alice = user("alice");
     must_insert(store, "tasks", doc("alice", "t1", json!({}))).await;
     assert!(matches!(
-        store.delete("tasks", &alice, "t1", Precondition::Version(7)).await,
-        Err(StoreError::VersionMismatch { expected: 7, actual: 1 })
+        store
+            .delete("tasks", &alice, "t1", Precondition::Version(7))
+            .await,
+        Err(StoreError::VersionMismatch {
+            expected: 7,
+            actual: 1
+        })
     ));
-    assert!(store.get("tasks", &alice, "t1").await.expect("get").is_some());
-    store.delete("tasks", &alice, "t1", Precondition::Version(1)).await.expect("delete");
-    assert!(store.get("tasks", &alice, "t1").await.expect("get").is_none());
+    assert!(
+        store
+            .get("tasks", &alice, "t1")
+            .await
+            .expect("get")
+            .is_some()
+    );
+    store
+        .delete("tasks", &alice, "t1", Precondition::Version(1))
+        .await
+        .expect("delete");
+    assert!(
+        store
+            .get("tasks", &alice, "t1")
+            .await
+            .expect("get")
+            .is_none()
+    );
     assert!(matches!(
-        store.delete("tasks", &alice, "t1", Precondition::None).await,
+        store
+            .delete("tasks", &alice, "t1", Precondition::None)
+            .await,
         Err(StoreError::NotFound)
     ));
 }
@@ -181,19 +282,36 @@ pub async fn expired_documents_are_never_returned(store: &dyn DocumentStore, clo
     must_insert(store, "memory", doc("alice", "m2", json!({"kind": "note"}))).await;
 
     clock.advance(Duration::minutes(59));
-    assert!(store.get("memory", &alice, "m1").await.expect("get").is_some());
+    assert!(
+        store
+            .get("memory", &alice, "m1")
+            .await
+            .expect("get")
+            .is_some()
+    );
     clock.advance(Duration::minutes(1));
     // Not swept yet, but expired: invisible to every read and write.
-    assert!(store.get("memory", &alice, "m1").await.expect("get").is_none());
+    assert!(
+        store
+            .get("memory", &alice, "m1")
+            .await
+            .expect("get")
+            .is_none()
+    );
     let page = store.find("memory", &alice, &all(10)).await.expect("find");
     let ids: Vec<_> = page.documents.iter().map(|d| d.id.as_str()).collect();
     assert_eq!(ids, ["m2"]);
     assert!(matches!(
-        store.replace("memory", &alice, "m1", json!({}), None, Precondition::None).await,
+        store
+            .replace("memory", &alice, "m1", json!({}), None, Precondition::None)
+            .await,
         Err(StoreError::NotFound)
     ));
     assert_eq!(
-        store.delete_many("memory", &alice, &[Filter::eq("kind", "note")]).await.expect("dm"),
+        store
+            .delete_many("memory", &alice, &[Filter::eq("kind", "note")])
+            .await
+            .expect("dm"),
         1,
         "only live documents count"
     );
@@ -207,7 +325,11 @@ pub async fn expired_ids_can_be_reused(store: &dyn DocumentStore, clock: &Manual
     clock.advance(Duration::seconds(11));
     let again = must_insert(store, "memory", doc("alice", "m1", json!({"gen": 2}))).await;
     assert_eq!(again.version, 1);
-    let got = store.get("memory", &alice, "m1").await.expect("get").expect("new one");
+    let got = store
+        .get("memory", &alice, "m1")
+        .await
+        .expect("get")
+        .expect("new one");
     assert_eq!(got.body["gen"], 2);
     assert_eq!(got.expires_at, None);
 }
@@ -221,7 +343,10 @@ pub async fn purge_removes_only_expired(store: &dyn DocumentStore, clock: &Manua
     clock.advance(Duration::seconds(2));
     assert_eq!(store.purge_expired().await.expect("purge"), 1);
     assert_eq!(store.purge_expired().await.expect("purge"), 0);
-    let left = store.find("memory", &user("alice"), &all(10)).await.expect("find");
+    let left = store
+        .find("memory", &user("alice"), &all(10))
+        .await
+        .expect("find");
     assert_eq!(left.documents.len(), 2);
 }
 
@@ -229,7 +354,10 @@ async fn ids_matching(store: &dyn DocumentStore, filters: Vec<Filter>) -> Vec<St
     let q = Query {
         filters,
         limit: 100,
-        order: Order { key: SortKey::CreatedAt, descending: false },
+        order: Order {
+            key: SortKey::CreatedAt,
+            descending: false,
+        },
         after: None,
     };
     let page = store.find("tasks", &user("alice"), &q).await.expect("find");
@@ -240,33 +368,71 @@ async fn ids_matching(store: &dyn DocumentStore, filters: Vec<Filter>) -> Vec<St
 
 pub async fn filters_select_by_field(store: &dyn DocumentStore, _clock: &ManualClock) {
     let rows = [
-        ("a", json!({"status": "pending", "prio": 1, "due": 100, "tags": ["x", "y"], "done": false})),
-        ("b", json!({"status": "done", "prio": 2, "due": 200, "tags": ["y"], "done": true})),
-        ("c", json!({"status": "pending", "prio": 3, "tags": [], "done": false})),
-        ("d", json!({"status": "active", "prio": 2, "due": 300, "tags": ["x"], "done": false})),
+        (
+            "a",
+            json!({"status": "pending", "prio": 1, "due": 100, "tags": ["x", "y"], "done": false}),
+        ),
+        (
+            "b",
+            json!({"status": "done", "prio": 2, "due": 200, "tags": ["y"], "done": true}),
+        ),
+        (
+            "c",
+            json!({"status": "pending", "prio": 3, "tags": [], "done": false}),
+        ),
+        (
+            "d",
+            json!({"status": "active", "prio": 2, "due": 300, "tags": ["x"], "done": false}),
+        ),
     ];
     for (id, body) in rows {
         must_insert(store, "tasks", doc("alice", id, body)).await;
     }
-    must_insert(store, "tasks", doc("bob", "e", json!({"status": "pending"}))).await;
+    must_insert(
+        store,
+        "tasks",
+        doc("bob", "e", json!({"status": "pending"})),
+    )
+    .await;
     let ids = |filters: Vec<Filter>| ids_matching(store, filters);
     assert_eq!(ids(vec![Filter::eq("status", "pending")]).await, ["a", "c"]);
     assert_eq!(ids(vec![Filter::eq("prio", 2)]).await, ["b", "d"]);
     assert_eq!(ids(vec![Filter::eq("done", true)]).await, ["b"]);
     assert_eq!(
-        ids(vec![Filter::In("status".into(), vec![json!("done"), json!("active")])]).await,
+        ids(vec![Filter::In(
+            "status".into(),
+            vec![json!("done"), json!("active")]
+        )])
+        .await,
         ["b", "d"]
     );
-    assert!(ids(vec![Filter::In("status".into(), vec![])]).await.is_empty());
-    assert_eq!(ids(vec![Filter::Contains("tags".into(), json!("x"))]).await, ["a", "d"]);
-    let due = |gte, lt| Filter::Range { field: "due".into(), gte, lt };
+    assert!(
+        ids(vec![Filter::In("status".into(), vec![])])
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        ids(vec![Filter::Contains("tags".into(), json!("x"))]).await,
+        ["a", "d"]
+    );
+    let due = |gte, lt| Filter::Range {
+        field: "due".into(),
+        gte,
+        lt,
+    };
     assert_eq!(ids(vec![due(Some(200), None)]).await, ["b", "d"]);
     assert_eq!(ids(vec![due(None, Some(200))]).await, ["a"]);
     assert_eq!(ids(vec![due(Some(100), Some(300))]).await, ["a", "b"]);
-    assert_eq!(ids(vec![Filter::eq("due", serde_json::Value::Null)]).await, ["c"]);
     assert_eq!(
-        ids(vec![Filter::eq("status", "pending"), Filter::Contains("tags".into(), json!("y"))])
-            .await,
+        ids(vec![Filter::eq("due", serde_json::Value::Null)]).await,
+        ["c"]
+    );
+    assert_eq!(
+        ids(vec![
+            Filter::eq("status", "pending"),
+            Filter::Contains("tags".into(), json!("y"))
+        ])
+        .await,
         ["a"]
     );
 }
@@ -290,13 +456,15 @@ pub async fn created_between_selects_by_time(store: &dyn DocumentStore, clock: &
     assert_eq!(ids, ["b"]);
 }
 
-pub async fn pagination_visits_every_document_once(
-    store: &dyn DocumentStore,
-    clock: &ManualClock,
-) {
+pub async fn pagination_visits_every_document_once(store: &dyn DocumentStore, clock: &ManualClock) {
     // Several documents share a timestamp so the id tie-break matters.
     for i in 0..23 {
-        must_insert(store, "tasks", doc("alice", &format!("t{i:02}"), json!({"i": i}))).await;
+        must_insert(
+            store,
+            "tasks",
+            doc("alice", &format!("t{i:02}"), json!({"i": i})),
+        )
+        .await;
         if i % 3 == 0 {
             clock.advance(Duration::milliseconds(1));
         }
@@ -307,7 +475,10 @@ pub async fn pagination_visits_every_document_once(
     loop {
         let q = Query {
             limit: 5,
-            order: Order { key: SortKey::CreatedAt, descending: true },
+            order: Order {
+                key: SortKey::CreatedAt,
+                descending: true,
+            },
             after: after.clone(),
             ..Query::default()
         };
@@ -336,38 +507,73 @@ pub async fn pagination_ascending_by_updated_at(store: &dyn DocumentStore, clock
         must_insert(store, "tasks", doc("alice", id, json!({}))).await;
         clock.advance(Duration::seconds(1));
     }
-    store.replace("tasks", &alice, "a", json!({"x": 1}), None, Precondition::None).await.expect("r");
+    store
+        .replace(
+            "tasks",
+            &alice,
+            "a",
+            json!({"x": 1}),
+            None,
+            Precondition::None,
+        )
+        .await
+        .expect("r");
     let q = |after| Query {
         limit: 2,
-        order: Order { key: SortKey::UpdatedAt, descending: false },
+        order: Order {
+            key: SortKey::UpdatedAt,
+            descending: false,
+        },
         after,
         ..Query::default()
     };
     let first = store.find("tasks", &alice, &q(None)).await.expect("find");
     let ids: Vec<_> = first.documents.iter().map(|d| d.id.as_str()).collect();
     assert_eq!(ids, ["b", "c"]);
-    let second = store.find("tasks", &alice, &q(first.next)).await.expect("find");
+    let second = store
+        .find("tasks", &alice, &q(first.next))
+        .await
+        .expect("find");
     let ids: Vec<_> = second.documents.iter().map(|d| d.id.as_str()).collect();
     assert_eq!(ids, ["a"]);
     assert!(second.next.is_none());
 }
 
 pub async fn delete_many_is_scoped(store: &dyn DocumentStore, _clock: &ManualClock) {
-    for (owner, id, tier) in [("alice", "1", "short"), ("alice", "2", "short"), ("alice", "3", "long"), ("bob", "4", "short")] {
+    for (owner, id, tier) in [
+        ("alice", "1", "short"),
+        ("alice", "2", "short"),
+        ("alice", "3", "long"),
+        ("bob", "4", "short"),
+    ] {
         must_insert(store, "memory", doc(owner, id, json!({"tier": tier}))).await;
     }
-    let n = store.delete_many("memory", &user("alice"), &[Filter::eq("tier", "short")]).await;
+    let n = store
+        .delete_many("memory", &user("alice"), &[Filter::eq("tier", "short")])
+        .await;
     assert_eq!(n.expect("delete_many"), 2);
-    let alice_left = store.find("memory", &user("alice"), &all(10)).await.expect("find");
+    let alice_left = store
+        .find("memory", &user("alice"), &all(10))
+        .await
+        .expect("find");
     assert_eq!(alice_left.documents.len(), 1);
-    let bob_left = store.find("memory", &user("bob"), &all(10)).await.expect("find");
-    assert_eq!(bob_left.documents.len(), 1, "another user's documents are untouched");
+    let bob_left = store
+        .find("memory", &user("bob"), &all(10))
+        .await
+        .expect("find");
+    assert_eq!(
+        bob_left.documents.len(),
+        1,
+        "another user's documents are untouched"
+    );
 }
 
 pub async fn rejects_malformed_requests(store: &dyn DocumentStore, _clock: &ManualClock) {
     let alice = user("alice");
     assert!(matches!(
-        store.insert("tasks", doc("alice", "x", json!([1, 2]))).await,
+        store
+            .insert("tasks", doc("alice", "x", json!([1, 2])))
+            .await,
         Err(StoreError::InvalidQuery(_))
     ));
     assert!(matches!(
@@ -383,9 +589,14 @@ pub async fn rejects_malformed_requests(store: &dyn DocumentStore, _clock: &Manu
         store.find("tasks", &alice, &injection).await,
         Err(StoreError::InvalidQuery(_))
     ));
-    assert!(matches!(store.find("tasks", &alice, &all(0)).await, Err(StoreError::InvalidQuery(_))));
     assert!(matches!(
-        store.find("tasks", &alice, &all(Query::MAX_LIMIT + 1)).await,
+        store.find("tasks", &alice, &all(0)).await,
+        Err(StoreError::InvalidQuery(_))
+    ));
+    assert!(matches!(
+        store
+            .find("tasks", &alice, &all(Query::MAX_LIMIT + 1))
+            .await,
         Err(StoreError::InvalidQuery(_))
     ));
 }

@@ -125,10 +125,14 @@ pub(crate) fn check_collection(name: &str) -> Result<(), StoreError> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if ok {
         Ok(())
     } else {
-        Err(StoreError::InvalidQuery(format!("bad collection name {name:?}")))
+        Err(StoreError::InvalidQuery(format!(
+            "bad collection name {name:?}"
+        )))
     }
 }

@@ -48,7 +48,9 @@ pub fn decode(token: &str, fingerprint: u64) -> Result<Option<Cursor>, PageToken
     if token.len() > 1024 {
         return Err(PageTokenError::Malformed);
     }
-    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| PageTokenError::Malformed)?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| PageTokenError::Malformed)?;
     let t: Token = serde_json::from_slice(&bytes).map_err(|_| PageTokenError::Malformed)?;
     if t.f != fingerprint {
         return Err(PageTokenError::OtherQuery);

@@ -115,7 +115,9 @@ fn check_field(path: &str) -> Result<(), StoreError> {
     let ok = path.len() <= 128
         && path.split('.').all(|seg| {
             seg.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-                && seg.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                && seg
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         });
     if ok {
         Ok(())

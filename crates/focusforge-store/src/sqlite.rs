@@ -53,9 +53,12 @@ impl SqliteStore {
             std::fs::create_dir_all(dir).map_err(StoreError::backend)?;
         }
         let conn = Connection::open(path).map_err(StoreError::backend)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(StoreError::backend)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(StoreError::backend)?;
-        conn.pragma_update(None, "busy_timeout", 5000).map_err(StoreError::backend)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(StoreError::backend)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(StoreError::backend)?;
+        conn.pragma_update(None, "busy_timeout", 5000)
+            .map_err(StoreError::backend)?;
         conn.execute_batch(SCHEMA).map_err(StoreError::backend)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
@@ -112,7 +115,9 @@ fn parse_body((mut doc, body): (Document, String)) -> Result<Document, StoreErro
 
 fn check_body(body: &Value) -> Result<String, StoreError> {
     if !body.is_object() {
-        return Err(StoreError::InvalidQuery("document body must be a JSON object".into()));
+        return Err(StoreError::InvalidQuery(
+            "document body must be a JSON object".into(),
+        ));
     }
     serde_json::to_string(body).map_err(StoreError::backend)
 }
@@ -156,7 +161,9 @@ fn scalar(value: &Value) -> Result<SqlValue, StoreError> {
         },
         Value::String(s) => SqlValue::Text(s.clone()),
         Value::Array(_) | Value::Object(_) => {
-            return Err(StoreError::InvalidQuery("filters compare scalars only".into()));
+            return Err(StoreError::InvalidQuery(
+                "filters compare scalars only".into(),
+            ));
         }
     })
 }
@@ -308,13 +315,20 @@ impl DocumentStore for SqliteStore {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(StoreError::backend)?;
-            let found = get_live(&tx, &collection, user.as_str(), &id, now)?
-                .ok_or(StoreError::NotFound)?;
+            let found =
+                get_live(&tx, &collection, user.as_str(), &id, now)?.ok_or(StoreError::NotFound)?;
             check_precondition(&found, precondition)?;
             tx.execute(
                 "UPDATE documents SET version = version + 1, updated_at = ?, expires_at = ?, \
                  body = ? WHERE collection = ? AND user_id = ? AND id = ?",
-                params![now, expires_at.map(millis), text, collection, user.as_str(), id],
+                params![
+                    now,
+                    expires_at.map(millis),
+                    text,
+                    collection,
+                    user.as_str(),
+                    id
+                ],
             )
             .map_err(StoreError::backend)?;
             tx.commit().map_err(StoreError::backend)?;
@@ -342,8 +356,8 @@ impl DocumentStore for SqliteStore {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(StoreError::backend)?;
-            let found = get_live(&tx, &collection, user.as_str(), &id, now)?
-                .ok_or(StoreError::NotFound)?;
+            let found =
+                get_live(&tx, &collection, user.as_str(), &id, now)?.ok_or(StoreError::NotFound)?;
             check_precondition(&found, precondition)?;
             tx.execute(
                 "DELETE FROM documents WHERE collection = ? AND user_id = ? AND id = ?",
@@ -364,7 +378,8 @@ impl DocumentStore for SqliteStore {
         check_collection(collection)?;
         let (collection, user, filters) = (collection.to_owned(), user.clone(), filters.to_vec());
         self.run(move |conn, now| {
-            let mut sql = format!("DELETE FROM documents WHERE collection = ? AND user_id = ? AND {LIVE}");
+            let mut sql =
+                format!("DELETE FROM documents WHERE collection = ? AND user_id = ? AND {LIVE}");
             let mut args = vec![
                 SqlValue::Text(collection),
                 SqlValue::Text(user.as_str().to_owned()),
@@ -402,9 +417,15 @@ impl DocumentStore for SqliteStore {
                 SortKey::CreatedAt => "created_at",
                 SortKey::UpdatedAt => "updated_at",
             };
-            let (cmp, dir) = if query.order.descending { ("<", "DESC") } else { (">", "ASC") };
+            let (cmp, dir) = if query.order.descending {
+                ("<", "DESC")
+            } else {
+                (">", "ASC")
+            };
             if let Some(after) = &query.after {
-                sql.push_str(&format!(" AND ({key} {cmp} ? OR ({key} = ? AND id {cmp} ?))"));
+                sql.push_str(&format!(
+                    " AND ({key} {cmp} ? OR ({key} = ? AND id {cmp} ?))"
+                ));
                 args.push(SqlValue::Integer(after.key));
                 args.push(SqlValue::Integer(after.key));
                 args.push(SqlValue::Text(after.id.clone()));

@@ -118,13 +118,21 @@ pub(crate) fn check_title(v: &mut Violations, field: &str, title: &str) {
 }
 
 pub(crate) fn check_minutes(v: &mut Violations, minutes: i32) {
-    v.range("estimated_minutes", i64::from(minutes), 0, limits::ESTIMATED_MINUTES);
+    v.range(
+        "estimated_minutes",
+        i64::from(minutes),
+        0,
+        limits::ESTIMATED_MINUTES,
+    );
 }
 
 /// Trims, drops duplicates and checks tags.
 pub(crate) fn normalize_tags(v: &mut Violations, tags: Vec<String>) -> Vec<String> {
     if tags.len() > limits::TAGS {
-        v.add("tags", format!("must have at most {} entries", limits::TAGS));
+        v.add(
+            "tags",
+            format!("must have at most {} entries", limits::TAGS),
+        );
     }
     let mut out: Vec<String> = Vec::with_capacity(tags.len());
     for (i, tag) in tags.into_iter().enumerate() {
@@ -140,7 +148,10 @@ pub(crate) fn normalize_tags(v: &mut Violations, tags: Vec<String>) -> Vec<Strin
 /// Checks blocks and returns them sorted by order.
 pub(crate) fn normalize_blocks(v: &mut Violations, blocks: Vec<WorkBlock>) -> Vec<WorkBlock> {
     if blocks.len() > limits::BLOCKS {
-        v.add("blocks", format!("must have at most {} entries", limits::BLOCKS));
+        v.add(
+            "blocks",
+            format!("must have at most {} entries", limits::BLOCKS),
+        );
     }
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::with_capacity(blocks.len());
@@ -148,10 +159,23 @@ pub(crate) fn normalize_blocks(v: &mut Violations, blocks: Vec<WorkBlock>) -> Ve
         b.title = b.title.trim().to_owned();
         check_title(v, &format!("blocks[{i}].title"), &b.title);
         let minutes = i64::from(b.minutes);
-        v.range(&format!("blocks[{i}].minutes"), minutes, 1, limits::BLOCK_MINUTES);
-        v.range(&format!("blocks[{i}].order"), i64::from(b.order), 0, limits::BLOCK_ORDER);
+        v.range(
+            &format!("blocks[{i}].minutes"),
+            minutes,
+            1,
+            limits::BLOCK_MINUTES,
+        );
+        v.range(
+            &format!("blocks[{i}].order"),
+            i64::from(b.order),
+            0,
+            limits::BLOCK_ORDER,
+        );
         if !seen.insert(b.order) {
-            v.add(format!("blocks[{i}].order"), "must be unique within the task");
+            v.add(
+                format!("blocks[{i}].order"),
+                "must be unique within the task",
+            );
         }
         out.push(b);
     }

@@ -134,14 +134,22 @@ impl Tasks {
             body: to_json(&body)?,
             expires_at: None,
         };
-        let doc = self.store.insert(COLLECTION, doc).await.map_err(not_found)?;
+        let doc = self
+            .store
+            .insert(COLLECTION, doc)
+            .await
+            .map_err(not_found)?;
         tracing::info!(task_id = %doc.id, "task created");
         to_task(doc)
     }
 
     pub async fn get(&self, user: &UserId, id: &str) -> Result<Task> {
         check_id(id)?;
-        let doc = self.store.get(COLLECTION, user, id).await.map_err(not_found)?;
+        let doc = self
+            .store
+            .get(COLLECTION, user, id)
+            .await
+            .map_err(not_found)?;
         to_task(doc.ok_or_else(|| Error::NotFound("task".into()))?)
     }
 
@@ -183,9 +191,17 @@ impl Tasks {
             limit,
             after,
         };
-        let page = self.store.find(COLLECTION, user, &query).await.map_err(not_found)?;
+        let page = self
+            .store
+            .find(COLLECTION, user, &query)
+            .await
+            .map_err(not_found)?;
         Ok(TaskPage {
-            tasks: page.documents.into_iter().map(to_task).collect::<Result<_>>()?,
+            tasks: page
+                .documents
+                .into_iter()
+                .map(to_task)
+                .collect::<Result<_>>()?,
             next_page_token: page
                 .next
                 .map(|c| page_token::encode(&c, fingerprint))
@@ -202,7 +218,11 @@ impl Tasks {
     ) -> Result<Task> {
         check_id(id)?;
         let mut v = Violations::new();
-        v.check(!patch.is_empty(), "update_mask", "must name at least one field");
+        v.check(
+            !patch.is_empty(),
+            "update_mask",
+            "must name at least one field",
+        );
         let title = patch.title.map(|t| t.trim().to_owned());
         if let Some(title) = &title {
             check_title(&mut v, "task.title", title);
@@ -254,7 +274,9 @@ impl Tasks {
                 Ok(true)
             }
             Status::InProgress => Ok(false),
-            Status::Completed => Err(Error::FailedPrecondition("task is already completed".into())),
+            Status::Completed => Err(Error::FailedPrecondition(
+                "task is already completed".into(),
+            )),
         })
         .await
     }
@@ -267,7 +289,9 @@ impl Tasks {
         v.finish()?;
         self.modify(user, id, None, |body, now| {
             if body.status == Status::Completed {
-                return Err(Error::FailedPrecondition("task is already completed".into()));
+                return Err(Error::FailedPrecondition(
+                    "task is already completed".into(),
+                ));
             }
             body.status = Status::Completed;
             body.started_at.get_or_insert(ms(now));
@@ -308,13 +332,13 @@ impl Tasks {
                 .await
                 .map_err(not_found)?
                 .ok_or_else(|| Error::NotFound("task".into()))?;
-            if let Some(expected) = expected_version {
-                if expected != doc.version {
-                    return Err(Error::VersionMismatch {
-                        expected,
-                        actual: doc.version,
-                    });
-                }
+            if let Some(expected) = expected_version
+                && expected != doc.version
+            {
+                return Err(Error::VersionMismatch {
+                    expected,
+                    actual: doc.version,
+                });
             }
             let mut body: Body = serde_json::from_value(doc.body.clone())
                 .map_err(|e| Error::internal(format!("task {id} is unreadable: {e}")))?;
@@ -338,7 +362,9 @@ impl Tasks {
                 Err(e) => return Err(not_found(e)),
             }
         }
-        Err(Error::Unavailable("task is being changed concurrently, try again".into()))
+        Err(Error::Unavailable(
+            "task is being changed concurrently, try again".into(),
+        ))
     }
 }
 
@@ -348,7 +374,10 @@ fn store_filters(filter: &TaskFilter) -> Vec<Filter> {
         let mut statuses: Vec<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();
         statuses.sort_unstable();
         statuses.dedup();
-        out.push(Filter::In("status".into(), statuses.into_iter().map(|s| json!(s)).collect()));
+        out.push(Filter::In(
+            "status".into(),
+            statuses.into_iter().map(|s| json!(s)).collect(),
+        ));
     }
     if let Some(p) = filter.priority {
         out.push(Filter::eq("priority", p.as_str()));

@@ -22,7 +22,10 @@ pub fn init(format: LogFormat, filter: &str) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_span_events(FmtSpan::NONE);
+        .with_span_events(FmtSpan::NONE)
+        // A closed log pipe must not take requests down: the fallback report
+        // of a failed write is an `eprintln!`, which panics on a closed stderr.
+        .log_internal_errors(false);
     let _ = match format {
         LogFormat::Human => builder.with_target(false).try_init(),
         LogFormat::Json => builder

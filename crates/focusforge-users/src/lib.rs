@@ -38,13 +38,31 @@ impl Default for Preferences {
 impl Preferences {
     fn check(&self, v: &mut Violations, prefix: &str) {
         if self.timezone.parse::<chrono_tz::Tz>().is_err() {
-            v.add(format!("{prefix}.timezone"), "must be an IANA time zone such as Europe/Berlin");
+            v.add(
+                format!("{prefix}.timezone"),
+                "must be an IANA time zone such as Europe/Berlin",
+            );
         }
         let f = |name: &str| format!("{prefix}.{name}");
         v.range(&f("focus_minutes"), self.focus_minutes.into(), 5, 180);
-        v.range(&f("short_break_minutes"), self.short_break_minutes.into(), 1, 60);
-        v.range(&f("long_break_minutes"), self.long_break_minutes.into(), 1, 120);
-        v.range(&f("daily_goal_minutes"), self.daily_goal_minutes.into(), 0, 1440);
+        v.range(
+            &f("short_break_minutes"),
+            self.short_break_minutes.into(),
+            1,
+            60,
+        );
+        v.range(
+            &f("long_break_minutes"),
+            self.long_break_minutes.into(),
+            1,
+            120,
+        );
+        v.range(
+            &f("daily_goal_minutes"),
+            self.daily_goal_minutes.into(),
+            0,
+            1440,
+        );
     }
 }
 
@@ -109,7 +127,12 @@ impl Users {
     }
 
     async fn get_doc(&self, user: &UserId) -> Result<Document> {
-        if let Some(doc) = self.store.get(COLLECTION, user, user.as_str()).await.map_err(store_err)? {
+        if let Some(doc) = self
+            .store
+            .get(COLLECTION, user, user.as_str())
+            .await
+            .map_err(store_err)?
+        {
             return Ok(doc);
         }
         let body = serde_json::to_value(Body::default()).map_err(Error::internal)?;
@@ -134,7 +157,11 @@ impl Users {
 
     pub async fn update(&self, user: &UserId, patch: ProfilePatch) -> Result<Profile> {
         let mut v = Violations::new();
-        v.check(patch != ProfilePatch::default(), "update_mask", "must name at least one field");
+        v.check(
+            patch != ProfilePatch::default(),
+            "update_mask",
+            "must name at least one field",
+        );
         if let Some(name) = &patch.display_name {
             v.optional_text("profile.display_name", name.trim(), DISPLAY_NAME_MAX);
         }
@@ -167,7 +194,14 @@ impl Users {
             let json = serde_json::to_value(&body).map_err(Error::internal)?;
             let written = self
                 .store
-                .replace(COLLECTION, user, user.as_str(), json, None, Precondition::Version(doc.version))
+                .replace(
+                    COLLECTION,
+                    user,
+                    user.as_str(),
+                    json,
+                    None,
+                    Precondition::Version(doc.version),
+                )
                 .await;
             match written {
                 Ok(doc) => return to_profile(doc),
@@ -175,7 +209,9 @@ impl Users {
                 Err(e) => return Err(store_err(e)),
             }
         }
-        Err(Error::Unavailable("profile is being changed concurrently, try again".into()))
+        Err(Error::Unavailable(
+            "profile is being changed concurrently, try again".into(),
+        ))
     }
 }
 
@@ -190,7 +226,9 @@ mod tests {
 
     fn users() -> (Users, tempfile::TempDir) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let clock = Arc::new(ManualClock::new(DateTime::from_timestamp(0, 0).unwrap_or_default()));
+        let clock = Arc::new(ManualClock::new(
+            DateTime::from_timestamp(0, 0).unwrap_or_default(),
+        ));
         let store = SqliteStore::open(&dir.path().join("db"), clock.clone()).expect("open");
         (Users::new(Arc::new(store)), dir)
     }
@@ -251,6 +289,9 @@ mod tests {
             }
             other => panic!("expected invalid argument, got {other:?}"),
         }
-        assert_eq!(users.get(&user("alice")).await.expect("get").preferences, Preferences::default());
+        assert_eq!(
+            users.get(&user("alice")).await.expect("get").preferences,
+            Preferences::default()
+        );
     }
 }

@@ -36,7 +36,11 @@ async fn data_survives_reopen() {
             .expect("insert");
     }
     let store = SqliteStore::open(&path, clock).expect("reopen");
-    let got = store.get("tasks", &alice, "t1").await.expect("get").expect("still there");
+    let got = store
+        .get("tasks", &alice, "t1")
+        .await
+        .expect("get")
+        .expect("still there");
     assert_eq!(got.body["title"], "persist me");
 }
 
@@ -47,7 +51,12 @@ async fn concurrent_conditional_writes_let_exactly_one_win() {
     store
         .insert(
             "tasks",
-            NewDocument { id: "t".into(), user_id: alice.clone(), body: json!({"n": 0}), expires_at: None },
+            NewDocument {
+                id: "t".into(),
+                user_id: alice.clone(),
+                body: json!({"n": 0}),
+                expires_at: None,
+            },
         )
         .await
         .expect("insert");
@@ -56,7 +65,14 @@ async fn concurrent_conditional_writes_let_exactly_one_win() {
         let (store, alice) = (store.clone(), alice.clone());
         handles.push(tokio::spawn(async move {
             store
-                .replace("tasks", &alice, "t", json!({"n": n}), None, focusforge_store::Precondition::Version(1))
+                .replace(
+                    "tasks",
+                    &alice,
+                    "t",
+                    json!({"n": n}),
+                    None,
+                    focusforge_store::Precondition::Version(1),
+                )
                 .await
                 .is_ok()
         }));
@@ -66,6 +82,10 @@ async fn concurrent_conditional_writes_let_exactly_one_win() {
         wins += usize::from(h.await.expect("join"));
     }
     assert_eq!(wins, 1);
-    let got = store.get("tasks", &alice, "t").await.expect("get").expect("exists");
+    let got = store
+        .get("tasks", &alice, "t")
+        .await
+        .expect("get")
+        .expect("exists");
     assert_eq!(got.version, 2);
 }

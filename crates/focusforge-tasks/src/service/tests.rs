@@ -26,7 +26,12 @@ fn user(name: &str) -> UserId {
 }
 
 fn block(title: &str, minutes: i32, order: i32) -> WorkBlock {
-    WorkBlock { title: title.into(), minutes, order, done: false }
+    WorkBlock {
+        title: title.into(),
+        minutes,
+        order,
+        done: false,
+    }
 }
 
 fn fields(err: Error) -> Vec<String> {
@@ -50,7 +55,10 @@ async fn lifecycle_pending_started_completed() {
     assert_eq!(task.title, "Write the report");
     assert_eq!(task.status, Status::Pending);
     assert_eq!(task.priority, Priority::Medium);
-    assert_eq!(task.estimated_minutes, 40, "sum of the blocks when not given");
+    assert_eq!(
+        task.estimated_minutes, 40,
+        "sum of the blocks when not given"
+    );
     assert_eq!(task.tags, ["work", "deep"]);
     let orders: Vec<_> = task.blocks.iter().map(|b| b.title.as_str()).collect();
     assert_eq!(orders, ["outline", "draft"]);
@@ -60,10 +68,17 @@ async fn lifecycle_pending_started_completed() {
     assert_eq!(started.status, Status::InProgress);
     assert_eq!(started.started_at, Some(f.clock.now()));
     let again = f.tasks.start(&alice, &task.id).await.expect("start again");
-    assert_eq!(again.version, started.version, "starting twice changes nothing");
+    assert_eq!(
+        again.version, started.version,
+        "starting twice changes nothing"
+    );
 
     f.clock.advance(Duration::minutes(30));
-    let done = f.tasks.complete(&alice, &task.id, "pushed to repo".into()).await.expect("done");
+    let done = f
+        .tasks
+        .complete(&alice, &task.id, "pushed to repo".into())
+        .await
+        .expect("done");
     assert_eq!(done.status, Status::Completed);
     assert_eq!(done.completion_proof, "pushed to repo");
     assert!(done.blocks.iter().all(|b| b.done));
@@ -71,11 +86,20 @@ async fn lifecycle_pending_started_completed() {
         f.tasks.complete(&alice, &task.id, String::new()).await,
         Err(Error::FailedPrecondition(_))
     ));
-    assert!(matches!(f.tasks.start(&alice, &task.id).await, Err(Error::FailedPrecondition(_))));
+    assert!(matches!(
+        f.tasks.start(&alice, &task.id).await,
+        Err(Error::FailedPrecondition(_))
+    ));
 
     f.tasks.delete(&alice, &task.id).await.expect("delete");
-    assert!(matches!(f.tasks.get(&alice, &task.id).await, Err(Error::NotFound(_))));
-    assert!(matches!(f.tasks.delete(&alice, &task.id).await, Err(Error::NotFound(_))));
+    assert!(matches!(
+        f.tasks.get(&alice, &task.id).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        f.tasks.delete(&alice, &task.id).await,
+        Err(Error::NotFound(_))
+    ));
 }
 
 #[tokio::test]
@@ -89,7 +113,11 @@ async fn validation_names_every_bad_field() {
         blocks: vec![block("", 0, 0), block("b", 481, 0), block("c", 10, -1)],
         ..NewTask::default()
     };
-    let err = f.tasks.create(&user("alice"), new).await.expect_err("invalid");
+    let err = f
+        .tasks
+        .create(&user("alice"), new)
+        .await
+        .expect_err("invalid");
     assert_eq!(
         fields(err),
         [
@@ -104,9 +132,23 @@ async fn validation_names_every_bad_field() {
             "blocks[2].order",
         ]
     );
-    let long = NewTask { title: "x".repeat(501), ..NewTask::default() };
-    assert_eq!(fields(f.tasks.create(&user("alice"), long).await.expect_err("long")), ["title"]);
-    let ok = NewTask { title: "x".repeat(500), ..NewTask::default() };
+    let long = NewTask {
+        title: "x".repeat(501),
+        ..NewTask::default()
+    };
+    assert_eq!(
+        fields(
+            f.tasks
+                .create(&user("alice"), long)
+                .await
+                .expect_err("long")
+        ),
+        ["title"]
+    );
+    let ok = NewTask {
+        title: "x".repeat(500),
+        ..NewTask::default()
+    };
     assert!(f.tasks.create(&user("alice"), ok).await.is_ok());
 }
 
@@ -115,18 +157,50 @@ async fn other_users_tasks_are_not_found() {
     let f = fixture();
     let task = f
         .tasks
-        .create(&user("alice"), NewTask { title: "mine".into(), ..NewTask::default() })
+        .create(
+            &user("alice"),
+            NewTask {
+                title: "mine".into(),
+                ..NewTask::default()
+            },
+        )
         .await
         .expect("create");
     let bob = user("bob");
-    assert!(matches!(f.tasks.get(&bob, &task.id).await, Err(Error::NotFound(_))));
-    assert!(matches!(f.tasks.start(&bob, &task.id).await, Err(Error::NotFound(_))));
-    assert!(matches!(f.tasks.delete(&bob, &task.id).await, Err(Error::NotFound(_))));
-    let patch = TaskPatch { title: Some("stolen".into()), ..TaskPatch::default() };
-    assert!(matches!(f.tasks.update(&bob, &task.id, patch, None).await, Err(Error::NotFound(_))));
-    let page = f.tasks.list(&bob, TaskFilter::default(), 0, "").await.expect("list");
+    assert!(matches!(
+        f.tasks.get(&bob, &task.id).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        f.tasks.start(&bob, &task.id).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        f.tasks.delete(&bob, &task.id).await,
+        Err(Error::NotFound(_))
+    ));
+    let patch = TaskPatch {
+        title: Some("stolen".into()),
+        ..TaskPatch::default()
+    };
+    assert!(matches!(
+        f.tasks.update(&bob, &task.id, patch, None).await,
+        Err(Error::NotFound(_))
+    ));
+    let page = f
+        .tasks
+        .list(&bob, TaskFilter::default(), 0, "")
+        .await
+        .expect("list");
     assert!(page.tasks.is_empty());
-    assert_eq!(f.tasks.get(&user("alice"), &task.id).await.expect("get").title, "mine");
+    assert_eq!(
+        f.tasks
+            .get(&user("alice"), &task.id)
+            .await
+            .expect("get")
+            .title,
+        "mine"
+    );
 }
 
 #[tokio::test]
@@ -146,15 +220,31 @@ async fn update_applies_only_the_patch_and_checks_versions() {
         due_at: Some(None),
         ..TaskPatch::default()
     };
-    let updated = f.tasks.update(&alice, &task.id, patch.clone(), Some(1)).await.expect("update");
+    let updated = f
+        .tasks
+        .update(&alice, &task.id, patch.clone(), Some(1))
+        .await
+        .expect("update");
     assert_eq!(updated.title, "renamed");
     assert_eq!(updated.description, "keep");
     assert_eq!(updated.priority, Priority::Urgent);
     assert_eq!(updated.due_at, None);
     assert_eq!(updated.version, 2);
     let stale = f.tasks.update(&alice, &task.id, patch, Some(1)).await;
-    assert!(matches!(stale, Err(Error::VersionMismatch { expected: 1, actual: 2 })), "{stale:?}");
-    let empty = f.tasks.update(&alice, &task.id, TaskPatch::default(), None).await;
+    assert!(
+        matches!(
+            stale,
+            Err(Error::VersionMismatch {
+                expected: 1,
+                actual: 2
+            })
+        ),
+        "{stale:?}"
+    );
+    let empty = f
+        .tasks
+        .update(&alice, &task.id, TaskPatch::default(), None)
+        .await;
     assert_eq!(fields(empty.expect_err("empty patch")), ["update_mask"]);
 }
 
@@ -166,7 +256,11 @@ async fn list_filters_and_pages() {
     for i in 0..7 {
         let new = NewTask {
             title: format!("task {i}"),
-            priority: Some(if i % 2 == 0 { Priority::High } else { Priority::Low }),
+            priority: Some(if i % 2 == 0 {
+                Priority::High
+            } else {
+                Priority::Low
+            }),
             tags: if i < 3 { vec!["home".into()] } else { vec![] },
             due_at: Some(base + Duration::days(i)),
             ..NewTask::default()
@@ -177,38 +271,87 @@ async fn list_filters_and_pages() {
         }
         f.clock.advance(Duration::seconds(1));
     }
-    let titles = |page: &TaskPage| page.tasks.iter().map(|t| t.title.clone()).collect::<Vec<_>>();
+    let titles = |page: &TaskPage| {
+        page.tasks
+            .iter()
+            .map(|t| t.title.clone())
+            .collect::<Vec<_>>()
+    };
 
-    let first = f.tasks.list(&alice, TaskFilter::default(), 3, "").await.expect("list");
+    let first = f
+        .tasks
+        .list(&alice, TaskFilter::default(), 3, "")
+        .await
+        .expect("list");
     assert_eq!(titles(&first), ["task 6", "task 5", "task 4"]);
-    let second =
-        f.tasks.list(&alice, TaskFilter::default(), 3, &first.next_page_token).await.expect("p2");
+    let second = f
+        .tasks
+        .list(&alice, TaskFilter::default(), 3, &first.next_page_token)
+        .await
+        .expect("p2");
     assert_eq!(titles(&second), ["task 3", "task 2", "task 1"]);
-    let third =
-        f.tasks.list(&alice, TaskFilter::default(), 3, &second.next_page_token).await.expect("p3");
+    let third = f
+        .tasks
+        .list(&alice, TaskFilter::default(), 3, &second.next_page_token)
+        .await
+        .expect("p3");
     assert_eq!(titles(&third), ["task 0"]);
     assert!(third.next_page_token.is_empty());
 
-    let high = TaskFilter { priority: Some(Priority::High), ..TaskFilter::default() };
-    let page = f.tasks.list(&alice, high.clone(), 0, "").await.expect("high");
+    let high = TaskFilter {
+        priority: Some(Priority::High),
+        ..TaskFilter::default()
+    };
+    let page = f
+        .tasks
+        .list(&alice, high.clone(), 0, "")
+        .await
+        .expect("high");
     assert_eq!(titles(&page), ["task 6", "task 4", "task 2", "task 0"]);
-    let home = TaskFilter { tag: Some("home".into()), ..TaskFilter::default() };
-    assert_eq!(titles(&f.tasks.list(&alice, home, 0, "").await.expect("tag")).len(), 3);
-    let started = TaskFilter { statuses: vec![Status::InProgress], ..TaskFilter::default() };
-    assert_eq!(titles(&f.tasks.list(&alice, started, 0, "").await.expect("st")), ["task 6"]);
+    let home = TaskFilter {
+        tag: Some("home".into()),
+        ..TaskFilter::default()
+    };
+    assert_eq!(
+        titles(&f.tasks.list(&alice, home, 0, "").await.expect("tag")).len(),
+        3
+    );
+    let started = TaskFilter {
+        statuses: vec![Status::InProgress],
+        ..TaskFilter::default()
+    };
+    assert_eq!(
+        titles(&f.tasks.list(&alice, started, 0, "").await.expect("st")),
+        ["task 6"]
+    );
     let due = TaskFilter {
         due_after: Some(base + Duration::days(2)),
         due_before: Some(base + Duration::days(4)),
         ..TaskFilter::default()
     };
-    assert_eq!(titles(&f.tasks.list(&alice, due, 0, "").await.expect("due")), ["task 3", "task 2"]);
+    assert_eq!(
+        titles(&f.tasks.list(&alice, due, 0, "").await.expect("due")),
+        ["task 3", "task 2"]
+    );
 
     // A token only works with the filters it was issued for.
-    let err = f.tasks.list(&alice, high, 3, &first.next_page_token).await.expect_err("mismatch");
+    let err = f
+        .tasks
+        .list(&alice, high, 3, &first.next_page_token)
+        .await
+        .expect_err("mismatch");
     assert_eq!(fields(err), ["page_token"]);
-    let err = f.tasks.list(&alice, TaskFilter::default(), 3, "garbage").await.expect_err("junk");
+    let err = f
+        .tasks
+        .list(&alice, TaskFilter::default(), 3, "garbage")
+        .await
+        .expect_err("junk");
     assert_eq!(fields(err), ["page_token"]);
-    let err = f.tasks.list(&alice, TaskFilter::default(), 201, "").await.expect_err("size");
+    let err = f
+        .tasks
+        .list(&alice, TaskFilter::default(), 201, "")
+        .await
+        .expect_err("size");
     assert_eq!(fields(err), ["page_size"]);
 }
 
@@ -218,14 +361,23 @@ async fn concurrent_updates_all_land() {
     let alice = user("alice");
     let task = f
         .tasks
-        .create(&alice, NewTask { title: "t".into(), ..NewTask::default() })
+        .create(
+            &alice,
+            NewTask {
+                title: "t".into(),
+                ..NewTask::default()
+            },
+        )
         .await
         .expect("create");
     let mut handles = Vec::new();
     for i in 0..8 {
         let (tasks, alice, id) = (f.tasks.clone(), alice.clone(), task.id.clone());
         handles.push(tokio::spawn(async move {
-            let patch = TaskPatch { estimated_minutes: Some(i + 1), ..TaskPatch::default() };
+            let patch = TaskPatch {
+                estimated_minutes: Some(i + 1),
+                ..TaskPatch::default()
+            };
             tasks.update(&alice, &id, patch, None).await
         }));
     }

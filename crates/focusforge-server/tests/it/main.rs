@@ -1,0 +1,3 @@
+//! The `focusforge` binary as a user runs it.
+
+mod cli;
