@@ -10,7 +10,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_focusforge");
 
 fn focusforge(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let mut cmd = Command::new(BIN);
-    cmd.args(args).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -22,19 +24,45 @@ fn bad_configuration_exits_non_zero_with_one_line() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().to_str().expect("utf-8 path");
     let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
-        (&["serve", "--data-dir", data, "--listen", "nowhere"], &[], "listen"),
-        (&["serve", "--data-dir", data, "--services", "tasks,chess"], &[], "chess"),
-        (&["serve", "--data-dir", data], &[("FOCUSFORGE_LOG_FORMAT", "xml")], "log_format"),
-        (&["serve", "--data-dir", data], &[("FOCUSFORGE_JWT_SECRET", "short")], "jwt_secret"),
-        (&["serve", "--config", "/nonexistent/focusforge.toml"], &[], "cannot read config file"),
+        (
+            &["serve", "--data-dir", data, "--listen", "nowhere"],
+            &[],
+            "listen",
+        ),
+        (
+            &["serve", "--data-dir", data, "--services", "tasks,chess"],
+            &[],
+            "chess",
+        ),
+        (
+            &["serve", "--data-dir", data],
+            &[("FOCUSFORGE_LOG_FORMAT", "xml")],
+            "log_format",
+        ),
+        (
+            &["serve", "--data-dir", data],
+            &[("FOCUSFORGE_JWT_SECRET", "short")],
+            "jwt_secret",
+        ),
+        (
+            &["serve", "--config", "/nonexistent/focusforge.toml"],
+            &[],
+            "cannot read config file",
+        ),
     ];
     for (args, env, expected) in cases {
         let out = focusforge(args, env);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr:?}");
-        assert!(stderr.contains(expected), "{stderr:?} should mention {expected}");
-        assert!(std::fs::read_dir(dir.path()).expect("dir").next().is_none(), "nothing started");
+        assert!(
+            stderr.contains(expected),
+            "{stderr:?} should mention {expected}"
+        );
+        assert!(
+            std::fs::read_dir(dir.path()).expect("dir").next().is_none(),
+            "nothing started"
+        );
     }
 }
 
@@ -42,8 +70,23 @@ fn bad_configuration_exits_non_zero_with_one_line() {
 fn token_prints_a_jwt_signed_with_the_data_dirs_secret() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().to_str().expect("utf-8 path");
-    let out = focusforge(&["token", "--user", "alice", "--data-dir", data, "--ttl", "10m"], &[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = focusforge(
+        &[
+            "token",
+            "--user",
+            "alice",
+            "--data-dir",
+            data,
+            "--ttl",
+            "10m",
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout).expect("utf-8");
     let token = stdout.trim();
     assert_eq!(stdout.lines().count(), 1);
@@ -55,7 +98,10 @@ fn token_prints_a_jwt_signed_with_the_data_dirs_secret() {
     let other = tempfile::tempdir().expect("tempdir");
     let other_secret = focusforge_auth::load_or_create_dev_secret(other.path()).expect("secret");
     let other_verifier = Verifier::new(&KeyMaterial::Hs256(other_secret), None).expect("verifier");
-    assert!(other_verifier.verify(token).is_err(), "each data dir has its own secret");
+    assert!(
+        other_verifier.verify(token).is_err(),
+        "each data dir has its own secret"
+    );
 }
 
 #[tokio::test]
@@ -69,7 +115,11 @@ async fn serve_starts_reports_health_and_stops_on_sigterm() {
         .spawn()
         .expect("spawn");
     let mut child = KillOnDrop(Some(child));
-    let stderr = child.0.as_mut().and_then(|c| c.stderr.take()).expect("stderr");
+    let stderr = child
+        .0
+        .as_mut()
+        .and_then(|c| c.stderr.take())
+        .expect("stderr");
     // Stop reading the log once the address is found: a closed log pipe must
     // not break serving.
     let (tx, rx) = std::sync::mpsc::channel();
@@ -89,22 +139,43 @@ async fn serve_starts_reports_health_and_stops_on_sigterm() {
 
     let channel = tonic::transport::Channel::from_shared(format!("http://{addr}")).expect("uri");
     let mut health = HealthClient::new(channel.connect().await.expect("connect"));
-    for service in ["", "focusforge.tasks.v1.TaskService", "focusforge.users.v1.UserService"] {
-        let res = health.check(HealthCheckRequest { service: service.into() }).await.expect("check");
+    for service in [
+        "",
+        "focusforge.tasks.v1.TaskService",
+        "focusforge.users.v1.UserService",
+    ] {
+        let res = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .expect("check");
         assert_eq!(res.into_inner().status, 1, "{service:?} is SERVING");
     }
-    assert!(dir.path().join("auth/dev-secret").exists(), "a dev secret was generated");
-    assert!(dir.path().join(focusforge_server::STORE_FILE).exists(), "state lives in the data dir");
+    assert!(
+        dir.path().join("auth/dev-secret").exists(),
+        "a dev secret was generated"
+    );
+    assert!(
+        dir.path().join(focusforge_server::STORE_FILE).exists(),
+        "state lives in the data dir"
+    );
 
     let mut child = child.0.take().expect("child");
     let pid = child.id().to_string();
-    let killed = Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
     assert!(killed.success());
-    let status = tokio::time::timeout(Duration::from_secs(15), tokio::task::spawn_blocking(move || child.wait()))
-        .await
-        .expect("exits after SIGTERM")
-        .expect("join")
-        .expect("wait");
+    let status = tokio::time::timeout(
+        Duration::from_secs(15),
+        tokio::task::spawn_blocking(move || child.wait()),
+    )
+    .await
+    .expect("exits after SIGTERM")
+    .expect("join")
+    .expect("wait");
     assert!(status.success(), "{status:?}");
 }
 
