@@ -79,6 +79,14 @@ pub enum KeyError {
     },
 }
 
+/// HS256 secrets shorter than the hash output are refused (RFC 7518 3.2).
+fn checked_secret(secret: &[u8]) -> Result<&[u8], KeyError> {
+    if secret.len() < 32 {
+        return Err(KeyError::ShortSecret);
+    }
+    Ok(secret)
+}
+
 /// Verifies tokens. Cheap to clone and share.
 #[derive(Clone)]
 pub struct Verifier {
@@ -89,12 +97,10 @@ pub struct Verifier {
 impl Verifier {
     pub fn new(keys: &KeyMaterial, issuer: Option<&str>) -> Result<Self, KeyError> {
         let (key, alg) = match keys {
-            KeyMaterial::Hs256(secret) => {
-                if secret.len() < 32 {
-                    return Err(KeyError::ShortSecret);
-                }
-                (DecodingKey::from_secret(secret), Algorithm::HS256)
-            }
+            KeyMaterial::Hs256(secret) => (
+                DecodingKey::from_secret(checked_secret(secret)?),
+                Algorithm::HS256,
+            ),
             KeyMaterial::Rs256 { public_pem, .. } => (
                 DecodingKey::from_rsa_pem(public_pem)
                     .map_err(|e| KeyError::BadRsaKey(e.to_string()))?,
@@ -146,12 +152,10 @@ pub struct Minter {
 impl Minter {
     pub fn new(keys: &KeyMaterial, issuer: Option<&str>) -> Result<Self, KeyError> {
         let (key, alg) = match keys {
-            KeyMaterial::Hs256(secret) => {
-                if secret.len() < 32 {
-                    return Err(KeyError::ShortSecret);
-                }
-                (EncodingKey::from_secret(secret), Algorithm::HS256)
-            }
+            KeyMaterial::Hs256(secret) => (
+                EncodingKey::from_secret(checked_secret(secret)?),
+                Algorithm::HS256,
+            ),
             KeyMaterial::Rs256 {
                 private_pem: Some(pem),
                 ..

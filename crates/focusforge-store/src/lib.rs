@@ -8,6 +8,7 @@
 //! [`conformance`] holds the suite every backend must pass.
 
 mod error;
+mod modify;
 pub mod page_token;
 mod query;
 mod sqlite;
@@ -23,6 +24,7 @@ pub use focusforge_core::UserId;
 use serde_json::Value;
 
 pub use error::StoreError;
+pub use modify::modify;
 pub use query::{Cursor, Filter, Order, Page, Query, SortKey};
 pub use sqlite::SqliteStore;
 

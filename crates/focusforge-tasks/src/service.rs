@@ -14,9 +14,6 @@ use crate::{
     COLLECTION, NewTask, Priority, Status, Task, TaskFilter, TaskPatch, WorkBlock, limits,
 };
 
-/// How often a read-modify-write retries after losing to a concurrent writer.
-const WRITE_ATTEMPTS: usize = 5;
-
 /// The stored body of a task. Timestamps are epoch milliseconds so every
 /// store backend filters them as numbers.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -315,8 +312,7 @@ impl Tasks {
         Ok(())
     }
 
-    /// Read, change, write back conditionally on the version read; retried
-    /// when another writer got in between, unless the caller pinned a version.
+    /// Applies `change` to the stored body under optimistic concurrency;
     /// `change` returns whether anything changed.
     async fn modify(
         &self,
@@ -325,46 +321,26 @@ impl Tasks {
         expected_version: Option<i64>,
         change: impl Fn(&mut Body, DateTime<Utc>) -> Result<bool>,
     ) -> Result<Task> {
-        for _ in 0..WRITE_ATTEMPTS {
-            let doc = self
-                .store
-                .get(COLLECTION, user, id)
-                .await
-                .map_err(not_found)?
-                .ok_or_else(|| Error::NotFound("task".into()))?;
-            if let Some(expected) = expected_version
-                && expected != doc.version
-            {
-                return Err(Error::VersionMismatch {
-                    expected,
-                    actual: doc.version,
-                });
-            }
-            let mut body: Body = serde_json::from_value(doc.body.clone())
-                .map_err(|e| Error::internal(format!("task {id} is unreadable: {e}")))?;
-            if !change(&mut body, self.clock.now())? {
-                return to_task(doc);
-            }
-            let written = self
-                .store
-                .replace(
-                    COLLECTION,
-                    user,
-                    id,
-                    to_json(&body)?,
-                    None,
-                    Precondition::Version(doc.version),
-                )
-                .await;
-            match written {
-                Ok(doc) => return to_task(doc),
-                Err(StoreError::VersionMismatch { .. }) if expected_version.is_none() => continue,
-                Err(e) => return Err(not_found(e)),
-            }
-        }
-        Err(Error::Unavailable(
-            "task is being changed concurrently, try again".into(),
-        ))
+        let now = self.clock.now();
+        let doc = focusforge_store::modify(
+            self.store.as_ref(),
+            COLLECTION,
+            user,
+            id,
+            "task",
+            expected_version,
+            |doc| {
+                let mut body: Body = serde_json::from_value(doc.body.clone())
+                    .map_err(|e| Error::internal(format!("task {id} is unreadable: {e}")))?;
+                if change(&mut body, now)? {
+                    to_json(&body).map(Some)
+                } else {
+                    Ok(None)
+                }
+            },
+        )
+        .await?;
+        to_task(doc)
     }
 }
 

@@ -4,14 +4,13 @@
 
 use chrono::{DateTime, Utc};
 use focusforge_core::{Error, Result, UserId, Violations};
-use focusforge_store::{Document, NewDocument, Precondition, SharedStore, StoreError};
+use focusforge_store::{Document, NewDocument, SharedStore, StoreError};
 use serde::{Deserialize, Serialize};
 
 /// The collection profiles live in, keyed by user id.
 pub const COLLECTION: &str = "user_profiles";
 
 const DISPLAY_NAME_MAX: usize = 100;
-const WRITE_ATTEMPTS: usize = 5;
 
 /// How the user likes to work.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -167,51 +166,50 @@ impl Users {
         }
         v.finish()?;
 
-        for _ in 0..WRITE_ATTEMPTS {
-            let doc = self.get_doc(user).await?;
-            let mut body: Body = serde_json::from_value(doc.body.clone())
-                .map_err(|e| Error::internal(format!("profile is unreadable: {e}")))?;
-            if let Some(name) = &patch.display_name {
-                body.display_name = name.trim().to_owned();
-            }
-            let p = &mut body.preferences;
-            if let Some(tz) = &patch.timezone {
-                p.timezone.clone_from(tz);
-            }
-            let set = |slot: &mut i32, value: Option<i32>| {
-                if let Some(value) = value {
-                    *slot = value;
-                }
-            };
-            set(&mut p.focus_minutes, patch.focus_minutes);
-            set(&mut p.short_break_minutes, patch.short_break_minutes);
-            set(&mut p.long_break_minutes, patch.long_break_minutes);
-            set(&mut p.daily_goal_minutes, patch.daily_goal_minutes);
-            let mut v = Violations::new();
-            body.preferences.check(&mut v, "profile.preferences");
-            v.finish()?;
+        // Make sure the profile exists, then change it in place.
+        self.get_doc(user).await?;
+        let doc = focusforge_store::modify(
+            self.store.as_ref(),
+            COLLECTION,
+            user,
+            user.as_str(),
+            "profile",
+            None,
+            |doc| {
+                let mut body: Body = serde_json::from_value(doc.body.clone())
+                    .map_err(|e| Error::internal(format!("profile is unreadable: {e}")))?;
+                patch.apply(&mut body);
+                let mut v = Violations::new();
+                body.preferences.check(&mut v, "profile.preferences");
+                v.finish()?;
+                serde_json::to_value(&body)
+                    .map(Some)
+                    .map_err(Error::internal)
+            },
+        )
+        .await?;
+        to_profile(doc)
+    }
+}
 
-            let json = serde_json::to_value(&body).map_err(Error::internal)?;
-            let written = self
-                .store
-                .replace(
-                    COLLECTION,
-                    user,
-                    user.as_str(),
-                    json,
-                    None,
-                    Precondition::Version(doc.version),
-                )
-                .await;
-            match written {
-                Ok(doc) => return to_profile(doc),
-                Err(StoreError::VersionMismatch { .. }) => continue,
-                Err(e) => return Err(store_err(e)),
-            }
+impl ProfilePatch {
+    fn apply(&self, body: &mut Body) {
+        if let Some(name) = &self.display_name {
+            body.display_name = name.trim().to_owned();
         }
-        Err(Error::Unavailable(
-            "profile is being changed concurrently, try again".into(),
-        ))
+        let p = &mut body.preferences;
+        if let Some(tz) = &self.timezone {
+            p.timezone.clone_from(tz);
+        }
+        let set = |slot: &mut i32, value: Option<i32>| {
+            if let Some(value) = value {
+                *slot = value;
+            }
+        };
+        set(&mut p.focus_minutes, self.focus_minutes);
+        set(&mut p.short_break_minutes, self.short_break_minutes);
+        set(&mut p.long_break_minutes, self.long_break_minutes);
+        set(&mut p.daily_goal_minutes, self.daily_goal_minutes);
     }
 }
 

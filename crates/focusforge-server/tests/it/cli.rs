@@ -19,11 +19,14 @@ fn focusforge(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     cmd.output().expect("run focusforge")
 }
 
+/// Arguments, environment, and what the error line must mention.
+type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+
 #[test]
 fn bad_configuration_exits_non_zero_with_one_line() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().to_str().expect("utf-8 path");
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    let cases: &[Case] = &[
         (
             &["serve", "--data-dir", data, "--listen", "nowhere"],
             &[],

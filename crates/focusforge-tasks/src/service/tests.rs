@@ -371,7 +371,7 @@ async fn concurrent_updates_all_land() {
         .await
         .expect("create");
     let mut handles = Vec::new();
-    for i in 0..8 {
+    for i in 0..16 {
         let (tasks, alice, id) = (f.tasks.clone(), alice.clone(), task.id.clone());
         handles.push(tokio::spawn(async move {
             let patch = TaskPatch {
@@ -384,5 +384,8 @@ async fn concurrent_updates_all_land() {
     for h in handles {
         h.await.expect("join").expect("update");
     }
-    assert_eq!(f.tasks.get(&alice, &task.id).await.expect("get").version, 9);
+    assert_eq!(
+        f.tasks.get(&alice, &task.id).await.expect("get").version,
+        17
+    );
 }
