@@ -39,6 +39,9 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Remote upstreams by fully qualified service name.
     pub upstreams: BTreeMap<String, String>,
+    /// Things worth a warning once logging is up (unknown variables, ...).
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
@@ -69,6 +72,7 @@ impl Default for Config {
             sweep_interval_secs: 60,
             auth: AuthConfig::default(),
             upstreams: BTreeMap::new(),
+            warnings: Vec::new(),
         }
     }
 }
@@ -173,7 +177,9 @@ impl Config {
                 }
                 // Variables of later releases or other tools are not an error,
                 // but a typo should not pass silently.
-                other => tracing_free_warning(other),
+                other => self
+                    .warnings
+                    .push(format!("ignoring unknown environment variable {other}")),
             }
         }
         Ok(())
@@ -247,11 +253,6 @@ impl Config {
             ))
         })
     }
-}
-
-fn tracing_free_warning(var: &str) {
-    // Logging is not set up yet while configuration loads.
-    eprintln!("focusforge: ignoring unknown environment variable {var}");
 }
 
 #[cfg(test)]

@@ -117,6 +117,9 @@ fn main() -> ExitCode {
         LogFormat::Human
     };
     focusforge_telemetry::init(format, &config.log_level);
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

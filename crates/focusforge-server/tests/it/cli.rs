@@ -113,7 +113,9 @@ async fn serve_starts_reports_health_and_stops_on_sigterm() {
     let data = dir.path().to_str().expect("utf-8 path");
     let child = Command::new(BIN)
         .args(["serve", "--data-dir", data, "--listen", "127.0.0.1:0"])
+        // Every line must stay JSON, warnings included.
         .env("FOCUSFORGE_LOG_FORMAT", "json")
+        .env("FOCUSFORGE_NOT_A_SETTING", "1")
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
@@ -127,18 +129,28 @@ async fn serve_starts_reports_health_and_stops_on_sigterm() {
     // not break serving.
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        let mut warned = false;
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             let v: serde_json::Value = serde_json::from_str(&line).expect("json log line");
+            if v["level"] == "WARN" {
+                let message = v["message"].as_str().unwrap_or_default();
+                warned |= message.contains("FOCUSFORGE_NOT_A_SETTING");
+            }
             if v["message"] == "focusforge is serving" {
-                let _ = tx.send(v["addr"].as_str().expect("addr field").to_owned());
+                let _ = tx.send((v["addr"].as_str().expect("addr field").to_owned(), warned));
                 return;
             }
         }
     });
-    let addr = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(30)))
-        .await
-        .expect("join")
-        .expect("the server logs its address");
+    let (addr, warned) =
+        tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(30)))
+            .await
+            .expect("join")
+            .expect("the server logs its address");
+    assert!(
+        warned,
+        "an unknown FOCUSFORGE_ variable is warned about, as JSON"
+    );
 
     let channel = tonic::transport::Channel::from_shared(format!("http://{addr}")).expect("uri");
     let mut health = HealthClient::new(channel.connect().await.expect("connect"));
