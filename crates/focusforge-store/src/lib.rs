@@ -4,11 +4,13 @@
 //!
 //! Every operation takes the owning [`UserId`]: there is no call that reads or
 //! writes across users, so isolation does not depend on each caller
-//! remembering a filter. Backends: [`SqliteStore`] (the embedded default).
+//! remembering a filter. Backends: [`SqliteStore`] (the embedded default)
+//! and [`MongoStore`] (production).
 //! [`conformance`] holds the suite every backend must pass.
 
 mod error;
 mod modify;
+mod mongo;
 pub mod page_token;
 mod query;
 mod sqlite;
@@ -25,6 +27,7 @@ use serde_json::Value;
 
 pub use error::StoreError;
 pub use modify::modify;
+pub use mongo::{COLLECTIONS, MongoSettings, MongoStore};
 pub use query::{Cursor, Filter, Order, Page, Query, SortKey};
 pub use sqlite::SqliteStore;
 

@@ -1,5 +1,6 @@
 //! The document store's integration tests: the shared conformance suite
-//! against the embedded SQLite backend on disk, plus what only that backend
-//! promises (durability across reopen).
+//! against every backend (SQLite on disk, MongoDB over the wire), plus what
+//! only one backend promises.
 
+mod mongo;
 mod sqlite;
