@@ -32,6 +32,16 @@ pub use service::GatewayService;
 
 use upstream::Upstream;
 
+/// Renders the Prometheus text exposition served at `GET /metrics`.
+#[derive(Clone)]
+pub struct Metrics(pub Arc<dyn Fn() -> String + Send + Sync>);
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
 /// Tunables of the gateway.
 #[derive(Debug, Clone)]
 pub struct GatewayOptions {
@@ -41,6 +51,8 @@ pub struct GatewayOptions {
     pub connect_timeout: Duration,
     /// Largest gRPC message a client may send, in bytes.
     pub max_message_bytes: usize,
+    /// Served at `GET /metrics` when set.
+    pub metrics: Option<Metrics>,
 }
 
 impl Default for GatewayOptions {
@@ -49,6 +61,7 @@ impl Default for GatewayOptions {
             cors_origins: Vec::new(),
             connect_timeout: Duration::from_secs(5),
             max_message_bytes: 4 * 1024 * 1024,
+            metrics: None,
         }
     }
 }
@@ -69,6 +82,8 @@ pub struct Gateway {
     verifier: Arc<Verifier>,
     options: GatewayOptions,
     routes: BTreeMap<String, Arc<Upstream>>,
+    /// Names only health answers for (backends of a process, ...).
+    components: BTreeMap<String, Arc<Upstream>>,
 }
 
 impl Gateway {
@@ -77,15 +92,20 @@ impl Gateway {
             verifier,
             options,
             routes: BTreeMap::new(),
+            components: BTreeMap::new(),
         }
     }
 
-    /// Routes the named services to in-process routes (which must also serve
-    /// `grpc.health.v1.Health` for them).
-    pub fn local(mut self, services: &[&str], routes: Routes) -> Self {
+    /// Routes the named services to in-process routes, which must also serve
+    /// `grpc.health.v1.Health` for them and for the `components` (health
+    /// names that are not services, such as the process's backends).
+    pub fn local(mut self, services: &[&str], components: &[String], routes: Routes) -> Self {
         let upstream = Arc::new(Upstream::Local(routes));
         for name in services {
             self.routes.insert((*name).to_owned(), upstream.clone());
+        }
+        for name in components {
+            self.components.insert(name.clone(), upstream.clone());
         }
         self
     }
@@ -110,6 +130,6 @@ impl Gateway {
     }
 
     pub fn build(self) -> Result<GatewayService, GatewayError> {
-        GatewayService::new(self.verifier, self.options, self.routes)
+        GatewayService::new(self.verifier, self.options, self.routes, self.components)
     }
 }

@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use http::Method;
 use http::header::{HeaderName, HeaderValue};
+use http::{Method, Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -13,12 +13,13 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tonic::body::Body;
 use tonic_web::GrpcWebLayer;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer, ExposeHeaders};
 
 use crate::service::REQUEST_ID;
-use crate::{GatewayError, GatewayService};
+use crate::{GatewayError, GatewayService, Metrics};
 
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -47,6 +48,52 @@ fn cors(origins: &[String]) -> Result<Option<CorsLayer>, GatewayError> {
             .expose_headers(ExposeHeaders::list(expose))
             .max_age(Duration::from_secs(24 * 3600)),
     ))
+}
+
+/// Answers `GET /metrics` (Prometheus text) before anything gRPC sees it.
+#[derive(Clone)]
+struct MetricsRoute<S> {
+    metrics: Option<Metrics>,
+    inner: S,
+}
+
+impl<S, B> tower::Service<Request<B>> for MetricsRoute<S>
+where
+    S: tower::Service<Request<B>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Response<Body>, S::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        if let Some(metrics) = &self.metrics
+            && req.method() == Method::GET
+            && req.uri().path() == "/metrics"
+        {
+            let text = (metrics.0)();
+            let res = Response::builder()
+                .header("content-type", "text/plain; version=0.0.4")
+                .body(Body::new(http_body_util::Full::new(bytes::Bytes::from(
+                    text,
+                ))))
+                .unwrap_or_default();
+            return Box::pin(async move { Ok(res) });
+        }
+        let fut = self.inner.call(req);
+        Box::pin(fut)
+    }
 }
 
 /// A running gateway listener.
@@ -82,10 +129,14 @@ pub fn serve(
             reason: e.to_string(),
         })?;
     let cors = cors(&gateway.options().cors_origins)?;
-    let stack = ServiceBuilder::new()
-        .option_layer(cors)
-        .layer(GrpcWebLayer::new())
-        .service(gateway);
+    let metrics = gateway.options().metrics.clone();
+    let stack = MetricsRoute {
+        metrics,
+        inner: ServiceBuilder::new()
+            .option_layer(cors)
+            .layer(GrpcWebLayer::new())
+            .service(gateway),
+    };
     let (stop, mut stopped) = watch::channel(false);
     let task = tokio::spawn(async move {
         let mut builder = auto::Builder::new(TokioExecutor::new());

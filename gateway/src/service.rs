@@ -57,10 +57,13 @@ impl GatewayService {
         verifier: Arc<Verifier>,
         options: GatewayOptions,
         routes: BTreeMap<String, Arc<Upstream>>,
+        components: BTreeMap<String, Arc<Upstream>>,
     ) -> Result<Self, GatewayError> {
-        let routes = Arc::new(routes);
         let names: Vec<String> = routes.keys().cloned().collect();
-        let health = HealthServer::new(GatewayHealth::new(routes.clone()));
+        let mut checked = components;
+        checked.extend(routes.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let routes = Arc::new(routes);
+        let health = HealthServer::new(GatewayHealth::new(Arc::new(checked)));
         let own = reflection::add(Routes::new(health), &names)?;
         Ok(Self {
             inner: Arc::new(Inner {

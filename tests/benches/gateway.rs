@@ -23,11 +23,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use focusforge_auth::{KeyMaterial, Minter, Verifier};
-use focusforge_core::{Clock, SystemClock, UserId};
+use focusforge_core::UserId;
 use focusforge_proto::tasks::v1::task_service_client::TaskServiceClient;
 use focusforge_proto::tasks::v1::{CreateTaskRequest, GetTaskRequest};
 use focusforge_server::Config;
-use focusforge_store::SqliteStore;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use prost::Message;
@@ -255,18 +254,13 @@ async fn main() {
     let serve_addr = serve.local_addr;
 
     // tonic direct: the same routes and the same database file, no gateway.
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let store = Arc::new(
-        SqliteStore::open(
-            &dir.path().join(focusforge_server::STORE_FILE),
-            clock.clone(),
-        )
-        .expect("store"),
-    );
+    let backends = focusforge_server::Backends::open(&cfg)
+        .await
+        .expect("backends");
     let verifier = Arc::new(
         Verifier::new(&KeyMaterial::Hs256(SECRET.as_bytes().to_vec()), None).expect("verifier"),
     );
-    let (_, routes) = focusforge_server::service_routes(&cfg, store, clock, verifier)
+    let (_, routes, _) = focusforge_server::service_routes(&cfg, &backends, verifier)
         .await
         .expect("routes");
     let direct = TcpListener::bind("127.0.0.1:0").await.expect("bind");

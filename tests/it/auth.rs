@@ -3,14 +3,12 @@ use std::sync::Arc;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use focusforge_auth::{Claims, KeyMaterial, Minter, Verifier};
-use focusforge_core::SystemClock;
 use focusforge_proto::tasks::v1::task_service_client::TaskServiceClient;
 use focusforge_proto::tasks::v1::{
     CompleteTaskRequest, CreateTaskRequest, DeleteTaskRequest, GetTaskRequest, ListTasksRequest,
     StartTaskRequest, Task, UpdateTaskRequest,
 };
 use focusforge_proto::users::v1::GetProfileRequest;
-use focusforge_store::SqliteStore;
 use prost_types::FieldMask;
 use tonic::Code;
 
@@ -90,12 +88,13 @@ async fn services_verify_tokens_without_the_gateway() {
     // own interceptor must refuse what the gateway would.
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = config(&dir);
-    let clock = Arc::new(SystemClock);
-    let store = Arc::new(SqliteStore::open(&dir.path().join("db"), clock.clone()).expect("store"));
+    let backends = focusforge_server::Backends::open(&cfg)
+        .await
+        .expect("backends");
     let verifier = Arc::new(
         Verifier::new(&KeyMaterial::Hs256(SECRET.as_bytes().to_vec()), None).expect("verifier"),
     );
-    let (_, routes) = focusforge_server::service_routes(&cfg, store, clock, verifier)
+    let (_, routes, _) = focusforge_server::service_routes(&cfg, &backends, verifier)
         .await
         .expect("routes");
     let mut direct = TaskServiceClient::new(routes);

@@ -3,6 +3,7 @@
 //! HTTP/2 and with raw gRPC-web over HTTP/1.1 and HTTP/2.
 
 mod auth;
+mod backends;
 mod grpc_web;
 mod harness;
 mod mesh;

@@ -37,6 +37,9 @@ pub struct Config {
     /// How often expired documents are swept, in seconds.
     pub sweep_interval_secs: u64,
     pub auth: AuthConfig,
+    pub mongodb: MongoConfig,
+    pub redis: RedisConfig,
+    pub cache: CacheConfig,
     /// Remote upstreams by fully qualified service name.
     pub upstreams: BTreeMap<String, String>,
     /// Things worth a warning once logging is up (unknown variables, ...).
@@ -58,6 +61,80 @@ pub struct AuthConfig {
     pub issuer: Option<String>,
 }
 
+/// The production document store. Without a URI, the embedded SQLite
+/// store under `data_dir` is used.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MongoConfig {
+    /// `mongodb://...` or `mongodb+srv://...`; driver options may ride along.
+    pub uri: Option<String>,
+    pub database: String,
+    /// `majority` (the default for user data) or a number of nodes.
+    pub write_concern: String,
+    /// Bounds server selection and connecting, in milliseconds.
+    pub timeout_ms: u64,
+    pub max_pool_size: u32,
+    pub retry_writes: bool,
+}
+
+impl Default for MongoConfig {
+    fn default() -> Self {
+        Self {
+            uri: None,
+            database: "focusforge".into(),
+            write_concern: "majority".into(),
+            timeout_ms: 5_000,
+            max_pool_size: 32,
+            retry_writes: true,
+        }
+    }
+}
+
+/// The shared cache. Without a URL, an in-process cache is used.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://host:port/db` or `rediss://...`.
+    pub url: Option<String>,
+    /// Bounds every Redis command, in milliseconds.
+    pub timeout_ms: u64,
+    pub pool_size: usize,
+    /// After a failure, how long calls skip Redis before it is probed again.
+    pub breaker_open_ms: u64,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            timeout_ms: 250,
+            pool_size: 16,
+            breaker_open_ms: 2_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Size bound of the in-process cache (also the fallback while Redis is away).
+    pub max_bytes: u64,
+    /// How long user context (profiles, ...) stays cached: a session.
+    pub user_context_ttl_secs: u64,
+    /// How long vector search results stay cached.
+    pub vector_search_ttl_secs: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: 64 * 1024 * 1024,
+            user_context_ttl_secs: 3_600,
+            vector_search_ttl_secs: 300,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -71,6 +148,9 @@ impl Default for Config {
             connect_timeout_ms: 5_000,
             sweep_interval_secs: 60,
             auth: AuthConfig::default(),
+            mongodb: MongoConfig::default(),
+            redis: RedisConfig::default(),
+            cache: CacheConfig::default(),
             upstreams: BTreeMap::new(),
             warnings: Vec::new(),
         }
@@ -164,6 +244,36 @@ impl Config {
                     self.auth.jwt_private_key_file = Some(PathBuf::from(value));
                 }
                 "FOCUSFORGE_JWT_ISSUER" => self.auth.issuer = Some(value.clone()),
+                "FOCUSFORGE_MONGODB_URI" => self.mongodb.uri = Some(value.clone()),
+                "FOCUSFORGE_MONGODB_DATABASE" => self.mongodb.database.clone_from(value),
+                "FOCUSFORGE_MONGODB_WRITE_CONCERN" => self.mongodb.write_concern.clone_from(value),
+                "FOCUSFORGE_MONGODB_TIMEOUT_MS" => self.mongodb.timeout_ms = number(key)?,
+                "FOCUSFORGE_MONGODB_MAX_POOL_SIZE" => {
+                    self.mongodb.max_pool_size = u32::try_from(number(key)?)
+                        .map_err(|_| err("FOCUSFORGE_MONGODB_MAX_POOL_SIZE is too large"))?;
+                }
+                "FOCUSFORGE_MONGODB_RETRY_WRITES" => {
+                    self.mongodb.retry_writes = match value.as_str() {
+                        "true" | "1" => true,
+                        "false" | "0" => false,
+                        _ => {
+                            return Err(err(format!(
+                                "FOCUSFORGE_MONGODB_RETRY_WRITES must be true or false, got {value:?}"
+                            )));
+                        }
+                    };
+                }
+                "FOCUSFORGE_REDIS_URL" => self.redis.url = Some(value.clone()),
+                "FOCUSFORGE_REDIS_TIMEOUT_MS" => self.redis.timeout_ms = number(key)?,
+                "FOCUSFORGE_REDIS_POOL_SIZE" => self.redis.pool_size = number(key)? as usize,
+                "FOCUSFORGE_REDIS_BREAKER_OPEN_MS" => self.redis.breaker_open_ms = number(key)?,
+                "FOCUSFORGE_CACHE_MAX_BYTES" => self.cache.max_bytes = number(key)?,
+                "FOCUSFORGE_CACHE_USER_CONTEXT_TTL_SECS" => {
+                    self.cache.user_context_ttl_secs = number(key)?;
+                }
+                "FOCUSFORGE_CACHE_VECTOR_SEARCH_TTL_SECS" => {
+                    self.cache.vector_search_ttl_secs = number(key)?;
+                }
                 "FOCUSFORGE_UPSTREAMS" => {
                     self.upstreams = list(value)
                         .into_iter()
@@ -226,6 +336,48 @@ impl Config {
                     "set either jwt_secret (HS256) or jwt_public_key_file (RS256), not both",
                 ));
             }
+        }
+        if let Some(uri) = &self.mongodb.uri
+            && !(uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://"))
+        {
+            return Err(err(format!(
+                "mongodb uri must start with mongodb:// or mongodb+srv://, got {uri:?}"
+            )));
+        }
+        if self.mongodb.write_concern != "majority"
+            && self.mongodb.write_concern.parse::<u32>().is_err()
+        {
+            return Err(err(format!(
+                "mongodb write_concern must be majority or a number of nodes, got {:?}",
+                self.mongodb.write_concern
+            )));
+        }
+        if self.mongodb.database.is_empty() || self.mongodb.database.contains(['/', '.', ' ', '$'])
+        {
+            return Err(err(format!(
+                "mongodb database name {:?} is not valid",
+                self.mongodb.database
+            )));
+        }
+        if !(1..=600_000).contains(&self.mongodb.timeout_ms)
+            || !(1..=60_000).contains(&self.redis.timeout_ms)
+        {
+            return Err(err(
+                "mongodb timeout_ms must be 1-600000 and redis timeout_ms 1-60000",
+            ));
+        }
+        if self.mongodb.max_pool_size == 0 || self.redis.pool_size == 0 {
+            return Err(err("pool sizes must be at least 1"));
+        }
+        if let Some(url) = &self.redis.url
+            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+        {
+            return Err(err(format!(
+                "redis url must start with redis:// or rediss://, got {url:?}"
+            )));
+        }
+        if self.cache.max_bytes < 1024 * 1024 {
+            return Err(err("cache max_bytes must be at least 1048576"));
         }
         for (service, uri) in &self.upstreams {
             if !service.contains('.') {
@@ -314,6 +466,17 @@ mod tests {
             (&[("FOCUSFORGE_JWT_SECRET", "short")], "at least 32 bytes"),
             (&[("FOCUSFORGE_UPSTREAMS", "a.B")], "service=uri"),
             (&[("FOCUSFORGE_UPSTREAMS", "a.B=https://x:1")], "http://"),
+            (&[("FOCUSFORGE_MONGODB_URI", "postgres://x")], "mongodb uri"),
+            (
+                &[("FOCUSFORGE_MONGODB_WRITE_CONCERN", "most")],
+                "write_concern",
+            ),
+            (
+                &[("FOCUSFORGE_MONGODB_RETRY_WRITES", "maybe")],
+                "RETRY_WRITES",
+            ),
+            (&[("FOCUSFORGE_REDIS_URL", "localhost:6379")], "redis url"),
+            (&[("FOCUSFORGE_REDIS_TIMEOUT_MS", "0")], "timeout_ms"),
         ];
         for (vars, expected) in cases {
             let e = Config::load(None, &env(vars), &Overrides::default()).expect_err("invalid");

@@ -4,16 +4,20 @@
 pub mod config;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
 use focusforge_auth::{KeyMaterial, Minter, Verifier};
+use focusforge_cache::{
+    BreakerSettings, CacheNames, MemoryCache, RedisCache, RedisSettings, ResilientCache,
+};
 use focusforge_core::{Clock, SystemClock};
-use focusforge_gateway::{Gateway, GatewayHandle, GatewayOptions};
+use focusforge_gateway::{Gateway, GatewayHandle, GatewayOptions, Metrics};
 use focusforge_grpc::{AuthInterceptor, TaskApi, UserApi};
 use focusforge_proto::tasks::v1::task_service_server::TaskServiceServer;
 use focusforge_proto::users::v1::user_service_server::UserServiceServer;
-use focusforge_store::{SharedStore, SqliteStore};
+use focusforge_store::{MongoSettings, MongoStore, SharedStore, SqliteStore};
 use focusforge_tasks::Tasks;
 use focusforge_users::Users;
 use tokio::net::TcpListener;
@@ -21,6 +25,7 @@ use tokio::task::JoinHandle;
 use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
 use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
 
 pub use config::{Config, ConfigError, Overrides, SERVICES};
 
@@ -85,31 +90,190 @@ impl Running {
     }
 }
 
+/// The backends this process uses, chosen by configuration.
+#[derive(Clone)]
+pub struct Backends {
+    pub clock: Arc<dyn Clock>,
+    pub store: SharedStore,
+    /// `sqlite` or `mongodb`.
+    pub store_kind: &'static str,
+    mongo: Option<MongoStore>,
+    pub cache: Arc<ResilientCache>,
+    pub caches: CacheNames,
+    store_reachable: Arc<AtomicBool>,
+}
+
+impl Backends {
+    /// Opens the configured document store and cache. MongoDB and Redis are
+    /// connected lazily: a server that is down at start-up makes the process
+    /// degraded (and says so), not dead.
+    pub async fn open(config: &Config) -> anyhow::Result<Self> {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let (store, store_kind, mongo): (SharedStore, _, _) = match &config.mongodb.uri {
+            Some(uri) => {
+                let settings = MongoSettings {
+                    uri: uri.clone(),
+                    database: config.mongodb.database.clone(),
+                    write_concern: config.mongodb.write_concern.clone(),
+                    retry_writes: config.mongodb.retry_writes,
+                    max_pool_size: config.mongodb.max_pool_size,
+                    timeout: Duration::from_millis(config.mongodb.timeout_ms),
+                };
+                let mongo = MongoStore::connect(&settings, clock.clone())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot use the mongodb configuration: {e}"))?;
+                match mongo.ensure_indexes().await {
+                    Ok(()) => {
+                        tracing::info!(database = %settings.database, "document store: mongodb")
+                    }
+                    Err(e) => tracing::warn!(
+                        error = %e,
+                        "document store: mongodb, unreachable at start-up; indexes are created on first use"
+                    ),
+                }
+                (Arc::new(mongo.clone()), "mongodb", Some(mongo))
+            }
+            None => {
+                let path = config.data_dir.join(STORE_FILE);
+                let sqlite = SqliteStore::open(&path, clock.clone()).with_context(|| {
+                    format!("cannot open the document store at {}", path.display())
+                })?;
+                tracing::info!(path = %path.display(), "document store: embedded sqlite");
+                (Arc::new(sqlite), "sqlite", None)
+            }
+        };
+        let redis = match &config.redis.url {
+            Some(url) => Some(
+                RedisCache::new(&RedisSettings {
+                    url: url.clone(),
+                    pool_size: config.redis.pool_size,
+                    timeout: Duration::from_millis(config.redis.timeout_ms),
+                })
+                .map_err(|e| anyhow::anyhow!("cannot use the redis configuration: {e}"))?,
+            ),
+            None => None,
+        };
+        let cache = Arc::new(ResilientCache::new(
+            redis,
+            MemoryCache::new(config.cache.max_bytes),
+            BreakerSettings {
+                open_for: Duration::from_millis(config.redis.breaker_open_ms),
+                ..BreakerSettings::default()
+            },
+        ));
+        tracing::info!(backend = cache.status().backend, "cache");
+        let caches = CacheNames::new(
+            cache.clone(),
+            Duration::from_secs(config.cache.user_context_ttl_secs),
+            Duration::from_secs(config.cache.vector_search_ttl_secs),
+        );
+        Ok(Self {
+            clock,
+            store,
+            store_kind,
+            mongo,
+            cache,
+            caches,
+            store_reachable: Arc::new(AtomicBool::new(true)),
+        })
+    }
+
+    /// Health names of the backends: `focusforge.store.<kind>` and
+    /// `focusforge.cache.<backend>`; SERVING while reachable and not degraded.
+    pub fn components(&self) -> Vec<String> {
+        vec![
+            format!("focusforge.store.{}", self.store_kind),
+            format!("focusforge.cache.{}", self.cache.status().backend),
+        ]
+    }
+
+    /// Checks the backends once and reports through `reporter`.
+    async fn check(&self, reporter: &HealthReporter) {
+        let reachable = match &self.mongo {
+            Some(mongo) => match mongo.ping().await {
+                Ok(()) => true,
+                Err(e) => {
+                    if self.store_reachable.load(Ordering::Relaxed) {
+                        tracing::warn!(error = %e, "mongodb unreachable");
+                    }
+                    false
+                }
+            },
+            None => true,
+        };
+        if reachable && !self.store_reachable.swap(true, Ordering::Relaxed) {
+            tracing::info!("mongodb reachable again");
+        }
+        self.store_reachable.store(reachable, Ordering::Relaxed);
+        self.cache.probe().await;
+        let components = self.components();
+        let serving = |ok: bool| {
+            if ok {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            }
+        };
+        reporter
+            .set_service_status(&components[0], serving(reachable))
+            .await;
+        reporter
+            .set_service_status(&components[1], serving(!self.cache.status().degraded))
+            .await;
+    }
+
+    /// Prometheus text for `GET /metrics`.
+    pub fn metrics(&self) -> String {
+        let cache = self.cache.status();
+        format!(
+            "# HELP focusforge_cache_fallbacks_total Cache calls served in process because Redis was unavailable.\n\
+             # TYPE focusforge_cache_fallbacks_total counter\n\
+             focusforge_cache_fallbacks_total {}\n\
+             # HELP focusforge_cache_degraded 1 while Redis is configured but unavailable.\n\
+             # TYPE focusforge_cache_degraded gauge\n\
+             focusforge_cache_degraded{{backend=\"{}\"}} {}\n\
+             # HELP focusforge_store_reachable 1 while the document store answers.\n\
+             # TYPE focusforge_store_reachable gauge\n\
+             focusforge_store_reachable{{backend=\"{}\"}} {}\n",
+            cache.fallbacks,
+            cache.backend,
+            u8::from(cache.degraded),
+            self.store_kind,
+            u8::from(self.store_reachable.load(Ordering::Relaxed)),
+        )
+    }
+}
+
 /// Starts the configured services and the gateway on an already bound
 /// listener (tests bind `127.0.0.1:0`).
 pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Running> {
     let keys = key_material(config)?;
     let verifier = Arc::new(Verifier::new(&keys, config.auth.issuer.as_deref())?);
-    let options = GatewayOptions {
+    let mut options = GatewayOptions {
         cors_origins: config.cors_origins.clone(),
         connect_timeout: Duration::from_millis(config.connect_timeout_ms),
         max_message_bytes: config.max_message_bytes,
+        metrics: None,
     };
-    let mut gateway = Gateway::new(verifier.clone(), options);
     let mut background = Vec::new();
+    let mut local = None;
 
     if !config.services.is_empty() {
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let path = config.data_dir.join(STORE_FILE);
-        let sqlite = SqliteStore::open(&path, clock.clone())
-            .with_context(|| format!("cannot open the document store at {}", path.display()))?;
-        let store: SharedStore = Arc::new(sqlite);
+        let backends = Backends::open(config).await?;
         background.push(spawn_sweeper(
-            store.clone(),
+            backends.store.clone(),
             Duration::from_secs(config.sweep_interval_secs),
         ));
-        let (names, routes) = service_routes(config, store, clock, verifier).await?;
-        gateway = gateway.local(&names, routes);
+        let (names, routes, reporter) = service_routes(config, &backends, verifier.clone()).await?;
+        backends.check(&reporter).await;
+        background.push(spawn_monitor(backends.clone(), reporter));
+        let for_metrics = backends.clone();
+        options.metrics = Some(Metrics(Arc::new(move || for_metrics.metrics())));
+        local = Some((names, backends.components(), routes));
+    }
+    let mut gateway = Gateway::new(verifier, options);
+    if let Some((names, components, routes)) = local {
+        gateway = gateway.local(&names, &components, routes);
     }
     for (service, uri) in &config.upstreams {
         if gateway.services().contains(service) {
@@ -135,16 +299,17 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
 }
 
 /// The configured services as in-process routes, each verifying tokens itself,
-/// plus their `grpc.health.v1.Health`. Returns the routed service names.
+/// plus their `grpc.health.v1.Health`. Returns the routed service names and
+/// the health reporter (which also carries the backends' status).
 pub async fn service_routes(
     config: &Config,
-    store: SharedStore,
-    clock: Arc<dyn Clock>,
+    backends: &Backends,
     verifier: Arc<Verifier>,
-) -> anyhow::Result<(Vec<&'static str>, Routes)> {
+) -> anyhow::Result<(Vec<&'static str>, Routes, HealthReporter)> {
     let (reporter, health) = tonic_health::server::health_reporter();
     let auth = AuthInterceptor::new(verifier);
     let limit = config.max_message_bytes;
+    let store = &backends.store;
     let mut routes = Routes::new(health);
     let mut names = Vec::new();
     for (short, full) in SERVICES {
@@ -153,13 +318,16 @@ pub async fn service_routes(
         }
         routes = match *short {
             "tasks" => routes.add_service(InterceptedService::new(
-                TaskServiceServer::new(TaskApi(Tasks::new(store.clone(), clock.clone())))
+                TaskServiceServer::new(TaskApi(Tasks::new(store.clone(), backends.clock.clone())))
                     .max_decoding_message_size(limit),
                 auth.clone(),
             )),
             "users" => routes.add_service(InterceptedService::new(
-                UserServiceServer::new(UserApi(Users::new(store.clone())))
-                    .max_decoding_message_size(limit),
+                UserServiceServer::new(UserApi(Users::new(
+                    store.clone(),
+                    Some(backends.caches.user_context.clone()),
+                )))
+                .max_decoding_message_size(limit),
                 auth.clone(),
             )),
             other => anyhow::bail!("service {other} has no wiring"),
@@ -169,7 +337,20 @@ pub async fn service_routes(
             .await;
         names.push(*full);
     }
-    Ok((names, routes))
+    Ok((names, routes, reporter))
+}
+
+const MONITOR_INTERVAL: Duration = Duration::from_secs(2);
+
+fn spawn_monitor(backends: Backends, reporter: HealthReporter) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(MONITOR_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            backends.check(&reporter).await;
+        }
+    })
 }
 
 fn spawn_sweeper(store: SharedStore, every: Duration) -> JoinHandle<()> {

@@ -3,6 +3,7 @@
 //! another user's profile.
 
 use chrono::{DateTime, Utc};
+use focusforge_cache::NamedCache;
 use focusforge_core::{Error, Result, UserId, Violations};
 use focusforge_store::{Document, NewDocument, SharedStore, StoreError};
 use serde::{Deserialize, Serialize};
@@ -71,7 +72,7 @@ struct Body {
     preferences: Preferences,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Profile {
     pub user_id: UserId,
     pub display_name: String,
@@ -112,17 +113,34 @@ fn store_err(e: StoreError) -> Error {
 #[derive(Clone)]
 pub struct Users {
     store: SharedStore,
+    /// Read-through cache of profiles (the design's user context cache).
+    cache: Option<NamedCache>,
 }
 
 impl Users {
-    /// Timestamps come from the store's clock.
-    pub fn new(store: SharedStore) -> Self {
-        Self { store }
+    /// Timestamps come from the store's clock. The cache, if any, is only
+    /// ever an accelerator: its failures never fail a call.
+    pub fn new(store: SharedStore, cache: Option<NamedCache>) -> Self {
+        Self { store, cache }
     }
 
     /// The user's profile, created with defaults on first use.
     pub async fn get(&self, user: &UserId) -> Result<Profile> {
-        self.get_doc(user).await.and_then(to_profile)
+        if let Some(cache) = &self.cache
+            && let Ok(Some(bytes)) = cache.get(user.as_str()).await
+            && let Ok(profile) = serde_json::from_slice::<Profile>(&bytes)
+        {
+            return Ok(profile);
+        }
+        let profile = self.get_doc(user).await.and_then(to_profile)?;
+        self.remember(&profile).await;
+        Ok(profile)
+    }
+
+    async fn remember(&self, profile: &Profile) {
+        if let (Some(cache), Ok(bytes)) = (&self.cache, serde_json::to_vec(profile)) {
+            let _ = cache.set(profile.user_id.as_str(), bytes).await;
+        }
     }
 
     async fn get_doc(&self, user: &UserId) -> Result<Document> {
@@ -188,7 +206,13 @@ impl Users {
             },
         )
         .await?;
-        to_profile(doc)
+        let profile = to_profile(doc)?;
+        if let Some(cache) = &self.cache {
+            // Invalidate rather than overwrite: a concurrent reader may be
+            // about to store what it read before this write.
+            let _ = cache.delete(user.as_str()).await;
+        }
+        Ok(profile)
     }
 }
 
@@ -228,7 +252,12 @@ mod tests {
             DateTime::from_timestamp(0, 0).unwrap_or_default(),
         ));
         let store = SqliteStore::open(&dir.path().join("db"), clock.clone()).expect("open");
-        (Users::new(Arc::new(store)), dir)
+        let cache = NamedCache::new(
+            Arc::new(focusforge_cache::MemoryCache::new(1 << 20)),
+            "user",
+            std::time::Duration::from_secs(3600),
+        );
+        (Users::new(Arc::new(store), Some(cache)), dir)
     }
 
     fn user(name: &str) -> UserId {
@@ -243,6 +272,29 @@ mod tests {
         assert_eq!(a.version, 1);
         let again = users.get(&user("alice")).await.expect("get");
         assert_eq!(again, a);
+    }
+
+    #[tokio::test]
+    async fn a_cached_profile_is_never_served_after_an_update() {
+        let (users, _dir) = users();
+        let alice = user("alice");
+        assert_eq!(
+            users
+                .get(&alice)
+                .await
+                .expect("get")
+                .preferences
+                .focus_minutes,
+            25
+        );
+        let patch = ProfilePatch {
+            focus_minutes: Some(45),
+            ..ProfilePatch::default()
+        };
+        users.update(&alice, patch).await.expect("update");
+        let again = users.get(&alice).await.expect("get");
+        assert_eq!(again.preferences.focus_minutes, 45);
+        assert_eq!(again.version, 2);
     }
 
     #[tokio::test]

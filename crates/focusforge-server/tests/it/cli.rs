@@ -48,6 +48,16 @@ fn bad_configuration_exits_non_zero_with_one_line() {
             "jwt_secret",
         ),
         (
+            &["serve", "--data-dir", data],
+            &[("FOCUSFORGE_MONGODB_URI", "postgres://db:5432")],
+            "mongodb uri",
+        ),
+        (
+            &["serve", "--data-dir", data],
+            &[("FOCUSFORGE_REDIS_URL", "cache:6379")],
+            "redis url",
+        ),
+        (
             &["serve", "--config", "/nonexistent/focusforge.toml"],
             &[],
             "cannot read config file",
