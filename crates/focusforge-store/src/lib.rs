@@ -125,6 +125,17 @@ pub trait DocumentStore: Send + Sync + 'static {
 /// A shared handle on some backend.
 pub type SharedStore = Arc<dyn DocumentStore>;
 
+/// Every document body is a JSON object.
+pub(crate) fn check_object(body: &Value) -> Result<(), StoreError> {
+    if body.is_object() {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidQuery(
+            "document body must be a JSON object".into(),
+        ))
+    }
+}
+
 /// Checks a collection name: `[a-z][a-z0-9_]*`, at most 64 bytes.
 pub(crate) fn check_collection(name: &str) -> Result<(), StoreError> {
     let ok = !name.is_empty()

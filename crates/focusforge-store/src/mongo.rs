@@ -25,8 +25,8 @@ use serde_json::Value;
 
 use crate::query::check_filters;
 use crate::{
-    Cursor, Document, DocumentStore, Filter, NewDocument, Page, Precondition, Query, SortKey,
-    StoreError, check_collection,
+    Document, DocumentStore, Filter, NewDocument, Page, Precondition, Query, SortKey, StoreError,
+    check_collection, check_object,
 };
 
 /// The collections of the design, with the secondary indexes each needs
@@ -344,11 +344,7 @@ fn version_filter(pre: Precondition) -> BsonDoc {
 #[async_trait]
 impl DocumentStore for MongoStore {
     async fn insert(&self, collection: &str, doc: NewDocument) -> Result<Document, StoreError> {
-        if !doc.body.is_object() {
-            return Err(StoreError::InvalidQuery(
-                "document body must be a JSON object".into(),
-            ));
-        }
+        check_object(&doc.body)?;
         let coll = self.coll(collection).await?;
         let now = self.now();
         // An expired document the TTL monitor has not reached must not block
@@ -403,11 +399,7 @@ impl DocumentStore for MongoStore {
         expires_at: Option<DateTime<Utc>>,
         precondition: Precondition,
     ) -> Result<Document, StoreError> {
-        if !body.is_object() {
-            return Err(StoreError::InvalidQuery(
-                "document body must be a JSON object".into(),
-            ));
-        }
+        check_object(&body)?;
         let coll = self.coll(collection).await?;
         let now = self.now();
         let filter = and(vec![
@@ -502,17 +494,11 @@ impl DocumentStore for MongoStore {
             .await
             .map_err(backend)?;
         let raws: Vec<BsonDoc> = cursor.try_collect().await.map_err(backend)?;
-        let mut documents = raws
+        let documents = raws
             .into_iter()
             .map(to_document)
             .collect::<Result<Vec<_>, _>>()?;
-        let next = if documents.len() > query.limit {
-            documents.truncate(query.limit);
-            documents.last().map(|d| Cursor::after(d, query.order.key))
-        } else {
-            None
-        };
-        Ok(Page { documents, next })
+        Ok(Page::from_overfetch(documents, query))
     }
 
     async fn purge_expired(&self) -> Result<u64, StoreError> {

@@ -133,6 +133,20 @@ pub struct Page {
     pub next: Option<Cursor>,
 }
 
+impl Page {
+    /// Builds a page from up to `limit + 1` documents fetched in order: the
+    /// extra one only says that there is a next page.
+    pub(crate) fn from_overfetch(mut documents: Vec<Document>, query: &Query) -> Self {
+        let next = if documents.len() > query.limit {
+            documents.truncate(query.limit);
+            documents.last().map(|d| Cursor::after(d, query.order.key))
+        } else {
+            None
+        };
+        Page { documents, next }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,8 +15,8 @@ use serde_json::Value;
 
 use crate::query::check_filters;
 use crate::{
-    Cursor, Document, DocumentStore, Filter, NewDocument, Page, Precondition, Query, SortKey,
-    StoreError, check_collection,
+    Document, DocumentStore, Filter, NewDocument, Page, Precondition, Query, SortKey, StoreError,
+    check_collection, check_object,
 };
 
 const SCHEMA: &str = "
@@ -114,11 +114,7 @@ fn parse_body((mut doc, body): (Document, String)) -> Result<Document, StoreErro
 }
 
 fn check_body(body: &Value) -> Result<String, StoreError> {
-    if !body.is_object() {
-        return Err(StoreError::InvalidQuery(
-            "document body must be a JSON object".into(),
-        ));
-    }
+    check_object(body)?;
     serde_json::to_string(body).map_err(StoreError::backend)
 }
 
@@ -434,18 +430,12 @@ impl DocumentStore for SqliteStore {
             args.push(SqlValue::Integer(query.limit as i64 + 1));
 
             let mut stmt = conn.prepare_cached(&sql).map_err(StoreError::backend)?;
-            let mut documents = stmt
+            let documents = stmt
                 .query_map(rusqlite::params_from_iter(args), read_document)
                 .map_err(StoreError::backend)?
                 .map(|row| row.map_err(StoreError::backend).and_then(parse_body))
                 .collect::<Result<Vec<_>, _>>()?;
-            let next = if documents.len() > query.limit {
-                documents.truncate(query.limit);
-                documents.last().map(|d| Cursor::after(d, query.order.key))
-            } else {
-                None
-            };
-            Ok(Page { documents, next })
+            Ok(Page::from_overfetch(documents, &query))
         })
         .await
     }
