@@ -266,9 +266,12 @@ async fn main() {
     let direct = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let direct_addr = direct.local_addr().expect("addr");
     tokio::spawn(
+        // Nagle off on accepted sockets, as the gateway has it.
         tonic::transport::Server::builder()
             .add_routes(routes)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(direct)),
+            .serve_with_incoming(
+                tonic::transport::server::TcpIncoming::from(direct).with_nodelay(Some(true)),
+            ),
     );
 
     // gateway -> node: a gateway process routing to the serve node.
@@ -299,6 +302,15 @@ async fn main() {
         "{:<18} {:>10} {:>9} {:>9} {:>9} {:>7}",
         "path", "calls/s", "p50", "p99", "p99.9", "errors"
     );
+    // Warm every path (connections, allocator, SQLite page cache) first.
+    let warm = Args {
+        seconds: 1,
+        concurrency: a.concurrency,
+    };
+    for addr in [direct_addr, serve_addr, gateway.local_addr] {
+        run_grpc("warm-up", addr, &id, &warm).await;
+    }
+    run_grpc_web("warm-up", serve_addr, &id, &warm).await;
     run_grpc("tonic direct", direct_addr, &id, &a).await.print();
     run_grpc("focusforge serve", serve_addr, &id, &a)
         .await
