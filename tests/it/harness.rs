@@ -6,6 +6,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::{Buf, Bytes};
 use focusforge_auth::{Claims, KeyMaterial, Minter};
+use focusforge_proto::memory::v1::memory_service_client::MemoryServiceClient;
 use focusforge_proto::tasks::v1::task_service_client::TaskServiceClient;
 use focusforge_proto::users::v1::user_service_client::UserServiceClient;
 use focusforge_server::{Config, Running};
@@ -81,6 +82,10 @@ impl Server {
 
     pub async fn tasks(&self) -> TaskServiceClient<Channel> {
         TaskServiceClient::new(self.channel().await)
+    }
+
+    pub async fn memory(&self) -> MemoryServiceClient<Channel> {
+        MemoryServiceClient::new(self.channel().await)
     }
 
     pub async fn users(&self) -> UserServiceClient<Channel> {

@@ -6,6 +6,7 @@ mod auth;
 mod backends;
 mod grpc_web;
 mod harness;
+mod memory;
 mod mesh;
 mod tasks;
 mod validation;

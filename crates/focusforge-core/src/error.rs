@@ -32,6 +32,9 @@ pub enum Error {
     /// A conditional write lost to a concurrent change.
     #[error("version mismatch: expected {expected}, found {actual}")]
     VersionMismatch { expected: i64, actual: i64 },
+    /// The operation exists in the contract but is not available yet.
+    #[error("{0}")]
+    Unimplemented(String),
     /// A dependency is down; retrying later may help.
     #[error("unavailable: {0}")]
     Unavailable(String),

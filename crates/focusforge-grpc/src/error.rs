@@ -36,6 +36,7 @@ pub fn into_status(err: Error) -> Status {
             e.to_string(),
             reason(ErrorReason::VersionMismatch),
         ),
+        Error::Unimplemented(msg) => Status::unimplemented(msg),
         Error::Unavailable(msg) => {
             tracing::warn!(error = %msg, "dependency unavailable");
             Status::unavailable(msg)

@@ -5,10 +5,12 @@
 mod auth;
 mod convert;
 mod error;
+mod memory;
 mod tasks;
 mod users;
 
 pub use auth::{AuthInterceptor, caller};
 pub use error::into_status;
+pub use memory::MemoryApi;
 pub use tasks::TaskApi;
 pub use users::UserApi;

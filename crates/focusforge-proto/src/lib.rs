@@ -12,6 +12,13 @@ pub mod common {
     }
 }
 
+/// `focusforge.memory.v1`
+pub mod memory {
+    pub mod v1 {
+        tonic::include_proto!("focusforge.memory.v1");
+    }
+}
+
 /// `focusforge.tasks.v1`
 pub mod tasks {
     pub mod v1 {

@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 /// The services this binary can run, by short name and gRPC service name.
 pub const SERVICES: &[(&str, &str)] = &[
+    ("memory", "focusforge.memory.v1.MemoryService"),
     ("tasks", "focusforge.tasks.v1.TaskService"),
     ("users", "focusforge.users.v1.UserService"),
 ];
@@ -40,6 +41,7 @@ pub struct Config {
     pub mongodb: MongoConfig,
     pub redis: RedisConfig,
     pub cache: CacheConfig,
+    pub memory: MemoryConfig,
     /// Remote upstreams by fully qualified service name.
     pub upstreams: BTreeMap<String, String>,
     /// Things worth a warning once logging is up (unknown variables, ...).
@@ -135,6 +137,28 @@ impl Default for CacheConfig {
     }
 }
 
+/// The memory tiers' defaults.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MemoryConfig {
+    /// Default time to live of short-term memories (60 s - 24 h).
+    pub short_term_ttl_secs: u64,
+    /// Default time to live of working memories (60 s - 7 days).
+    pub working_ttl_secs: u64,
+    /// Most characters of one memory's content.
+    pub max_content_chars: usize,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        Self {
+            short_term_ttl_secs: 3_600,
+            working_ttl_secs: 86_400,
+            max_content_chars: 8_000,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -151,6 +175,7 @@ impl Default for Config {
             mongodb: MongoConfig::default(),
             redis: RedisConfig::default(),
             cache: CacheConfig::default(),
+            memory: MemoryConfig::default(),
             upstreams: BTreeMap::new(),
             warnings: Vec::new(),
         }
@@ -267,6 +292,13 @@ impl Config {
                 "FOCUSFORGE_REDIS_TIMEOUT_MS" => self.redis.timeout_ms = number(key)?,
                 "FOCUSFORGE_REDIS_POOL_SIZE" => self.redis.pool_size = number(key)? as usize,
                 "FOCUSFORGE_REDIS_BREAKER_OPEN_MS" => self.redis.breaker_open_ms = number(key)?,
+                "FOCUSFORGE_MEMORY_SHORT_TERM_TTL_SECS" => {
+                    self.memory.short_term_ttl_secs = number(key)?;
+                }
+                "FOCUSFORGE_MEMORY_WORKING_TTL_SECS" => self.memory.working_ttl_secs = number(key)?,
+                "FOCUSFORGE_MEMORY_MAX_CONTENT_CHARS" => {
+                    self.memory.max_content_chars = number(key)? as usize;
+                }
                 "FOCUSFORGE_CACHE_MAX_BYTES" => self.cache.max_bytes = number(key)?,
                 "FOCUSFORGE_CACHE_USER_CONTEXT_TTL_SECS" => {
                     self.cache.user_context_ttl_secs = number(key)?;
@@ -376,6 +408,17 @@ impl Config {
                 "redis url must start with redis:// or rediss://, got {url:?}"
             )));
         }
+        if !(60..=86_400).contains(&self.memory.short_term_ttl_secs) {
+            return Err(err(
+                "memory short_term_ttl_secs must be between 60 and 86400",
+            ));
+        }
+        if !(60..=604_800).contains(&self.memory.working_ttl_secs) {
+            return Err(err("memory working_ttl_secs must be between 60 and 604800"));
+        }
+        if !(1..=100_000).contains(&self.memory.max_content_chars) {
+            return Err(err("memory max_content_chars must be between 1 and 100000"));
+        }
         if self.cache.max_bytes < 1024 * 1024 {
             return Err(err("cache max_bytes must be at least 1048576"));
         }
@@ -443,7 +486,7 @@ mod tests {
             cfg.upstreams.get("a.B").map(String::as_str),
             Some("http://x:1")
         );
-        assert_eq!(cfg.services, ["tasks", "users"]);
+        assert_eq!(cfg.services, ["memory", "tasks", "users"]);
     }
 
     #[test]
@@ -477,6 +520,10 @@ mod tests {
             ),
             (&[("FOCUSFORGE_REDIS_URL", "localhost:6379")], "redis url"),
             (&[("FOCUSFORGE_REDIS_TIMEOUT_MS", "0")], "timeout_ms"),
+            (
+                &[("FOCUSFORGE_MEMORY_SHORT_TERM_TTL_SECS", "5")],
+                "short_term_ttl_secs",
+            ),
         ];
         for (vars, expected) in cases {
             let e = Config::load(None, &env(vars), &Overrides::default()).expect_err("invalid");

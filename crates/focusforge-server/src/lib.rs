@@ -14,7 +14,9 @@ use focusforge_cache::{
 };
 use focusforge_core::{Clock, SystemClock};
 use focusforge_gateway::{Gateway, GatewayHandle, GatewayOptions, Metrics};
-use focusforge_grpc::{AuthInterceptor, TaskApi, UserApi};
+use focusforge_grpc::{AuthInterceptor, MemoryApi, TaskApi, UserApi};
+use focusforge_memory::{Memories, MemoryPolicy, Ttl};
+use focusforge_proto::memory::v1::memory_service_server::MemoryServiceServer;
 use focusforge_proto::tasks::v1::task_service_server::TaskServiceServer;
 use focusforge_proto::users::v1::user_service_server::UserServiceServer;
 use focusforge_store::{MongoSettings, MongoStore, SharedStore, SqliteStore};
@@ -317,6 +319,15 @@ pub async fn service_routes(
             continue;
         }
         routes = match *short {
+            "memory" => routes.add_service(InterceptedService::new(
+                MemoryServiceServer::new(MemoryApi(Memories::new(
+                    store.clone(),
+                    backends.clock.clone(),
+                    memory_policy(&config.memory),
+                )))
+                .max_decoding_message_size(limit),
+                auth.clone(),
+            )),
             "tasks" => routes.add_service(InterceptedService::new(
                 TaskServiceServer::new(TaskApi(Tasks::new(store.clone(), backends.clock.clone())))
                     .max_decoding_message_size(limit),
@@ -338,6 +349,21 @@ pub async fn service_routes(
         names.push(*full);
     }
     Ok((names, routes, reporter))
+}
+
+fn memory_policy(config: &config::MemoryConfig) -> MemoryPolicy {
+    let defaults = MemoryPolicy::default();
+    MemoryPolicy {
+        short_term: Ttl {
+            default: Duration::from_secs(config.short_term_ttl_secs),
+            ..defaults.short_term
+        },
+        working: Ttl {
+            default: Duration::from_secs(config.working_ttl_secs),
+            ..defaults.working
+        },
+        max_content_chars: config.max_content_chars,
+    }
 }
 
 const MONITOR_INTERVAL: Duration = Duration::from_secs(2);

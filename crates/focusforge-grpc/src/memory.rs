@@ -1,0 +1,160 @@
+use std::time::Duration;
+
+use focusforge_core::{Error, Violations};
+use focusforge_memory::{Memories, Memory, MemoryFilter, NewMemory, Tier};
+use focusforge_proto::memory::v1 as pb;
+use focusforge_proto::memory::v1::memory_service_server::MemoryService;
+use tonic::{Request, Response, Status};
+
+use crate::convert::{enum_value, from_timestamp, opt_timestamp, timestamp};
+use crate::{caller, into_status};
+
+/// `focusforge.memory.v1.MemoryService` over the memory domain.
+#[derive(Clone)]
+pub struct MemoryApi(pub Memories);
+
+type Reply<T> = Result<Response<T>, Status>;
+
+fn tier(v: &mut Violations, field: &str, raw: i32) -> Option<Tier> {
+    match enum_value::<pb::MemoryTier>(v, field, raw)? {
+        pb::MemoryTier::Unspecified => {
+            v.add(field, "must be specified");
+            None
+        }
+        pb::MemoryTier::ShortTerm => Some(Tier::ShortTerm),
+        pb::MemoryTier::Working => Some(Tier::Working),
+        pb::MemoryTier::LongTerm => Some(Tier::LongTerm),
+        pb::MemoryTier::Semantic => Some(Tier::Semantic),
+    }
+}
+
+fn required_tier(raw: i32) -> Result<Tier, Error> {
+    let mut v = Violations::new();
+    let t = tier(&mut v, "tier", raw);
+    v.finish()?;
+    t.ok_or_else(|| Error::invalid("tier", "must be specified"))
+}
+
+fn to_pb(m: Memory) -> pb::Memory {
+    pb::Memory {
+        id: m.id,
+        user_id: m.user_id.to_string(),
+        tier: match m.tier {
+            Tier::ShortTerm => pb::MemoryTier::ShortTerm,
+            Tier::Working => pb::MemoryTier::Working,
+            Tier::LongTerm => pb::MemoryTier::LongTerm,
+            Tier::Semantic => pb::MemoryTier::Semantic,
+        } as i32,
+        kind: m.kind,
+        content: m.content,
+        tags: m.tags,
+        metadata: m.metadata.into_iter().collect(),
+        create_time: Some(timestamp(m.created_at)),
+        expire_time: opt_timestamp(m.expires_at),
+    }
+}
+
+fn new_memory(req: pb::RememberRequest) -> Result<(Tier, NewMemory), Error> {
+    let mut v = Violations::new();
+    let t = tier(&mut v, "tier", req.tier);
+    v.check(req.ttl_seconds >= 0, "ttl_seconds", "must not be negative");
+    v.finish()?;
+    let t = t.ok_or_else(|| Error::invalid("tier", "must be specified"))?;
+    let ttl = u64::try_from(req.ttl_seconds)
+        .ok()
+        .filter(|s| *s > 0)
+        .map(Duration::from_secs);
+    Ok((
+        t,
+        NewMemory {
+            kind: req.kind,
+            content: req.content,
+            tags: req.tags,
+            metadata: req.metadata.into_iter().collect(),
+            ttl,
+        },
+    ))
+}
+
+fn filter(req: &pb::ListMemoriesRequest) -> Result<(Tier, MemoryFilter), Error> {
+    let mut v = Violations::new();
+    let t = tier(&mut v, "tier", req.tier);
+    let f = MemoryFilter {
+        kind: (!req.kind.is_empty()).then(|| req.kind.clone()),
+        tag: (!req.tag.is_empty()).then(|| req.tag.clone()),
+        created_after: from_timestamp(&mut v, "start_time", req.start_time),
+        created_before: from_timestamp(&mut v, "end_time", req.end_time),
+    };
+    v.finish()?;
+    let t = t.ok_or_else(|| Error::invalid("tier", "must be specified"))?;
+    Ok((t, f))
+}
+
+#[tonic::async_trait]
+impl MemoryService for MemoryApi {
+    async fn remember(&self, req: Request<pb::RememberRequest>) -> Reply<pb::RememberResponse> {
+        let user = caller(&req)?;
+        let (t, new) = new_memory(req.into_inner()).map_err(into_status)?;
+        let memory = self.0.remember(&user, t, new).await.map_err(into_status)?;
+        Ok(Response::new(pb::RememberResponse {
+            memory: Some(to_pb(memory)),
+        }))
+    }
+
+    async fn recall_memory(
+        &self,
+        req: Request<pb::RecallMemoryRequest>,
+    ) -> Reply<pb::RecallMemoryResponse> {
+        let user = caller(&req)?;
+        let memory = self
+            .0
+            .recall(&user, &req.get_ref().id)
+            .await
+            .map_err(into_status)?;
+        Ok(Response::new(pb::RecallMemoryResponse {
+            memory: Some(to_pb(memory)),
+        }))
+    }
+
+    async fn forget_memory(
+        &self,
+        req: Request<pb::ForgetMemoryRequest>,
+    ) -> Reply<pb::ForgetMemoryResponse> {
+        let user = caller(&req)?;
+        self.0
+            .forget(&user, &req.get_ref().id)
+            .await
+            .map_err(into_status)?;
+        Ok(Response::new(pb::ForgetMemoryResponse {}))
+    }
+
+    async fn forget_tier(
+        &self,
+        req: Request<pb::ForgetTierRequest>,
+    ) -> Reply<pb::ForgetTierResponse> {
+        let user = caller(&req)?;
+        let t = required_tier(req.get_ref().tier).map_err(into_status)?;
+        let n = self.0.forget_tier(&user, t).await.map_err(into_status)?;
+        Ok(Response::new(pb::ForgetTierResponse {
+            forgotten_count: i64::try_from(n).unwrap_or(i64::MAX),
+        }))
+    }
+
+    async fn list_memories(
+        &self,
+        req: Request<pb::ListMemoriesRequest>,
+    ) -> Reply<pb::ListMemoriesResponse> {
+        let user = caller(&req)?;
+        let req = req.into_inner();
+        let (t, f) = filter(&req).map_err(into_status)?;
+        let page = self
+            .0
+            .list(&user, t, f, req.page_size, &req.page_token)
+            .await
+            .map_err(into_status)?;
+        Ok(Response::new(pb::ListMemoriesResponse {
+            memories: page.memories.into_iter().map(to_pb).collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+}

@@ -1,0 +1,386 @@
+//! The memory domain: what FocusForge remembers about a user. Short-term
+//! memories last an hour, working memories a day (both configurable, and
+//! overridable per memory within limits), long-term ones until forgotten.
+//! Each tier is its own collection of the document store, so expiry is the
+//! store's per-document expiry: an expired memory is never returned, swept or
+//! not. Every call takes the caller's `UserId`; there is no other way in.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use focusforge_core::{Clock, Error, Result, UserId, Violations, new_id};
+use focusforge_store::page_token::{self, PageTokenError};
+use focusforge_store::{
+    Document, Filter, NewDocument, Order, Precondition, Query, SharedStore, SortKey, StoreError,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tier {
+    ShortTerm,
+    Working,
+    LongTerm,
+    Semantic,
+}
+
+impl Tier {
+    pub const ALL: [Tier; 4] = [
+        Tier::ShortTerm,
+        Tier::Working,
+        Tier::LongTerm,
+        Tier::Semantic,
+    ];
+
+    /// The collection of the design that holds the tier.
+    pub fn collection(self) -> &'static str {
+        match self {
+            Tier::ShortTerm => "memory_short_term",
+            Tier::Working => "memory_working",
+            Tier::LongTerm => "memory_long_term",
+            Tier::Semantic => "memory_semantic",
+        }
+    }
+}
+
+/// A tier's time to live: the default, and the range a memory may ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ttl {
+    pub default: Duration,
+    pub min: Duration,
+    pub max: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryPolicy {
+    pub short_term: Ttl,
+    pub working: Ttl,
+    /// Most characters of content.
+    pub max_content_chars: usize,
+}
+
+impl Default for MemoryPolicy {
+    fn default() -> Self {
+        const MINUTE: u64 = 60;
+        const HOUR: u64 = 60 * MINUTE;
+        Self {
+            short_term: Ttl {
+                default: Duration::from_secs(HOUR),
+                min: Duration::from_secs(MINUTE),
+                max: Duration::from_secs(24 * HOUR),
+            },
+            working: Ttl {
+                default: Duration::from_secs(24 * HOUR),
+                min: Duration::from_secs(MINUTE),
+                max: Duration::from_secs(7 * 24 * HOUR),
+            },
+            max_content_chars: 8000,
+        }
+    }
+}
+
+impl MemoryPolicy {
+    fn ttl(&self, tier: Tier) -> Option<Ttl> {
+        match tier {
+            Tier::ShortTerm => Some(self.short_term),
+            Tier::Working => Some(self.working),
+            Tier::LongTerm | Tier::Semantic => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Memory {
+    pub id: String,
+    pub user_id: UserId,
+    pub tier: Tier,
+    pub kind: String,
+    pub content: String,
+    pub tags: Vec<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NewMemory {
+    pub kind: String,
+    pub content: String,
+    pub tags: Vec<String>,
+    pub metadata: BTreeMap<String, String>,
+    /// Overrides the tier's default time to live, within its range.
+    pub ttl: Option<Duration>,
+}
+
+/// Which memories of a tier to list; every set field must match.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MemoryFilter {
+    pub kind: Option<String>,
+    pub tag: Option<String>,
+    pub created_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemoryPage {
+    pub memories: Vec<Memory>,
+    pub next_page_token: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Body {
+    kind: String,
+    content: String,
+    tags: Vec<String>,
+    metadata: BTreeMap<String, String>,
+}
+
+const PAGE_SIZE_DEFAULT: usize = 50;
+const PAGE_SIZE_MAX: i64 = 200;
+
+fn to_memory(tier: Tier, doc: Document) -> Result<Memory> {
+    let body: Body = serde_json::from_value(doc.body)
+        .map_err(|e| Error::internal(format!("memory {} is unreadable: {e}", doc.id)))?;
+    Ok(Memory {
+        id: doc.id,
+        user_id: doc.user_id,
+        tier,
+        kind: body.kind,
+        content: body.content,
+        tags: body.tags,
+        metadata: body.metadata,
+        created_at: doc.created_at,
+        expires_at: doc.expires_at,
+    })
+}
+
+fn store_err(e: StoreError) -> Error {
+    e.into_domain("memory")
+}
+
+fn check_kind(v: &mut Violations, field: &str, kind: &str) {
+    let ok = !kind.is_empty()
+        && kind.len() <= 64
+        && kind
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.-".contains(c));
+    v.check(ok, field, "must be 1-64 characters of a-z, 0-9, _ . -");
+}
+
+fn semantic_not_yet() -> Error {
+    Error::Unimplemented(
+        "the semantic tier needs the vector store, which is not available yet".into(),
+    )
+}
+
+#[derive(Clone)]
+pub struct Memories {
+    store: SharedStore,
+    clock: Arc<dyn Clock>,
+    policy: MemoryPolicy,
+}
+
+impl Memories {
+    pub fn new(store: SharedStore, clock: Arc<dyn Clock>, policy: MemoryPolicy) -> Self {
+        Self {
+            store,
+            clock,
+            policy,
+        }
+    }
+
+    pub async fn remember(&self, user: &UserId, tier: Tier, new: NewMemory) -> Result<Memory> {
+        let mut v = Violations::new();
+        check_kind(&mut v, "kind", &new.kind);
+        v.text("content", &new.content, self.policy.max_content_chars);
+        v.check(new.tags.len() <= 32, "tags", "must have at most 32 entries");
+        let mut tags: Vec<String> = Vec::new();
+        for (i, tag) in new.tags.iter().enumerate() {
+            let tag = tag.trim();
+            v.text(&format!("tags[{i}]"), tag, 64);
+            if !tags.iter().any(|t| t == tag) {
+                tags.push(tag.to_owned());
+            }
+        }
+        v.check(
+            new.metadata.len() <= 32,
+            "metadata",
+            "must have at most 32 entries",
+        );
+        for (key, value) in &new.metadata {
+            v.text(&format!("metadata[{key}]"), key, 64);
+            v.optional_text(&format!("metadata[{key}]"), value, 1000);
+        }
+        let ttl = match (self.policy.ttl(tier), new.ttl) {
+            (Some(policy), Some(ttl)) => {
+                v.check(
+                    (policy.min..=policy.max).contains(&ttl),
+                    "ttl_seconds",
+                    format!(
+                        "must be between {} and {} for this tier",
+                        policy.min.as_secs(),
+                        policy.max.as_secs()
+                    ),
+                );
+                Some(ttl)
+            }
+            (Some(policy), None) => Some(policy.default),
+            (None, Some(_)) => {
+                v.add(
+                    "ttl_seconds",
+                    "must be 0: this tier keeps memories until forgotten",
+                );
+                None
+            }
+            (None, None) => None,
+        };
+        v.finish()?;
+        if tier == Tier::Semantic {
+            return Err(semantic_not_yet());
+        }
+        let expires_at = match ttl {
+            Some(ttl) => Some(
+                self.clock.now()
+                    + chrono::Duration::from_std(ttl)
+                        .map_err(|e| Error::internal(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let body = Body {
+            kind: new.kind,
+            content: new.content,
+            tags,
+            metadata: new.metadata,
+        };
+        let doc = NewDocument {
+            id: new_id(),
+            user_id: user.clone(),
+            body: serde_json::to_value(&body).map_err(Error::internal)?,
+            expires_at,
+        };
+        let doc = self
+            .store
+            .insert(tier.collection(), doc)
+            .await
+            .map_err(store_err)?;
+        to_memory(tier, doc)
+    }
+
+    /// Finds a memory by id in whichever tier holds it.
+    pub async fn recall(&self, user: &UserId, id: &str) -> Result<Memory> {
+        check_id(id)?;
+        for tier in Tier::ALL {
+            if let Some(doc) = self
+                .store
+                .get(tier.collection(), user, id)
+                .await
+                .map_err(store_err)?
+            {
+                return to_memory(tier, doc);
+            }
+        }
+        Err(Error::NotFound("memory".into()))
+    }
+
+    pub async fn forget(&self, user: &UserId, id: &str) -> Result<()> {
+        check_id(id)?;
+        for tier in Tier::ALL {
+            match self
+                .store
+                .delete(tier.collection(), user, id, Precondition::None)
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(StoreError::NotFound) => continue,
+                Err(e) => return Err(store_err(e)),
+            }
+        }
+        Err(Error::NotFound("memory".into()))
+    }
+
+    pub async fn forget_tier(&self, user: &UserId, tier: Tier) -> Result<u64> {
+        let n = self
+            .store
+            .delete_many(tier.collection(), user, &[])
+            .await
+            .map_err(store_err)?;
+        tracing::info!(tier = tier.collection(), forgotten = n, "tier forgotten");
+        Ok(n)
+    }
+
+    pub async fn list(
+        &self,
+        user: &UserId,
+        tier: Tier,
+        filter: MemoryFilter,
+        page_size: i32,
+        token: &str,
+    ) -> Result<MemoryPage> {
+        let mut v = Violations::new();
+        v.range("page_size", page_size.into(), 0, PAGE_SIZE_MAX);
+        if let Some(kind) = &filter.kind {
+            check_kind(&mut v, "kind", kind);
+        }
+        if let (Some(a), Some(b)) = (filter.created_after, filter.created_before) {
+            v.check(a < b, "end_time", "must be later than start_time");
+        }
+        v.finish()?;
+        let mut filters = Vec::new();
+        if let Some(kind) = &filter.kind {
+            filters.push(Filter::eq("kind", kind.as_str()));
+        }
+        if let Some(tag) = &filter.tag {
+            filters.push(Filter::Contains("tags".into(), json!(tag)));
+        }
+        if filter.created_after.is_some() || filter.created_before.is_some() {
+            filters.push(Filter::CreatedBetween {
+                gte: filter.created_after,
+                lt: filter.created_before,
+            });
+        }
+        let fingerprint = page_token::fingerprint(&format!("{tier:?}{filters:?}"));
+        let after = page_token::decode(token, fingerprint)
+            .map_err(|e: PageTokenError| Error::invalid("page_token", e.to_string()))?;
+        let query = Query {
+            filters,
+            order: Order {
+                key: SortKey::CreatedAt,
+                descending: true,
+            },
+            limit: if page_size == 0 {
+                PAGE_SIZE_DEFAULT
+            } else {
+                page_size as usize
+            },
+            after,
+        };
+        let page = self
+            .store
+            .find(tier.collection(), user, &query)
+            .await
+            .map_err(store_err)?;
+        Ok(MemoryPage {
+            memories: page
+                .documents
+                .into_iter()
+                .map(|d| to_memory(tier, d))
+                .collect::<Result<_>>()?,
+            next_page_token: page
+                .next
+                .map(|c| page_token::encode(&c, fingerprint))
+                .unwrap_or_default(),
+        })
+    }
+}
+
+fn check_id(id: &str) -> Result<()> {
+    if id.is_empty() || id.len() > 128 {
+        return Err(Error::invalid("id", "must be 1-128 bytes"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,203 @@
+use focusforge_proto::memory::v1::{
+    ForgetMemoryRequest, ForgetTierRequest, ListMemoriesRequest, MemoryTier, RecallMemoryRequest,
+    RememberRequest,
+};
+use tonic::Code;
+use tonic_types::StatusExt;
+
+use crate::harness::{Server, authed, config};
+
+fn remember(tier: MemoryTier, content: &str) -> RememberRequest {
+    RememberRequest {
+        tier: tier as i32,
+        kind: "note".into(),
+        content: content.into(),
+        tags: vec!["focus".into()],
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn remember_recall_list_and_forget_in_each_tier() {
+    let server = Server::start().await;
+    let mut memory = server.memory().await;
+    let mut ids = Vec::new();
+    for (tier, ttl) in [
+        (MemoryTier::ShortTerm, Some(3600)),
+        (MemoryTier::Working, Some(86_400)),
+        (MemoryTier::LongTerm, None),
+    ] {
+        let m = memory
+            .remember(authed(
+                "alice",
+                remember(tier, &format!("{tier:?} thought")),
+            ))
+            .await
+            .expect("remember")
+            .into_inner()
+            .memory
+            .expect("memory");
+        assert_eq!(m.tier, tier as i32);
+        match (ttl, m.create_time, m.expire_time) {
+            (Some(secs), Some(created), Some(expires)) => {
+                assert_eq!(expires.seconds - created.seconds, secs)
+            }
+            (None, Some(_), None) => {}
+            other => panic!("unexpected expiry for {tier:?}: {other:?}"),
+        }
+        let recalled = memory
+            .recall_memory(authed("alice", RecallMemoryRequest { id: m.id.clone() }))
+            .await
+            .expect("recall")
+            .into_inner()
+            .memory
+            .expect("memory");
+        assert_eq!(recalled, m);
+        let listed = memory
+            .list_memories(authed(
+                "alice",
+                ListMemoriesRequest {
+                    tier: tier as i32,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("list")
+            .into_inner();
+        assert_eq!(listed.memories, std::slice::from_ref(&m));
+        ids.push(m.id);
+    }
+
+    let other = memory
+        .recall_memory(authed("bob", RecallMemoryRequest { id: ids[2].clone() }))
+        .await;
+    assert_eq!(other.expect_err("bob").code(), Code::NotFound);
+    let bob_forgets = memory
+        .forget_tier(authed(
+            "bob",
+            ForgetTierRequest {
+                tier: MemoryTier::LongTerm as i32,
+            },
+        ))
+        .await
+        .expect("bob's tier")
+        .into_inner();
+    assert_eq!(bob_forgets.forgotten_count, 0);
+
+    memory
+        .forget_memory(authed("alice", ForgetMemoryRequest { id: ids[0].clone() }))
+        .await
+        .expect("forget");
+    let gone = memory
+        .recall_memory(authed("alice", RecallMemoryRequest { id: ids[0].clone() }))
+        .await;
+    assert_eq!(gone.expect_err("forgotten").code(), Code::NotFound);
+    let forgotten = memory
+        .forget_tier(authed(
+            "alice",
+            ForgetTierRequest {
+                tier: MemoryTier::LongTerm as i32,
+            },
+        ))
+        .await
+        .expect("forget tier")
+        .into_inner();
+    assert_eq!(forgotten.forgotten_count, 1);
+    assert!(
+        memory
+            .recall_memory(authed("alice", RecallMemoryRequest { id: ids[1].clone() }))
+            .await
+            .is_ok()
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn memories_survive_a_restart() {
+    let server = Server::start().await;
+    let id = server
+        .memory()
+        .await
+        .remember(authed("alice", remember(MemoryTier::LongTerm, "keep me")))
+        .await
+        .expect("remember")
+        .into_inner()
+        .memory
+        .expect("memory")
+        .id;
+    let dir = server.stop().await;
+    let cfg = config(&dir);
+    let server = Server::start_in(dir, cfg).await;
+    let m = server
+        .memory()
+        .await
+        .recall_memory(authed("alice", RecallMemoryRequest { id }))
+        .await;
+    assert_eq!(
+        m.expect("recall")
+            .into_inner()
+            .memory
+            .expect("memory")
+            .content,
+        "keep me"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_memories_are_invalid_with_field_names() {
+    let server = Server::start().await;
+    let mut memory = server.memory().await;
+    let cases = [
+        (
+            RememberRequest {
+                tier: 0,
+                ..remember(MemoryTier::LongTerm, "x")
+            },
+            "tier",
+        ),
+        (
+            RememberRequest {
+                tier: 42,
+                ..remember(MemoryTier::LongTerm, "x")
+            },
+            "tier",
+        ),
+        (remember(MemoryTier::LongTerm, ""), "content"),
+        (
+            RememberRequest {
+                ttl_seconds: 5,
+                ..remember(MemoryTier::ShortTerm, "x")
+            },
+            "ttl_seconds",
+        ),
+        (
+            RememberRequest {
+                ttl_seconds: 3600,
+                ..remember(MemoryTier::LongTerm, "x")
+            },
+            "ttl_seconds",
+        ),
+        (
+            RememberRequest {
+                kind: "Bad Kind".into(),
+                ..remember(MemoryTier::LongTerm, "x")
+            },
+            "kind",
+        ),
+    ];
+    for (req, field) in cases {
+        let err = memory
+            .remember(authed("alice", req))
+            .await
+            .expect_err(field);
+        assert_eq!(err.code(), Code::InvalidArgument, "{field}");
+        let bad = err.get_details_bad_request().expect("details");
+        assert_eq!(bad.field_violations[0].field, field);
+    }
+    let semantic = memory
+        .remember(authed("alice", remember(MemoryTier::Semantic, "later")))
+        .await;
+    assert_eq!(semantic.expect_err("not yet").code(), Code::Unimplemented);
+    server.stop().await;
+}
