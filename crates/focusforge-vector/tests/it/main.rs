@@ -1,0 +1,3 @@
+//! Vector tables on real Lance datasets on disk.
+
+mod table;
