@@ -62,6 +62,11 @@ fn args() -> Args {
 fn config(dir: &tempfile::TempDir) -> Config {
     Config {
         data_dir: dir.path().to_path_buf(),
+        models_dir: std::env::var_os("FOCUSFORGE_MODELS_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| {
+                std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models")
+            }),
         listen: "127.0.0.1:0".into(),
         log_level: "error".into(),
         auth: focusforge_server::config::AuthConfig {

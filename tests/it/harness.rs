@@ -27,6 +27,7 @@ pub fn config(dir: &TempDir) -> Config {
     LOGS.call_once(|| focusforge_telemetry::init(focusforge_telemetry::LogFormat::Human, "warn"));
     Config {
         data_dir: dir.path().to_path_buf(),
+        models_dir: models_dir(),
         listen: "127.0.0.1:0".into(),
         auth: focusforge_server::config::AuthConfig {
             jwt_secret: Some(SECRET.into()),
@@ -34,6 +35,14 @@ pub fn config(dir: &TempDir) -> Config {
         },
         ..Config::default()
     }
+}
+
+/// FOCUSFORGE_MODELS_DIR (scripts/test sets it), else ./models at the
+/// workspace root; `scripts/fetch-models DIR` fills it.
+pub fn models_dir() -> std::path::PathBuf {
+    std::env::var_os("FOCUSFORGE_MODELS_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models"))
 }
 
 /// A FocusForge process started in this test process.

@@ -1,6 +1,6 @@
 use focusforge_proto::memory::v1::{
     ForgetMemoryRequest, ForgetTierRequest, ListMemoriesRequest, MemoryTier, RecallMemoryRequest,
-    RememberRequest,
+    RememberRequest, SearchMemoriesRequest,
 };
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -195,9 +195,128 @@ async fn bad_memories_are_invalid_with_field_names() {
         let bad = err.get_details_bad_request().expect("details");
         assert_eq!(bad.field_violations[0].field, field);
     }
-    let semantic = memory
-        .remember(authed("alice", remember(MemoryTier::Semantic, "later")))
-        .await;
-    assert_eq!(semantic.expect_err("not yet").code(), Code::Unimplemented);
+    for (req, field) in [
+        (
+            SearchMemoriesRequest {
+                query: String::new(),
+                top_k: 3,
+            },
+            "query",
+        ),
+        (
+            SearchMemoriesRequest {
+                query: "milk".into(),
+                top_k: 101,
+            },
+            "top_k",
+        ),
+    ] {
+        let err = memory
+            .search_memories(authed("alice", req))
+            .await
+            .expect_err(field);
+        let bad = err.get_details_bad_request().expect("details");
+        assert_eq!(bad.field_violations[0].field, field);
+    }
+    server.stop().await;
+}
+
+async fn search(server: &Server, user: &str, query: &str) -> Vec<(String, f32)> {
+    let hits = server
+        .memory()
+        .await
+        .search_memories(authed(
+            user,
+            SearchMemoriesRequest {
+                query: query.into(),
+                top_k: 10,
+            },
+        ))
+        .await
+        .expect("search")
+        .into_inner()
+        .hits;
+    hits.into_iter()
+        .map(|h| (h.memory.expect("memory").content, h.score))
+        .collect()
+}
+
+#[tokio::test]
+async fn semantic_search_finds_related_memories_of_the_caller_only_and_survives_a_restart() {
+    let server = Server::start().await;
+    let mut memory = server.memory().await;
+    for text in [
+        "quarterly tax report",
+        "purchase milk at the store",
+        "book flights to Lisbon",
+    ] {
+        memory
+            .remember(authed("alice", remember(MemoryTier::Semantic, text)))
+            .await
+            .expect("alice");
+    }
+    memory
+        .remember(authed(
+            "bob",
+            remember(MemoryTier::Semantic, "buy oat milk and bread"),
+        ))
+        .await
+        .expect("bob");
+
+    let hits = search(&server, "alice", "buy oat milk").await;
+    let order: Vec<&str> = hits.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(order[0], "purchase milk at the store", "{hits:?}");
+    let tax = order
+        .iter()
+        .position(|t| *t == "quarterly tax report")
+        .expect("listed");
+    assert!(tax > 0);
+    assert!(
+        hits.windows(2).all(|w| w[0].1 >= w[1].1),
+        "best first: {hits:?}"
+    );
+    assert!(
+        !order.contains(&"buy oat milk and bread"),
+        "never another user's memory"
+    );
+    let bobs = search(&server, "bob", "quarterly tax report").await;
+    assert_eq!(bobs.len(), 1, "bob only sees his own: {bobs:?}");
+
+    let dir = server.stop().await;
+    let cfg = config(&dir);
+    let server = Server::start_in(dir, cfg).await;
+    let hits = search(&server, "alice", "milk").await;
+    assert_eq!(hits.len(), 3, "the vectors are still there after a restart");
+    assert_eq!(hits[0].0, "purchase milk at the store");
+
+    let list = ListMemoriesRequest {
+        tier: MemoryTier::Semantic as i32,
+        ..Default::default()
+    };
+    let listed = server
+        .memory()
+        .await
+        .list_memories(authed("alice", list))
+        .await
+        .expect("list");
+    let milk = listed
+        .into_inner()
+        .memories
+        .into_iter()
+        .find(|m| m.content.contains("milk"));
+    let forget = ForgetMemoryRequest {
+        id: milk.expect("milk").id,
+    };
+    server
+        .memory()
+        .await
+        .forget_memory(authed("alice", forget))
+        .await
+        .expect("forget");
+    let hits = search(&server, "alice", "milk").await;
+    assert!(
+        hits.iter().all(|(t, _)| !t.contains("milk")),
+        "a forgotten memory is not found: {hits:?}"
+    );
     server.stop().await;
 }

@@ -140,6 +140,28 @@ impl MemoryService for MemoryApi {
         }))
     }
 
+    async fn search_memories(
+        &self,
+        req: Request<pb::SearchMemoriesRequest>,
+    ) -> Reply<pb::SearchMemoriesResponse> {
+        let user = caller(&req)?;
+        let req = req.into_inner();
+        let found = self
+            .0
+            .search(&user, &req.query, req.top_k)
+            .await
+            .map_err(into_status)?;
+        Ok(Response::new(pb::SearchMemoriesResponse {
+            hits: found
+                .into_iter()
+                .map(|f| pb::SearchHit {
+                    memory: Some(to_pb(f.memory)),
+                    score: f.score,
+                })
+                .collect(),
+        }))
+    }
+
     async fn list_memories(
         &self,
         req: Request<pb::ListMemoriesRequest>,

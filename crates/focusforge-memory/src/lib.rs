@@ -11,10 +11,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use focusforge_core::{Clock, Error, Result, UserId, Violations, new_id};
+use focusforge_embed::{EmbedError, Embedder};
 use focusforge_store::page_token::{self, PageTokenError};
 use focusforge_store::{
     Document, Filter, NewDocument, Order, Precondition, Query, SharedStore, SortKey, StoreError,
 };
+use focusforge_vector::{VectorError, VectorRecord, VectorTable};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -175,20 +177,102 @@ fn semantic_not_yet() -> Error {
     )
 }
 
+/// What the semantic tier needs: an embedder and the table of vectors.
+#[derive(Clone)]
+pub struct Semantic {
+    pub embedder: Arc<dyn Embedder>,
+    pub table: Arc<VectorTable>,
+}
+
+/// A semantic memory found by a search, with its similarity to the query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Found {
+    pub memory: Memory,
+    pub score: f32,
+}
+
+fn vector_err(e: VectorError) -> Error {
+    match e {
+        VectorError::Invalid { field, reason } => Error::invalid(field, reason),
+        VectorError::Storage(m) => Error::Unavailable(format!("vector store: {m}")),
+    }
+}
+
+fn embed_err(e: EmbedError) -> Error {
+    Error::Unavailable(format!("embedding: {e}"))
+}
+
 #[derive(Clone)]
 pub struct Memories {
     store: SharedStore,
     clock: Arc<dyn Clock>,
     policy: MemoryPolicy,
+    semantic: Option<Semantic>,
 }
 
 impl Memories {
-    pub fn new(store: SharedStore, clock: Arc<dyn Clock>, policy: MemoryPolicy) -> Self {
+    /// Without `semantic`, the semantic tier answers `Unimplemented`.
+    pub fn new(
+        store: SharedStore,
+        clock: Arc<dyn Clock>,
+        policy: MemoryPolicy,
+        semantic: Option<Semantic>,
+    ) -> Self {
         Self {
             store,
             clock,
             policy,
+            semantic,
         }
+    }
+
+    fn semantic(&self) -> Result<&Semantic> {
+        self.semantic.as_ref().ok_or_else(semantic_not_yet)
+    }
+
+    async fn embed_one(&self, text: &str) -> Result<Vec<f32>> {
+        let semantic = self.semantic()?;
+        let mut vectors = semantic
+            .embedder
+            .embed(vec![text.to_owned()])
+            .await
+            .map_err(embed_err)?;
+        vectors
+            .pop()
+            .ok_or_else(|| Error::internal("the embedder returned no vector"))
+    }
+
+    /// The caller's semantic memories closest in meaning to `query`.
+    pub async fn search(&self, user: &UserId, query: &str, top_k: i32) -> Result<Vec<Found>> {
+        let mut v = Violations::new();
+        v.text("query", query, self.policy.max_content_chars);
+        v.range("top_k", top_k.into(), 0, 100);
+        v.finish()?;
+        let k = if top_k == 0 { 10 } else { top_k as usize };
+        let semantic = self.semantic()?;
+        let q = self.embed_one(query).await?;
+        let hits = semantic
+            .table
+            .search(user.as_str(), &q, k)
+            .await
+            .map_err(vector_err)?;
+        let mut found = Vec::with_capacity(hits.len());
+        for hit in hits {
+            // The document is the source of truth; a vector whose memory is
+            // gone (a crash between the two deletes) is skipped.
+            let doc = self
+                .store
+                .get(Tier::Semantic.collection(), user, &hit.id)
+                .await
+                .map_err(store_err)?;
+            if let Some(doc) = doc {
+                found.push(Found {
+                    memory: to_memory(Tier::Semantic, doc)?,
+                    score: hit.score,
+                });
+            }
+        }
+        Ok(found)
     }
 
     pub async fn remember(&self, user: &UserId, tier: Tier, new: NewMemory) -> Result<Memory> {
@@ -237,9 +321,11 @@ impl Memories {
             (None, None) => None,
         };
         v.finish()?;
-        if tier == Tier::Semantic {
-            return Err(semantic_not_yet());
-        }
+        let vector = if tier == Tier::Semantic {
+            Some(self.embed_one(&new.content).await?)
+        } else {
+            None
+        };
         let expires_at = match ttl {
             Some(ttl) => Some(
                 self.clock.now()
@@ -265,7 +351,25 @@ impl Memories {
             .insert(tier.collection(), doc)
             .await
             .map_err(store_err)?;
-        to_memory(tier, doc)
+        let memory = to_memory(tier, doc)?;
+        if let Some(vector) = vector {
+            let row = VectorRecord {
+                id: memory.id.clone(),
+                user_id: user.as_str().to_owned(),
+                text: memory.content.clone(),
+                vector,
+                created_at_ms: memory.created_at.timestamp_millis(),
+            };
+            if let Err(e) = self.semantic()?.table.add(vec![row]).await {
+                // Without its vector the memory could never be found: undo.
+                let _ = self
+                    .store
+                    .delete(tier.collection(), user, &memory.id, Precondition::None)
+                    .await;
+                return Err(vector_err(e));
+            }
+        }
+        Ok(memory)
     }
 
     /// Finds a memory by id in whichever tier holds it.
@@ -292,6 +396,11 @@ impl Memories {
                 .delete(tier.collection(), user, id, Precondition::None)
                 .await
             {
+                Ok(()) if tier == Tier::Semantic => {
+                    let table = &self.semantic()?.table;
+                    table.delete(user.as_str(), id).await.map_err(vector_err)?;
+                    return Ok(());
+                }
                 Ok(()) => return Ok(()),
                 Err(StoreError::NotFound) => continue,
                 Err(e) => return Err(store_err(e)),
@@ -306,6 +415,15 @@ impl Memories {
             .delete_many(tier.collection(), user, &[])
             .await
             .map_err(store_err)?;
+        if tier == Tier::Semantic
+            && let Some(semantic) = &self.semantic
+        {
+            semantic
+                .table
+                .delete_user(user.as_str())
+                .await
+                .map_err(vector_err)?;
+        }
         tracing::info!(tier = tier.collection(), forgotten = n, "tier forgotten");
         Ok(n)
     }

@@ -19,6 +19,7 @@ fn fixture() -> Fixture {
             Arc::new(store),
             Arc::new(clock.clone()),
             MemoryPolicy::default(),
+            None,
         ),
         clock,
         _dir: dir,

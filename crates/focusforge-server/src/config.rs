@@ -21,6 +21,8 @@ pub const SERVICES: &[(&str, &str)] = &[
 pub struct Config {
     /// Where the embedded default keeps its state.
     pub data_dir: PathBuf,
+    /// Where the local models are (`scripts/fetch-models` puts them there).
+    pub models_dir: PathBuf,
     /// The gateway's address: native gRPC and gRPC-web on one port.
     pub listen: String,
     /// Short names of the services to run in this process.
@@ -163,6 +165,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("./data"),
+            models_dir: PathBuf::from("./models"),
             listen: "127.0.0.1:8080".into(),
             services: SERVICES.iter().map(|(s, _)| (*s).to_owned()).collect(),
             log_format: "human".into(),
@@ -251,6 +254,7 @@ impl Config {
             match key.as_str() {
                 "FOCUSFORGE_CONFIG" => {}
                 "FOCUSFORGE_DATA_DIR" => self.data_dir = PathBuf::from(value),
+                "FOCUSFORGE_MODELS_DIR" => self.models_dir = PathBuf::from(value),
                 "FOCUSFORGE_LISTEN" => self.listen.clone_from(value),
                 "FOCUSFORGE_SERVICES" => self.services = list(value),
                 "FOCUSFORGE_LOG_FORMAT" => self.log_format.clone_from(value),

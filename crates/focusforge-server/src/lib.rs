@@ -13,15 +13,17 @@ use focusforge_cache::{
     BreakerSettings, CacheNames, MemoryCache, RedisCache, RedisSettings, ResilientCache,
 };
 use focusforge_core::{Clock, SystemClock};
+use focusforge_embed::{Batcher, BatcherSettings, MiniLm};
 use focusforge_gateway::{Gateway, GatewayHandle, GatewayOptions, Metrics};
 use focusforge_grpc::{AuthInterceptor, MemoryApi, TaskApi, UserApi};
-use focusforge_memory::{Memories, MemoryPolicy, Ttl};
+use focusforge_memory::{Memories, MemoryPolicy, Semantic, Ttl};
 use focusforge_proto::memory::v1::memory_service_server::MemoryServiceServer;
 use focusforge_proto::tasks::v1::task_service_server::TaskServiceServer;
 use focusforge_proto::users::v1::user_service_server::UserServiceServer;
 use focusforge_store::{MongoSettings, MongoStore, SharedStore, SqliteStore};
 use focusforge_tasks::Tasks;
 use focusforge_users::Users;
+use focusforge_vector::VectorTable;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tonic::service::Routes;
@@ -324,6 +326,7 @@ pub async fn service_routes(
                     store.clone(),
                     backends.clock.clone(),
                     memory_policy(&config.memory),
+                    Some(semantic(config).await?),
                 )))
                 .max_decoding_message_size(limit),
                 auth.clone(),
@@ -349,6 +352,25 @@ pub async fn service_routes(
         names.push(*full);
     }
     Ok((names, routes, reporter))
+}
+
+/// The embedding model and the semantic memories' vector table.
+async fn semantic(config: &Config) -> anyhow::Result<Semantic> {
+    let dir = config.models_dir.join("all-MiniLM-L6-v2");
+    let model = tokio::task::spawn_blocking(move || MiniLm::load(&dir))
+        .await
+        .context("loading the embedding model")??;
+    let dims = model.dimensions();
+    let embedder = Arc::new(Batcher::new(model, BatcherSettings::default()));
+    let path = config.data_dir.join("vectors/memory_semantic.lance");
+    let table = VectorTable::open(&path.to_string_lossy(), dims)
+        .await
+        .with_context(|| format!("cannot open the vector table at {}", path.display()))?;
+    tracing::info!(table = %path.display(), dims, "semantic memory: all-MiniLM-L6-v2 on candle, lance");
+    Ok(Semantic {
+        embedder,
+        table: Arc::new(table),
+    })
 }
 
 fn memory_policy(config: &config::MemoryConfig) -> MemoryPolicy {

@@ -219,13 +219,18 @@ impl VectorTable {
     /// Removes all of a user's rows; returns how many there were.
     pub async fn delete_user(&self, user_id: &str) -> Result<usize, VectorError> {
         let mut slot = self.dataset.write().await;
-        let Some(ds) = slot.as_mut() else { return Ok(0) };
+        let Some(ds) = slot.as_mut() else {
+            return Ok(0);
+        };
         let predicate = format!("user_id = {}", literal(user_id));
         let before = ds.count_rows(Some(predicate.clone())).await?;
         if before > 0 {
             ds.delete(&predicate).await?;
         }
-        self.users.lock().unwrap_or_else(|e| e.into_inner()).remove(user_id);
+        self.users
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(user_id);
         Ok(before)
     }
 
