@@ -320,3 +320,79 @@ async fn semantic_search_finds_related_memories_of_the_caller_only_and_survives_
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn near_duplicate_semantic_memories_are_merged_not_stored_twice() {
+    let server = Server::start().await;
+    let mut memory = server.memory().await;
+    let first = memory
+        .remember(authed(
+            "alice",
+            remember(MemoryTier::Semantic, "Buy oat milk"),
+        ))
+        .await
+        .expect("first")
+        .into_inner()
+        .memory
+        .expect("memory");
+    assert_eq!(first.times_remembered, 1);
+    // Cosine 0.955 with the first (sentence-transformers gives the same).
+    let mut again = remember(MemoryTier::Semantic, "purchase oat milk");
+    again.tags = vec!["groceries".into()];
+    let merged = memory
+        .remember(authed("alice", again))
+        .await
+        .expect("again")
+        .into_inner()
+        .memory
+        .expect("memory");
+    assert_eq!(merged.id, first.id, "merged into the first memory");
+    assert_eq!(merged.times_remembered, 2);
+    assert_eq!(merged.content, "Buy oat milk", "the first wording is kept");
+    assert_eq!(merged.tags, ["focus", "groceries"]);
+
+    let other = memory
+        .remember(authed(
+            "alice",
+            remember(MemoryTier::Semantic, "file the quarterly tax report"),
+        ))
+        .await
+        .expect("different")
+        .into_inner()
+        .memory
+        .expect("memory");
+    assert_ne!(
+        other.id, first.id,
+        "an unrelated memory is stored on its own"
+    );
+    // Another user's identical memory is never merged into alice's.
+    let bobs = memory
+        .remember(authed(
+            "bob",
+            remember(MemoryTier::Semantic, "Buy oat milk"),
+        ))
+        .await
+        .expect("bob")
+        .into_inner()
+        .memory
+        .expect("memory");
+    assert_ne!(bobs.id, first.id);
+    assert_eq!(bobs.times_remembered, 1);
+
+    let list = ListMemoriesRequest {
+        tier: MemoryTier::Semantic as i32,
+        ..Default::default()
+    };
+    let listed = memory
+        .list_memories(authed("alice", list))
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(listed.memories.len(), 2);
+    assert_eq!(
+        search(&server, "alice", "oat milk").await.len(),
+        2,
+        "no duplicate vector either"
+    );
+    server.stop().await;
+}

@@ -51,6 +51,8 @@ fn to_pb(m: Memory) -> pb::Memory {
         metadata: m.metadata.into_iter().collect(),
         create_time: Some(timestamp(m.created_at)),
         expire_time: opt_timestamp(m.expires_at),
+        update_time: Some(timestamp(m.updated_at)),
+        times_remembered: i32::try_from(m.times_remembered).unwrap_or(i32::MAX),
     }
 }
 

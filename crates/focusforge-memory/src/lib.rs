@@ -55,12 +55,15 @@ pub struct Ttl {
     pub max: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MemoryPolicy {
     pub short_term: Ttl,
     pub working: Ttl,
     /// Most characters of content.
     pub max_content_chars: usize,
+    /// A new semantic memory at least this similar (cosine) to one the user
+    /// already has is merged into it instead of being stored again.
+    pub duplicate_similarity: f32,
 }
 
 impl Default for MemoryPolicy {
@@ -79,6 +82,7 @@ impl Default for MemoryPolicy {
                 max: Duration::from_secs(7 * 24 * HOUR),
             },
             max_content_chars: 8000,
+            duplicate_similarity: 0.95,
         }
     }
 }
@@ -103,7 +107,12 @@ pub struct Memory {
     pub tags: Vec<String>,
     pub metadata: BTreeMap<String, String>,
     pub created_at: DateTime<Utc>,
+    /// When it was last remembered again (or first remembered).
+    pub updated_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// How often it was remembered: near-duplicate semantic memories are
+    /// merged into the first one instead of being stored again.
+    pub times_remembered: u32,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -137,6 +146,13 @@ struct Body {
     content: String,
     tags: Vec<String>,
     metadata: BTreeMap<String, String>,
+    /// How often the same thing was remembered (near-duplicates merged in).
+    #[serde(default = "one")]
+    times_remembered: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 const PAGE_SIZE_DEFAULT: usize = 50;
@@ -154,7 +170,9 @@ fn to_memory(tier: Tier, doc: Document) -> Result<Memory> {
         tags: body.tags,
         metadata: body.metadata,
         created_at: doc.created_at,
+        updated_at: doc.updated_at,
         expires_at: doc.expires_at,
+        times_remembered: body.times_remembered,
     })
 }
 
@@ -240,6 +258,64 @@ impl Memories {
         vectors
             .pop()
             .ok_or_else(|| Error::internal("the embedder returned no vector"))
+    }
+
+    /// Folds a new semantic memory into the user's closest one when they are
+    /// near-duplicates: its count goes up, its tags and metadata gain the new
+    /// ones, its update time moves; the first wording is kept.
+    async fn merge_duplicate(
+        &self,
+        user: &UserId,
+        vector: &[f32],
+        tags: &[String],
+        metadata: &BTreeMap<String, String>,
+    ) -> Result<Option<Memory>> {
+        let table = &self.semantic()?.table;
+        let Some(best) = table
+            .search(user.as_str(), vector, 1)
+            .await
+            .map_err(vector_err)?
+            .pop()
+        else {
+            return Ok(None);
+        };
+        if best.score < self.policy.duplicate_similarity {
+            return Ok(None);
+        }
+        let collection = Tier::Semantic.collection();
+        let merged = focusforge_store::modify(
+            self.store.as_ref(),
+            collection,
+            user,
+            &best.id,
+            "memory",
+            None,
+            |doc| {
+                let mut body: Body = serde_json::from_value(doc.body.clone())
+                    .map_err(|e| Error::internal(format!("memory is unreadable: {e}")))?;
+                body.times_remembered = body.times_remembered.saturating_add(1);
+                for tag in tags {
+                    if !body.tags.contains(tag) && body.tags.len() < 32 {
+                        body.tags.push(tag.clone());
+                    }
+                }
+                for (k, v) in metadata {
+                    if body.metadata.len() < 32 || body.metadata.contains_key(k) {
+                        body.metadata.insert(k.clone(), v.clone());
+                    }
+                }
+                serde_json::to_value(&body)
+                    .map(Some)
+                    .map_err(Error::internal)
+            },
+        )
+        .await;
+        match merged {
+            Ok(doc) => to_memory(Tier::Semantic, doc).map(Some),
+            // The vector outlived its document: store the new one afresh.
+            Err(Error::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// The caller's semantic memories closest in meaning to `query`.
@@ -334,11 +410,19 @@ impl Memories {
             ),
             None => None,
         };
+        if let Some(vector) = &vector
+            && let Some(merged) = self
+                .merge_duplicate(user, vector, &tags, &new.metadata)
+                .await?
+        {
+            return Ok(merged);
+        }
         let body = Body {
             kind: new.kind,
             content: new.content,
             tags,
             metadata: new.metadata,
+            times_remembered: 1,
         };
         let doc = NewDocument {
             id: new_id(),

@@ -149,6 +149,9 @@ pub struct MemoryConfig {
     pub working_ttl_secs: u64,
     /// Most characters of one memory's content.
     pub max_content_chars: usize,
+    /// Cosine similarity at which a new semantic memory is merged into an
+    /// existing one (0.5-1.0).
+    pub duplicate_similarity: f32,
 }
 
 impl Default for MemoryConfig {
@@ -157,6 +160,7 @@ impl Default for MemoryConfig {
             short_term_ttl_secs: 3_600,
             working_ttl_secs: 86_400,
             max_content_chars: 8_000,
+            duplicate_similarity: 0.95,
         }
     }
 }
@@ -300,6 +304,12 @@ impl Config {
                     self.memory.short_term_ttl_secs = number(key)?;
                 }
                 "FOCUSFORGE_MEMORY_WORKING_TTL_SECS" => self.memory.working_ttl_secs = number(key)?,
+                "FOCUSFORGE_MEMORY_DUPLICATE_SIMILARITY" => {
+                    self.memory.duplicate_similarity = value
+                        .trim()
+                        .parse()
+                        .map_err(|_| err(format!("{key} must be a number, got {value:?}")))?;
+                }
                 "FOCUSFORGE_MEMORY_MAX_CONTENT_CHARS" => {
                     self.memory.max_content_chars = number(key)? as usize;
                 }
@@ -419,6 +429,11 @@ impl Config {
         }
         if !(60..=604_800).contains(&self.memory.working_ttl_secs) {
             return Err(err("memory working_ttl_secs must be between 60 and 604800"));
+        }
+        if !(0.5..=1.0).contains(&self.memory.duplicate_similarity) {
+            return Err(err(
+                "memory duplicate_similarity must be between 0.5 and 1.0",
+            ));
         }
         if !(1..=100_000).contains(&self.memory.max_content_chars) {
             return Err(err("memory max_content_chars must be between 1 and 100000"));

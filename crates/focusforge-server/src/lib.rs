@@ -385,6 +385,7 @@ fn memory_policy(config: &config::MemoryConfig) -> MemoryPolicy {
             ..defaults.working
         },
         max_content_chars: config.max_content_chars,
+        duplicate_similarity: config.duplicate_similarity,
     }
 }
 
