@@ -34,6 +34,14 @@ impl fmt::Display for UserId {
     }
 }
 
+/// Checks a resource id sent by a client: 1-128 bytes.
+pub fn check_id(id: &str) -> Result<(), Error> {
+    if id.is_empty() || id.len() > 128 {
+        return Err(Error::invalid("id", "must be 1-128 bytes"));
+    }
+    Ok(())
+}
+
 /// A new resource id: a UUIDv7, so ids sort by creation time.
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()

@@ -9,5 +9,5 @@ mod validate;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, FieldViolation, Result};
-pub use ids::{UserId, new_id};
+pub use ids::{UserId, check_id, new_id};
 pub use validate::Violations;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use focusforge_core::{Clock, Error, Result, UserId, Violations, new_id};
+use focusforge_core::{Clock, Error, Result, UserId, Violations, check_id, new_id};
 use focusforge_embed::{EmbedError, Embedder};
 use focusforge_store::page_token::{self, PageTokenError};
 use focusforge_store::{
@@ -575,13 +575,6 @@ impl Memories {
                 .unwrap_or_default(),
         })
     }
-}
-
-fn check_id(id: &str) -> Result<()> {
-    if id.is_empty() || id.len() > 128 {
-        return Err(Error::invalid("id", "must be 1-128 bytes"));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use focusforge_core::{Clock, Error, Result, UserId, Violations, new_id};
+use focusforge_core::{Clock, Error, Result, UserId, Violations, check_id, new_id};
 use focusforge_store::page_token::{self, PageTokenError};
 use focusforge_store::{
     Document, Filter, NewDocument, Order, Precondition, Query, SharedStore, SortKey, StoreError,
@@ -68,13 +68,6 @@ fn to_json(body: &Body) -> Result<Value> {
 
 fn not_found(e: StoreError) -> Error {
     e.into_domain("task")
-}
-
-fn check_id(id: &str) -> Result<()> {
-    if id.is_empty() || id.len() > 128 {
-        return Err(Error::invalid("id", "must be 1-128 bytes"));
-    }
-    Ok(())
 }
 
 /// A page of tasks and the token of the next one (empty on the last page).
