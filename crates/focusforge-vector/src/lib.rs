@@ -7,14 +7,29 @@
 //! readable at its last committed version.
 //!
 //! Search is always for one user, and one user's rows are few next to the
-//! table, so the table answers with an exact scan of that user's vectors,
-//! kept in memory once read (each user's rows are read through a filter on
-//! `user_id` the first time they are searched). Exact search has recall 1 by
-//! construction.
+//! table, so the layout is per user: each user's rows are read once through
+//! a filter on `user_id`, kept in memory in step with writes, and searched
+//! there.
+//!
+//! - Vector search scores every one of the user's rows exactly (recall 1),
+//!   until the user has `ann_min_rows` rows; from then on an IVF-Flat index
+//!   of that user's rows, built and refreshed on a background thread, picks
+//!   the partitions to score (rows added since the build are always scored).
+//! - Keyword search ranks the user's rows by BM25 over a per-user inverted
+//!   index, so term statistics are the user's own.
+//! - Hybrid search fuses both rankings with reciprocal rank fusion, and every
+//!   hit carries its score parts (ranks, cosine, BM25, matched terms).
 
+mod ivf;
+mod keyword;
+pub mod synthetic;
 mod table;
 
-pub use table::{Hit, VectorRecord, VectorTable};
+pub use ivf::IvfParams;
+pub use keyword::terms;
+pub use table::{
+    Hit, KeywordPart, RRF_K, ScoreParts, TableOptions, VectorPart, VectorRecord, VectorTable,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VectorError {

@@ -1,3 +1,4 @@
 //! Vector tables on real Lance datasets on disk.
 
+mod search;
 mod table;
