@@ -1,6 +1,8 @@
+use std::time::Duration;
+
 use focusforge_proto::memory::v1::{
     ForgetMemoryRequest, ForgetTierRequest, ListMemoriesRequest, MemoryTier, RecallMemoryRequest,
-    RememberRequest, SearchMemoriesRequest,
+    RememberRequest, SearchMemoriesRequest, SearchMode,
 };
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -200,6 +202,7 @@ async fn bad_memories_are_invalid_with_field_names() {
             SearchMemoriesRequest {
                 query: String::new(),
                 top_k: 3,
+                ..Default::default()
             },
             "query",
         ),
@@ -207,6 +210,7 @@ async fn bad_memories_are_invalid_with_field_names() {
             SearchMemoriesRequest {
                 query: "milk".into(),
                 top_k: 101,
+                ..Default::default()
             },
             "top_k",
         ),
@@ -230,6 +234,7 @@ async fn search(server: &Server, user: &str, query: &str) -> Vec<(String, f32)> 
             SearchMemoriesRequest {
                 query: query.into(),
                 top_k: 10,
+                ..Default::default()
             },
         ))
         .await
@@ -394,5 +399,182 @@ async fn near_duplicate_semantic_memories_are_merged_not_stored_twice() {
         2,
         "no duplicate vector either"
     );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_expired_memory_is_gone_before_any_sweep() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(&dir);
+    cfg.memory.min_ttl_secs = 1;
+    let server = Server::start_in(dir, cfg).await;
+    let mut memory = server.memory().await;
+    let short = memory
+        .remember(authed(
+            "alice",
+            RememberRequest {
+                ttl_seconds: 1,
+                ..remember(MemoryTier::ShortTerm, "gone in a second")
+            },
+        ))
+        .await
+        .expect("remember")
+        .into_inner()
+        .memory
+        .expect("memory");
+    let kept = memory
+        .remember(authed(
+            "alice",
+            remember(MemoryTier::ShortTerm, "kept for an hour"),
+        ))
+        .await
+        .expect("remember")
+        .into_inner()
+        .memory
+        .expect("memory");
+    let recall = |id: &str| authed("alice", RecallMemoryRequest { id: id.into() });
+    memory
+        .recall_memory(recall(&short.id))
+        .await
+        .expect("fresh");
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    let err = memory
+        .recall_memory(recall(&short.id))
+        .await
+        .expect_err("expired");
+    assert_eq!(err.code(), Code::NotFound);
+    memory.recall_memory(recall(&kept.id)).await.expect("kept");
+    let listed = memory
+        .list_memories(authed(
+            "alice",
+            ListMemoriesRequest {
+                tier: MemoryTier::ShortTerm as i32,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("list")
+        .into_inner()
+        .memories;
+    let ids: Vec<&str> = listed.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids, [kept.id.as_str()]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn keyword_and_hybrid_search_explain_their_scores() {
+    let server = Server::start().await;
+    let mut memory = server.memory().await;
+    for text in [
+        "purchase milk at the store",
+        "oat milk latte art contest on friday",
+        "quarterly tax report",
+    ] {
+        memory
+            .remember(authed("alice", remember(MemoryTier::Semantic, text)))
+            .await
+            .expect("remember");
+    }
+    memory
+        .remember(authed(
+            "bob",
+            remember(MemoryTier::Semantic, "oat milk for bob"),
+        ))
+        .await
+        .expect("bob");
+    let search = |mode: SearchMode| {
+        authed(
+            "alice",
+            SearchMemoriesRequest {
+                query: "buy oat milk".into(),
+                top_k: 10,
+                mode: mode as i32,
+            },
+        )
+    };
+
+    let keyword = memory
+        .search_memories(search(SearchMode::Keyword))
+        .await
+        .expect("keyword")
+        .into_inner()
+        .hits;
+    let texts: Vec<String> = keyword
+        .iter()
+        .map(|h| h.memory.clone().expect("memory").content)
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            "oat milk latte art contest on friday",
+            "purchase milk at the store"
+        ],
+        "only memories sharing a word, most shared first"
+    );
+    let first = keyword[0]
+        .explanation
+        .clone()
+        .expect("explanation")
+        .keyword
+        .expect("keyword part");
+    assert_eq!(
+        (first.rank, first.matched_terms.clone()),
+        (1, vec!["milk".to_owned(), "oat".to_owned()])
+    );
+    assert_eq!(keyword[0].score, first.bm25);
+
+    let hybrid = memory
+        .search_memories(search(SearchMode::Hybrid))
+        .await
+        .expect("hybrid")
+        .into_inner()
+        .hits;
+    assert_eq!(
+        hybrid.len(),
+        3,
+        "every one of alice's memories, none of bob's"
+    );
+    for hit in &hybrid {
+        let e = hit.explanation.clone().expect("explanation");
+        let v = e.vector.expect("every memory is ranked by meaning");
+        let expected = 1.0 / (60.0 + v.rank as f32)
+            + e.keyword
+                .as_ref()
+                .map_or(0.0, |k| 1.0 / (60.0 + k.rank as f32));
+        assert!((e.fused_score - expected).abs() < 1e-6, "{e:?}");
+        assert_eq!(hit.score, e.fused_score);
+        let content = hit.memory.clone().expect("memory").content;
+        assert_eq!(e.keyword.is_some(), content.contains("milk"), "{content}");
+    }
+    let last = hybrid.last().expect("last").memory.clone().expect("memory");
+    assert_eq!(
+        last.content, "quarterly tax report",
+        "no shared word, far in meaning"
+    );
+
+    let semantic = memory
+        .search_memories(search(SearchMode::Unspecified))
+        .await
+        .expect("semantic")
+        .into_inner()
+        .hits;
+    let e = semantic[0].explanation.clone().expect("explanation");
+    assert_eq!(e.vector.expect("vector").rank, 1);
+    assert!(e.keyword.is_none() && e.fused_score == 0.0);
+
+    let err = memory
+        .search_memories(authed(
+            "alice",
+            SearchMemoriesRequest {
+                query: "milk".into(),
+                mode: 9,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect_err("unknown mode");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let bad = err.get_details_bad_request().expect("details");
+    assert_eq!(bad.field_violations[0].field, "mode");
     server.stop().await;
 }

@@ -1,11 +1,13 @@
 //! Sentence embeddings computed locally. [`MiniLm`] runs
 //! sentence-transformers/all-MiniLM-L6-v2 (BERT, mean pooling, L2
 //! normalisation, 384 dimensions) with candle from local files only;
+//! inference packs a batch's tokens end to end, without padding.
 //! [`Batcher`] groups concurrent requests into batches on a thread of its own,
 //! off the async runtime's workers.
 
 mod batcher;
 mod minilm;
+mod packed;
 
 use async_trait::async_trait;
 

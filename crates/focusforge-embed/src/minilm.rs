@@ -1,11 +1,12 @@
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
-use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+use candle_transformers::models::bert::Config;
+use tokenizers::{Tokenizer, TruncationParams};
 
 use crate::EmbedError;
+use crate::packed::PackedBert;
 
 /// The files a model directory must hold.
 pub const MODEL_FILES: [&str; 3] = ["config.json", "tokenizer.json", "model.safetensors"];
@@ -17,7 +18,7 @@ const MAX_TOKENS: usize = 256;
 /// calling thread (and candle's kernels' threads): call it from a blocking
 /// context, or through a [`Batcher`](crate::Batcher).
 pub struct MiniLm {
-    model: BertModel,
+    model: PackedBert,
     tokenizer: Tokenizer,
     device: Device,
     dimensions: usize,
@@ -62,10 +63,7 @@ impl MiniLm {
                 ..TruncationParams::default()
             }))
             .map_err(|e| invalid(dir, e))?;
-        tokenizer.with_padding(Some(PaddingParams {
-            strategy: PaddingStrategy::BatchLongest,
-            ..PaddingParams::default()
-        }));
+        tokenizer.with_padding(None);
         let device = Device::Cpu;
         // Memory-mapping is unsafe in general (the file may change under
         // us); reading the weights keeps this crate free of unsafe code.
@@ -74,7 +72,7 @@ impl MiniLm {
             .map_err(|e| invalid(dir, format!("model.safetensors: {e}")))?;
         let dimensions = config.hidden_size;
         let model =
-            BertModel::load(vb, &config).map_err(|e| invalid(dir, format!("weights: {e}")))?;
+            PackedBert::load(vb, &config).map_err(|e| invalid(dir, format!("weights: {e}")))?;
         Ok(Self {
             model,
             tokenizer,
@@ -87,8 +85,8 @@ impl MiniLm {
         self.dimensions
     }
 
-    /// Embeds a batch: tokenise (truncated to 256 tokens, padded to the
-    /// longest), run BERT, mean-pool over real tokens, L2-normalise.
+    /// Embeds a batch: tokenise (truncated to 256 tokens), run BERT over
+    /// the packed tokens, mean-pool each text's tokens, L2-normalise.
     pub fn embed_batch(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
         if texts.is_empty() {
             return Ok(Vec::new());
@@ -97,50 +95,10 @@ impl MiniLm {
             .tokenizer
             .encode_batch(texts.iter().map(String::as_str).collect::<Vec<_>>(), true)
             .map_err(inference)?;
-        let rows = encodings.len();
-        let width = encodings.first().map_or(0, |e| e.get_ids().len());
-        let flat = |pick: fn(&tokenizers::Encoding) -> &[u32]| -> Vec<u32> {
-            encodings
-                .iter()
-                .flat_map(|e| pick(e).iter().copied())
-                .collect()
-        };
-        let ids = Tensor::from_vec(flat(|e| e.get_ids()), (rows, width), &self.device)
-            .map_err(inference)?;
-        let types = Tensor::from_vec(flat(|e| e.get_type_ids()), (rows, width), &self.device)
-            .map_err(inference)?;
-        let mask = Tensor::from_vec(
-            flat(|e| e.get_attention_mask()),
-            (rows, width),
-            &self.device,
-        )
-        .map_err(inference)?;
-
-        let hidden = self
-            .model
-            .forward(&ids, &types, Some(&mask))
-            .map_err(inference)?;
-        let mask = mask
-            .to_dtype(DType::F32)
-            .map_err(inference)?
-            .unsqueeze(2)
-            .map_err(inference)?;
-        let summed = hidden
-            .broadcast_mul(&mask)
-            .and_then(|t| t.sum(1))
-            .map_err(inference)?;
-        let counts = mask
-            .sum(1)
-            .and_then(|c| c.clamp(1e-9, f64::MAX))
-            .map_err(inference)?;
-        let mean = summed.broadcast_div(&counts).map_err(inference)?;
-        let norms = mean
-            .sqr()
-            .and_then(|t| t.sum_keepdim(1))
-            .and_then(|t| t.sqrt())
-            .and_then(|t| t.clamp(1e-12, f64::MAX))
-            .map_err(inference)?;
-        let unit = mean.broadcast_div(&norms).map_err(inference)?;
-        unit.to_vec2::<f32>().map_err(inference)
+        let tokens: Vec<(&[u32], &[u32])> = encodings
+            .iter()
+            .map(|e| (e.get_ids(), e.get_type_ids()))
+            .collect();
+        self.model.embed(&tokens, &self.device).map_err(inference)
     }
 }

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use focusforge_core::{Error, Violations};
-use focusforge_memory::{Memories, Memory, MemoryFilter, NewMemory, Tier};
+use focusforge_memory::{Found, Memories, Memory, MemoryFilter, NewMemory, SearchMode, Tier};
 use focusforge_proto::memory::v1 as pb;
 use focusforge_proto::memory::v1::memory_service_server::MemoryService;
 use tonic::{Request, Response, Status};
@@ -78,6 +78,41 @@ fn new_memory(req: pb::RememberRequest) -> Result<(Tier, NewMemory), Error> {
     ))
 }
 
+fn search_mode(raw: i32) -> Result<SearchMode, Error> {
+    let mut v = Violations::new();
+    let mode = enum_value::<pb::SearchMode>(&mut v, "mode", raw);
+    v.finish()?;
+    Ok(match mode {
+        Some(pb::SearchMode::Keyword) => SearchMode::Keyword,
+        Some(pb::SearchMode::Hybrid) => SearchMode::Hybrid,
+        _ => SearchMode::Semantic,
+    })
+}
+
+fn rank(r: usize) -> i32 {
+    i32::try_from(r).unwrap_or(i32::MAX)
+}
+
+fn hit_to_pb(f: Found) -> pb::SearchHit {
+    let parts = f.parts;
+    pb::SearchHit {
+        memory: Some(to_pb(f.memory)),
+        score: f.score,
+        explanation: Some(pb::ScoreExplanation {
+            vector: parts.vector.map(|v| pb::VectorScore {
+                rank: rank(v.rank),
+                cosine: v.cosine,
+            }),
+            keyword: parts.keyword.map(|k| pb::KeywordScore {
+                rank: rank(k.rank),
+                bm25: k.bm25,
+                matched_terms: k.matched_terms,
+            }),
+            fused_score: parts.fused.unwrap_or_default(),
+        }),
+    }
+}
+
 fn filter(req: &pb::ListMemoriesRequest) -> Result<(Tier, MemoryFilter), Error> {
     let mut v = Violations::new();
     let t = tier(&mut v, "tier", req.tier);
@@ -148,19 +183,67 @@ impl MemoryService for MemoryApi {
     ) -> Reply<pb::SearchMemoriesResponse> {
         let user = caller(&req)?;
         let req = req.into_inner();
+        let mode = search_mode(req.mode).map_err(into_status)?;
         let found = self
             .0
-            .search(&user, &req.query, req.top_k)
+            .search(&user, &req.query, req.top_k, mode)
             .await
             .map_err(into_status)?;
         Ok(Response::new(pb::SearchMemoriesResponse {
-            hits: found
+            hits: found.into_iter().map(hit_to_pb).collect(),
+        }))
+    }
+
+    async fn record_task_insight(
+        &self,
+        req: Request<pb::RecordTaskInsightRequest>,
+    ) -> Reply<pb::RecordTaskInsightResponse> {
+        let user = caller(&req)?;
+        let req = req.into_inner();
+        let insight = self
+            .0
+            .record_task_insight(
+                &user,
+                &req.task_id,
+                req.insight,
+                req.metadata.into_iter().collect(),
+            )
+            .await
+            .map_err(into_status)?;
+        Ok(Response::new(pb::RecordTaskInsightResponse {
+            insight: Some(to_pb(insight)),
+        }))
+    }
+
+    async fn get_user_context(
+        &self,
+        req: Request<pb::GetUserContextRequest>,
+    ) -> Reply<pb::GetUserContextResponse> {
+        let user = caller(&req)?;
+        let req = req.into_inner();
+        let ctx = self
+            .0
+            .user_context(&user, &req.query, req.limit)
+            .await
+            .map_err(into_status)?;
+        Ok(Response::new(pb::GetUserContextResponse {
+            preferences: Some(crate::users::preferences_to_pb(ctx.preferences)),
+            recent_moods: ctx.recent_moods.into_iter().map(to_pb).collect(),
+            recent_tasks: ctx
+                .recent_tasks
                 .into_iter()
-                .map(|f| pb::SearchHit {
-                    memory: Some(to_pb(f.memory)),
-                    score: f.score,
+                .map(crate::tasks::to_pb)
+                .collect(),
+            similar_tasks: ctx
+                .similar_tasks
+                .into_iter()
+                .map(|(task, score)| pb::SimilarTask {
+                    task: Some(crate::tasks::to_pb(task)),
+                    score,
                 })
                 .collect(),
+            insights: ctx.insights.into_iter().map(to_pb).collect(),
+            relevant_memories: ctx.relevant_memories.into_iter().map(hit_to_pb).collect(),
         }))
     }
 

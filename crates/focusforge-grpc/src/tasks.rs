@@ -47,7 +47,7 @@ fn blocks(blocks: Vec<pb::WorkBlock>) -> Vec<WorkBlock> {
         .collect()
 }
 
-fn to_pb(t: Task) -> pb::Task {
+pub(crate) fn to_pb(t: Task) -> pb::Task {
     pb::Task {
         id: t.id,
         user_id: t.user_id.to_string(),

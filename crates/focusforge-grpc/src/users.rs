@@ -1,7 +1,7 @@
 use focusforge_core::{Error, Violations};
 use focusforge_proto::users::v1 as pb;
 use focusforge_proto::users::v1::user_service_server::UserService;
-use focusforge_users::{Profile, ProfilePatch, Users};
+use focusforge_users::{Preferences, Profile, ProfilePatch, Users};
 use tonic::{Request, Response, Status};
 
 use crate::convert::{mask_paths, timestamp};
@@ -11,17 +11,21 @@ use crate::{caller, into_status};
 #[derive(Clone)]
 pub struct UserApi(pub Users);
 
+pub(crate) fn preferences_to_pb(p: Preferences) -> pb::Preferences {
+    pb::Preferences {
+        timezone: p.timezone,
+        focus_minutes: p.focus_minutes,
+        short_break_minutes: p.short_break_minutes,
+        long_break_minutes: p.long_break_minutes,
+        daily_goal_minutes: p.daily_goal_minutes,
+    }
+}
+
 fn to_pb(p: Profile) -> pb::Profile {
     pb::Profile {
         user_id: p.user_id.to_string(),
         display_name: p.display_name,
-        preferences: Some(pb::Preferences {
-            timezone: p.preferences.timezone,
-            focus_minutes: p.preferences.focus_minutes,
-            short_break_minutes: p.preferences.short_break_minutes,
-            long_break_minutes: p.preferences.long_break_minutes,
-            daily_goal_minutes: p.preferences.daily_goal_minutes,
-        }),
+        preferences: Some(preferences_to_pb(p.preferences)),
         create_time: Some(timestamp(p.created_at)),
         update_time: Some(timestamp(p.updated_at)),
         version: p.version,

@@ -16,7 +16,9 @@ use focusforge_store::page_token::{self, PageTokenError};
 use focusforge_store::{
     Document, Filter, NewDocument, Order, Precondition, Query, SharedStore, SortKey, StoreError,
 };
-use focusforge_vector::{VectorError, VectorRecord, VectorTable};
+use focusforge_tasks::Tasks;
+use focusforge_users::Users;
+use focusforge_vector::{ScoreParts, VectorError, VectorRecord, VectorTable};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -195,18 +197,34 @@ fn semantic_not_yet() -> Error {
     )
 }
 
-/// What the semantic tier needs: an embedder and the table of vectors.
+/// What the semantic tier needs: an embedder, the table of semantic
+/// memories' vectors, and the table of task embeddings (for similar tasks).
 #[derive(Clone)]
 pub struct Semantic {
     pub embedder: Arc<dyn Embedder>,
     pub table: Arc<VectorTable>,
+    pub task_table: Arc<VectorTable>,
 }
 
-/// A semantic memory found by a search, with its similarity to the query.
+/// How a search ranks memories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SearchMode {
+    /// By cosine similarity of the embeddings.
+    #[default]
+    Semantic,
+    /// By BM25 over the words.
+    Keyword,
+    /// Both, fused by reciprocal rank fusion.
+    Hybrid,
+}
+
+/// A semantic memory found by a search, the score it was ranked by, and how
+/// that score was made.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Found {
     pub memory: Memory,
     pub score: f32,
+    pub parts: ScoreParts,
 }
 
 fn vector_err(e: VectorError) -> Error {
@@ -226,6 +244,9 @@ pub struct Memories {
     clock: Arc<dyn Clock>,
     policy: MemoryPolicy,
     semantic: Option<Semantic>,
+    /// Read for the user context: profiles and tasks in the same store.
+    users: Users,
+    tasks: Tasks,
 }
 
 impl Memories {
@@ -237,6 +258,8 @@ impl Memories {
         semantic: Option<Semantic>,
     ) -> Self {
         Self {
+            users: Users::new(store.clone(), None),
+            tasks: Tasks::new(store.clone(), clock.clone()),
             store,
             clock,
             policy,
@@ -318,20 +341,33 @@ impl Memories {
         }
     }
 
-    /// The caller's semantic memories closest in meaning to `query`.
-    pub async fn search(&self, user: &UserId, query: &str, top_k: i32) -> Result<Vec<Found>> {
+    /// The caller's semantic memories that best match `query`, best first.
+    pub async fn search(
+        &self,
+        user: &UserId,
+        query: &str,
+        top_k: i32,
+        mode: SearchMode,
+    ) -> Result<Vec<Found>> {
         let mut v = Violations::new();
         v.text("query", query, self.policy.max_content_chars);
         v.range("top_k", top_k.into(), 0, 100);
         v.finish()?;
         let k = if top_k == 0 { 10 } else { top_k as usize };
-        let semantic = self.semantic()?;
-        let q = self.embed_one(query).await?;
-        let hits = semantic
-            .table
-            .search(user.as_str(), &q, k)
-            .await
-            .map_err(vector_err)?;
+        let table = &self.semantic()?.table;
+        let owner = user.as_str();
+        let hits = match mode {
+            SearchMode::Semantic => {
+                let q = self.embed_one(query).await?;
+                table.search(owner, &q, k).await
+            }
+            SearchMode::Keyword => table.keyword_search(owner, query, k).await,
+            SearchMode::Hybrid => {
+                let q = self.embed_one(query).await?;
+                table.hybrid_search(owner, &q, query, k).await
+            }
+        }
+        .map_err(vector_err)?;
         let mut found = Vec::with_capacity(hits.len());
         for hit in hits {
             // The document is the source of truth; a vector whose memory is
@@ -345,6 +381,7 @@ impl Memories {
                 found.push(Found {
                     memory: to_memory(Tier::Semantic, doc)?,
                     score: hit.score,
+                    parts: hit.parts,
                 });
             }
         }
@@ -576,6 +613,10 @@ impl Memories {
         })
     }
 }
+
+mod context;
+
+pub use context::{MOOD_KIND, TASK_INSIGHT_KIND, UserContext, task_tag};
 
 #[cfg(test)]
 mod tests;

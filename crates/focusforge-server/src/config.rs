@@ -147,6 +147,8 @@ pub struct MemoryConfig {
     pub short_term_ttl_secs: u64,
     /// Default time to live of working memories (60 s - 7 days).
     pub working_ttl_secs: u64,
+    /// The shortest time to live a memory may ask for (1 s - 1 h).
+    pub min_ttl_secs: u64,
     /// Most characters of one memory's content.
     pub max_content_chars: usize,
     /// Cosine similarity at which a new semantic memory is merged into an
@@ -159,6 +161,7 @@ impl Default for MemoryConfig {
         Self {
             short_term_ttl_secs: 3_600,
             working_ttl_secs: 86_400,
+            min_ttl_secs: 60,
             max_content_chars: 8_000,
             duplicate_similarity: 0.95,
         }
@@ -304,6 +307,7 @@ impl Config {
                     self.memory.short_term_ttl_secs = number(key)?;
                 }
                 "FOCUSFORGE_MEMORY_WORKING_TTL_SECS" => self.memory.working_ttl_secs = number(key)?,
+                "FOCUSFORGE_MEMORY_MIN_TTL_SECS" => self.memory.min_ttl_secs = number(key)?,
                 "FOCUSFORGE_MEMORY_DUPLICATE_SIMILARITY" => {
                     self.memory.duplicate_similarity = value
                         .trim()
@@ -429,6 +433,9 @@ impl Config {
         }
         if !(60..=604_800).contains(&self.memory.working_ttl_secs) {
             return Err(err("memory working_ttl_secs must be between 60 and 604800"));
+        }
+        if !(1..=3_600).contains(&self.memory.min_ttl_secs) {
+            return Err(err("memory min_ttl_secs must be between 1 and 3600"));
         }
         if !(0.5..=1.0).contains(&self.memory.duplicate_similarity) {
             return Err(err(

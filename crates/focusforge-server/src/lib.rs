@@ -362,14 +362,22 @@ async fn semantic(config: &Config) -> anyhow::Result<Semantic> {
         .context("loading the embedding model")??;
     let dims = model.dimensions();
     let embedder = Arc::new(Batcher::new(model, BatcherSettings::default()));
-    let path = config.data_dir.join("vectors/memory_semantic.lance");
-    let table = VectorTable::open(&path.to_string_lossy(), dims)
-        .await
-        .with_context(|| format!("cannot open the vector table at {}", path.display()))?;
-    tracing::info!(table = %path.display(), dims, "semantic memory: all-MiniLM-L6-v2 on candle, lance");
+    let open = |name: &str| {
+        let path = config.data_dir.join("vectors").join(name);
+        async move {
+            VectorTable::open(&path.to_string_lossy(), dims)
+                .await
+                .with_context(|| format!("cannot open the vector table at {}", path.display()))
+                .map(Arc::new)
+        }
+    };
+    let table = open("memory_semantic.lance").await?;
+    let task_table = open("task_embeddings.lance").await?;
+    tracing::info!(dir = %config.data_dir.join("vectors").display(), dims, "semantic memory: all-MiniLM-L6-v2 on candle, lance");
     Ok(Semantic {
         embedder,
-        table: Arc::new(table),
+        table,
+        task_table,
     })
 }
 
@@ -378,10 +386,12 @@ fn memory_policy(config: &config::MemoryConfig) -> MemoryPolicy {
     MemoryPolicy {
         short_term: Ttl {
             default: Duration::from_secs(config.short_term_ttl_secs),
+            min: Duration::from_secs(config.min_ttl_secs),
             ..defaults.short_term
         },
         working: Ttl {
             default: Duration::from_secs(config.working_ttl_secs),
+            min: Duration::from_secs(config.min_ttl_secs),
             ..defaults.working
         },
         max_content_chars: config.max_content_chars,

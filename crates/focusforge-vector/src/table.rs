@@ -458,6 +458,24 @@ impl VectorTable {
         Ok(n)
     }
 
+    /// How many rows the table holds, over all users, as committed.
+    pub async fn count_rows(&self) -> Result<usize, VectorError> {
+        match self.dataset.read().await.as_ref() {
+            Some(ds) => Ok(ds.count_rows(None).await?),
+            None => Ok(0),
+        }
+    }
+
+    /// The text stored with one of the user's rows, if the row exists.
+    pub async fn text_of(&self, user_id: &str, id: &str) -> Result<Option<String>, VectorError> {
+        let (rows, _) = self.user_rows(user_id).await?;
+        Ok(rows
+            .ids
+            .iter()
+            .position(|r| r == id)
+            .map(|i| rows.texts[i].clone()))
+    }
+
     /// How many of the user's rows the IVF index covers, if it has one.
     pub fn indexed_rows(&self, user_id: &str) -> Option<usize> {
         lock(&self.users)

@@ -203,3 +203,66 @@ async fn concurrent_writers_and_readers_see_every_committed_row() {
         21
     );
 }
+
+/// The child process of `a_killed_writer_leaves_whole_commits_only`:
+/// appends batches of 100 rows until it is killed.
+#[tokio::test]
+#[ignore = "run as a child process by a_killed_writer_leaves_whole_commits_only"]
+async fn crash_child_writer() {
+    let dir = std::env::var_os("FF_CRASH_CHILD_DIR").expect("FF_CRASH_CHILD_DIR");
+    let uri = std::path::Path::new(&dir)
+        .join("vectors.lance")
+        .to_string_lossy()
+        .into_owned();
+    let table = VectorTable::open(&uri, DIMS).await.expect("open");
+    for batch in 0u32.. {
+        let rows = (0..100)
+            .map(|i| record("alice", &format!("b{batch}-{i}"), batch * 100 + i))
+            .collect();
+        table.add(rows).await.expect("add");
+    }
+}
+
+#[tokio::test]
+async fn a_killed_writer_leaves_whole_commits_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = std::process::Command::new(std::env::current_exe().expect("exe"))
+        .args(["--ignored", "--exact", "table::crash_child_writer"])
+        .env("FF_CRASH_CHILD_DIR", dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn the writer");
+    // Let it commit a few batches, then kill it (SIGKILL) mid-way.
+    let table_dir = dir.path().join("vectors.lance");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let versions = std::fs::read_dir(table_dir.join("_versions"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        if versions >= 5 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the writer never committed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(37));
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+
+    let table = VectorTable::open(&uri(&dir), DIMS).await.expect("reopen");
+    let rows = table.count_rows().await.expect("count");
+    assert!(rows >= 500, "at least the commits seen: {rows}");
+    assert_eq!(rows % 100, 0, "only whole batches are visible: {rows}");
+    let hits = table.search("alice", &vector(42), 1).await.expect("search");
+    assert!(hits[0].score > 0.9999, "the rows are readable: {hits:?}");
+    // And the table takes writes again.
+    table
+        .add(vec![record("alice", "after", 7)])
+        .await
+        .expect("write after the crash");
+    assert_eq!(table.count_rows().await.expect("count"), rows + 1);
+}

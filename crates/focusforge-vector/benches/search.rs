@@ -1,0 +1,282 @@
+//! Per-user semantic search on 100,000 clustered 384-d vectors of 100 users:
+//! FocusForge's exact and IVF search next to Lance's own filtered flat scan
+//! and filtered IVF_PQ search on the same dataset, in the same process.
+//!
+//! `cargo bench -p focusforge-vector --bench search` (set `SEARCH_QUERIES`
+//! to change the number of queries, 1,000 by default).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::TryStreamExt;
+use lance::Dataset;
+use lance::deps::arrow_array::{Array, Float32Array, RecordBatch, StringArray};
+use lance::index::DatasetIndexExt;
+use lance::index::vector::VectorIndexParams;
+use lance_index::IndexType;
+use lance_index::scalar::ScalarIndexParams;
+use lance_linalg::distance::MetricType;
+
+use focusforge_vector::synthetic::{Rng, Shape, clustered, query_near};
+use focusforge_vector::{TableOptions, VectorRecord, VectorTable};
+
+const USERS: usize = 100;
+const ROWS_PER_USER: usize = 1_000;
+const DIMS: usize = 384;
+const K: usize = 10;
+
+struct Stats {
+    name: String,
+    latencies: Vec<Duration>,
+    recall: f64,
+}
+
+impl Stats {
+    fn print(&mut self) {
+        self.latencies.sort();
+        let total: Duration = self.latencies.iter().sum();
+        let pct = |p: f64| {
+            let i = ((self.latencies.len() as f64 * p) as usize).min(self.latencies.len() - 1);
+            self.latencies[i].as_secs_f64() * 1e3
+        };
+        println!(
+            "{:<52} {:>9.0} {:>9.3} {:>9.3} {:>10.4}",
+            self.name,
+            self.latencies.len() as f64 / total.as_secs_f64(),
+            pct(0.5),
+            pct(0.99),
+            self.recall
+        );
+    }
+}
+
+fn recall(truth: &[String], found: &[String]) -> f64 {
+    found.iter().filter(|id| truth.contains(id)).count() as f64 / truth.len() as f64
+}
+
+async fn lance_search(ds: &Dataset, user: &str, q: &[f32], nprobes: Option<usize>) -> Vec<String> {
+    let mut scan = ds.scan();
+    scan.project(&["id"]).expect("project");
+    scan.filter(&format!("user_id = '{user}'")).expect("filter");
+    scan.prefilter(true);
+    scan.nearest("vector", &Float32Array::from(q.to_vec()), K)
+        .expect("nearest");
+    scan.distance_metric(MetricType::Cosine);
+    match nprobes {
+        Some(n) => {
+            scan.nprobes(n);
+            scan.refine(10);
+        }
+        None => {
+            scan.use_index(false);
+        }
+    }
+    let batches: Vec<RecordBatch> = scan
+        .try_into_stream()
+        .await
+        .expect("stream")
+        .try_collect()
+        .await
+        .expect("collect");
+    batches
+        .iter()
+        .flat_map(|b| {
+            let ids = b
+                .column(0)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .expect("ids")
+                .clone();
+            (0..ids.len()).map(move |i| ids.value(i).to_owned())
+        })
+        .collect()
+}
+
+#[tokio::main]
+async fn main() {
+    let queries: usize = std::env::var("SEARCH_QUERIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let uri = dir
+        .path()
+        .join("bench.lance")
+        .to_string_lossy()
+        .into_owned();
+    println!(
+        "data: {USERS} users x {ROWS_PER_USER} rows = {} vectors of {DIMS} dimensions, 20 topics per user; {queries} queries, top-{K}",
+        USERS * ROWS_PER_USER
+    );
+
+    let users = clustered(
+        Shape {
+            users: USERS,
+            rows_per_user: ROWS_PER_USER,
+            dims: DIMS,
+            topics_per_user: 20,
+            noise: 0.05,
+        },
+        42,
+    );
+    let options = TableOptions {
+        // Only explicit builds: the exact rows come first.
+        ann_min_rows: usize::MAX,
+        ..TableOptions::default()
+    };
+    let table = Arc::new(
+        VectorTable::open_with(&uri, DIMS, options)
+            .await
+            .expect("open"),
+    );
+    let started = Instant::now();
+    for (u, user) in users.iter().enumerate() {
+        let rows = user
+            .rows
+            .iter()
+            .enumerate()
+            .map(|(i, v)| VectorRecord {
+                id: format!("u{u}-{i}"),
+                user_id: format!("u{u}"),
+                text: String::new(),
+                vector: v.clone(),
+                created_at_ms: 0,
+            })
+            .collect();
+        table.add(rows).await.expect("add");
+    }
+    println!(
+        "write: {:.1} s (one commit per user)",
+        started.elapsed().as_secs_f64()
+    );
+
+    let mut rng = Rng::new(7);
+    let work: Vec<(String, Vec<f32>)> = (0..queries)
+        .map(|_| {
+            let u = rng.below(USERS);
+            (format!("u{u}"), query_near(&users[u], 0.05, &mut rng))
+        })
+        .collect();
+
+    // First touch of each user: its rows read from Lance through the filter.
+    let mut loads = Vec::new();
+    for (u, user) in users.iter().enumerate() {
+        let t = Instant::now();
+        table
+            .search_exact(&format!("u{u}"), &user.rows[0], K)
+            .await
+            .expect("load");
+        loads.push(t.elapsed());
+    }
+    loads.sort();
+    println!(
+        "first search of a user (rows read from Lance): p50 {:.1} ms, p99 {:.1} ms",
+        loads[USERS / 2].as_secs_f64() * 1e3,
+        loads[USERS * 99 / 100].as_secs_f64() * 1e3
+    );
+
+    let mut truth = Vec::with_capacity(queries);
+    let mut exact = Stats {
+        name: "focusforge exact, per-user rows in memory".into(),
+        latencies: Vec::new(),
+        recall: 0.0,
+    };
+    for (user, q) in &work {
+        let t = Instant::now();
+        let hits = table.search_exact(user, q, K).await.expect("search");
+        exact.latencies.push(t.elapsed());
+        truth.push(hits.into_iter().map(|h| h.id).collect::<Vec<_>>());
+    }
+    exact.recall = 1.0;
+
+    let started = Instant::now();
+    for u in 0..USERS {
+        table.build_index(&format!("u{u}")).await.expect("build");
+    }
+    println!(
+        "ivf build: {:.2} s for {USERS} users",
+        started.elapsed().as_secs_f64()
+    );
+    let mut ivf = Stats {
+        name: "focusforge IVF-Flat per user (32 lists, 8 probed)".into(),
+        latencies: Vec::new(),
+        recall: 0.0,
+    };
+    let mut sum = 0.0;
+    for ((user, q), truth) in work.iter().zip(&truth) {
+        let t = Instant::now();
+        let hits = table.search(user, q, K).await.expect("search");
+        ivf.latencies.push(t.elapsed());
+        let ids: Vec<String> = hits.into_iter().map(|h| h.id).collect();
+        sum += recall(truth, &ids);
+    }
+    ivf.recall = sum / queries as f64;
+
+    // Lance on its own, on the same dataset.
+    let mut ds = Dataset::open(&uri).await.expect("open dataset");
+    let started = Instant::now();
+    ds.create_index(
+        &["user_id"],
+        IndexType::Bitmap,
+        None,
+        &ScalarIndexParams::new("bitmap".into()),
+        true,
+    )
+    .await
+    .expect("bitmap index");
+    println!(
+        "lance bitmap index on user_id: {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    let lance_queries = queries.min(300);
+    let mut flat = Stats {
+        name: "lance flat scan, user_id prefilter (bitmap index)".into(),
+        latencies: Vec::new(),
+        recall: 0.0,
+    };
+    let mut sum = 0.0;
+    for ((user, q), truth) in work.iter().zip(&truth).take(lance_queries) {
+        let t = Instant::now();
+        let ids = lance_search(&ds, user, q, None).await;
+        flat.latencies.push(t.elapsed());
+        sum += recall(truth, &ids);
+    }
+    flat.recall = sum / lance_queries as f64;
+
+    let started = Instant::now();
+    ds.create_index(
+        &["vector"],
+        IndexType::Vector,
+        None,
+        &VectorIndexParams::ivf_pq(256, 8, 48, MetricType::Cosine, 25),
+        true,
+    )
+    .await
+    .expect("ivf_pq index");
+    println!(
+        "lance IVF_PQ index (256 partitions, 48 sub-vectors): {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let mut pq = Stats {
+        name: "lance IVF_PQ, user_id prefilter, 20 probes, refine 10".into(),
+        latencies: Vec::new(),
+        recall: 0.0,
+    };
+    let mut sum = 0.0;
+    for ((user, q), truth) in work.iter().zip(&truth).take(lance_queries) {
+        let t = Instant::now();
+        let ids = lance_search(&ds, user, q, Some(20)).await;
+        pq.latencies.push(t.elapsed());
+        sum += recall(truth, &ids);
+    }
+    pq.recall = sum / lance_queries as f64;
+
+    println!();
+    println!(
+        "{:<52} {:>9} {:>9} {:>9} {:>10}",
+        "search (one query at a time)", "q/s", "p50 ms", "p99 ms", "recall@10"
+    );
+    for stats in [&mut exact, &mut ivf, &mut flat, &mut pq] {
+        stats.print();
+    }
+}
