@@ -293,7 +293,11 @@ async fn main() {
 /// One user with 100,000 rows over 200 topics: where the IVF index (built
 /// by the table itself, past `ann_min_rows`) earns its keep.
 async fn one_large_user(dir: &tempfile::TempDir, queries: usize) -> (Stats, Stats) {
-    let uri = dir.path().join("large.lance").to_string_lossy().into_owned();
+    let uri = dir
+        .path()
+        .join("large.lance")
+        .to_string_lossy()
+        .into_owned();
     let rows = 100_000;
     let data = clustered(
         Shape {
@@ -322,7 +326,10 @@ async fn one_large_user(dir: &tempfile::TempDir, queries: usize) -> (Stats, Stat
     }
     let started = Instant::now();
     // The first search loads the rows and starts the background build.
-    table.search("big", &data[0].rows[0], K).await.expect("load");
+    table
+        .search("big", &data[0].rows[0], K)
+        .await
+        .expect("load");
     while table.indexed_rows("big").is_none() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
