@@ -1,0 +1,232 @@
+//! The local backend: a GGUF model on candle, on a thread of its own.
+
+use std::path::Path;
+use std::sync::mpsc as std_mpsc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use candle_core::Device;
+use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
+use candle_transformers::models::quantized_llama::ModelWeights;
+use tokenizers::Tokenizer;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::decode::{Decoder, Stop, Tables};
+use crate::gguf;
+use crate::{Finish, GenerateRequest, Generation, LanguageModel, LlmError};
+
+/// The directory under the models directory, and the file in it.
+pub const MODEL_DIR: &str = "SmolLM2-135M-Instruct";
+pub const MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+struct Job {
+    request: GenerateRequest,
+    stream: Option<mpsc::UnboundedSender<String>>,
+    reply: oneshot::Sender<Result<Generation, LlmError>>,
+}
+
+struct Engine {
+    weights: ModelWeights,
+    tokenizer: Tokenizer,
+    tables: Tables,
+    template: minijinja::Environment<'static>,
+    device: Device,
+}
+
+/// A GGUF chat model run locally. Requests queue for the model's thread.
+pub struct LocalModel {
+    name: String,
+    jobs: std_mpsc::Sender<Job>,
+}
+
+impl LocalModel {
+    /// Loads a GGUF file (llama architecture, GPT-2 style tokenizer, chat
+    /// template in the metadata).
+    pub fn load(path: &Path) -> Result<Self, LlmError> {
+        if !path.is_file() {
+            return Err(LlmError::ModelMissing(path.display().to_string()));
+        }
+        let invalid =
+            |e: &dyn std::fmt::Display| LlmError::ModelInvalid(format!("{}: {e}", path.display()));
+        let mut file = std::fs::File::open(path).map_err(|e| invalid(&e))?;
+        let content = gguf_file::Content::read(&mut file).map_err(|e| invalid(&e))?;
+        let vocabulary = gguf::vocabulary(&content)?;
+        let template = gguf::string(&content, "tokenizer.chat_template")
+            .ok_or_else(|| invalid(&"the GGUF metadata has no chat template"))?;
+        let mut env = minijinja::Environment::new();
+        env.add_template_owned("chat", template)
+            .map_err(|e| invalid(&format!("chat template: {e}")))?;
+        let mut stop: Vec<u32> = Vec::new();
+        if let Some(eos) = gguf::u32_value(&content, "tokenizer.ggml.eos_token_id") {
+            stop.push(eos);
+        }
+        for marker in ["<|im_end|>", "<|endoftext|>", "<|eot_id|>"] {
+            if let Some(id) = vocabulary.tokenizer.token_to_id(marker) {
+                stop.push(id);
+            }
+        }
+        let device = Device::Cpu;
+        let weights = requantized(content, &mut file, &device).map_err(|e| invalid(&e))?;
+        let engine = Engine {
+            weights,
+            tables: Tables::new(vocabulary.token_bytes, stop),
+            tokenizer: vocabulary.tokenizer,
+            template: env,
+            device,
+        };
+        let name = format!(
+            "local:{}",
+            path.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        );
+        let (jobs, rx) = std_mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("focusforge-llm".into())
+            .spawn(move || engine.run(rx))
+            .map_err(|e| LlmError::Generation(format!("cannot start the model thread: {e}")))?;
+        Ok(Self { name, jobs })
+    }
+}
+
+/// The model with its Q4_1 tensors turned into Q8_0: candle's CPU kernels
+/// for Q4_1 are scalar, its Q8_0 ones vectorised, and Q8_0 holds every
+/// Q4_1 value to within half an 8-bit step.
+fn requantized(
+    content: gguf_file::Content,
+    file: &mut std::fs::File,
+    device: &Device,
+) -> candle_core::Result<ModelWeights> {
+    let slow = content
+        .tensor_infos
+        .values()
+        .any(|t| t.ggml_dtype == GgmlDType::Q4_1);
+    if !slow {
+        return ModelWeights::from_gguf(content, file, device);
+    }
+    let mut names: Vec<&String> = content.tensor_infos.keys().collect();
+    names.sort();
+    let mut tensors = Vec::with_capacity(names.len());
+    for name in names {
+        let t = content.tensor(file, name, device)?;
+        let t = if t.dtype() == GgmlDType::Q4_1 {
+            QTensor::quantize(&t.dequantize(device)?, GgmlDType::Q8_0)?
+        } else {
+            t
+        };
+        tensors.push((name.as_str(), t));
+    }
+    let metadata: Vec<(&str, &gguf_file::Value)> = content
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.as_str(), v))
+        .collect();
+    let refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (*n, t)).collect();
+    let mut buffer = std::io::Cursor::new(Vec::new());
+    gguf_file::write(&mut buffer, &metadata, &refs)?;
+    buffer.set_position(0);
+    let content = gguf_file::Content::read(&mut buffer)?;
+    ModelWeights::from_gguf(content, &mut buffer, device)
+}
+
+impl Engine {
+    fn run(mut self, jobs: std_mpsc::Receiver<Job>) {
+        while let Ok(job) = jobs.recv() {
+            if job.reply.is_closed() {
+                continue;
+            }
+            let result = self.generate(job.request, job.stream);
+            let _ = job.reply.send(result);
+        }
+    }
+
+    fn prompt(&self, request: &GenerateRequest) -> Result<String, LlmError> {
+        let messages: Vec<_> = request
+            .messages
+            .iter()
+            .map(|m| minijinja::context! { role => m.role.as_str(), content => m.content })
+            .collect();
+        self.template
+            .get_template("chat")
+            .and_then(|t| {
+                t.render(minijinja::context! {
+                    messages => messages,
+                    add_generation_prompt => true,
+                })
+            })
+            .map_err(|e| LlmError::Generation(format!("chat template: {e}")))
+    }
+
+    fn generate(
+        &mut self,
+        request: GenerateRequest,
+        stream: Option<mpsc::UnboundedSender<String>>,
+    ) -> Result<Generation, LlmError> {
+        let prompt = self.prompt(&request)?;
+        let ids = self
+            .tokenizer
+            .encode(prompt, false)
+            .map_err(|e| LlmError::Generation(e.to_string()))?
+            .get_ids()
+            .to_vec();
+        let started = Instant::now();
+        let mut decoder = Decoder::new(
+            &mut self.weights,
+            &self.tables,
+            &self.tokenizer,
+            &self.device,
+            request.sampling,
+            request.max_tokens,
+            request.deadline,
+            stream,
+        );
+        let fail = |stop: Stop| match stop {
+            Stop::Failed(e) => e,
+            Stop::Budget => LlmError::Generation("token budget exhausted".into()),
+        };
+        decoder.prompt(&ids).map_err(fail)?;
+        let prompt_time = started.elapsed();
+        let finish = match &request.schema {
+            Some(schema) => match decoder.value(schema) {
+                Ok(()) => Finish::Stop,
+                Err(Stop::Budget) => Finish::Length,
+                Err(Stop::Failed(e)) => return Err(e),
+            },
+            None => decoder.free().map_err(fail)?,
+        };
+        let text = String::from_utf8_lossy(&decoder.out).into_owned();
+        Ok(Generation {
+            text,
+            finish,
+            prompt_tokens: ids.len(),
+            completion_tokens: decoder.used,
+            prompt_time,
+            generation_time: started.elapsed() - prompt_time,
+        })
+    }
+}
+
+#[async_trait]
+impl LanguageModel for LocalModel {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn generate(
+        &self,
+        request: GenerateRequest,
+        stream: Option<mpsc::UnboundedSender<String>>,
+    ) -> Result<Generation, LlmError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job {
+                request,
+                stream,
+                reply,
+            })
+            .map_err(|_| LlmError::Unavailable("the model thread has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| LlmError::Unavailable("the model thread has stopped".into()))?
+    }
+}

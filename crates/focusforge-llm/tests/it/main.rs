@@ -1,0 +1,3 @@
+//! The local model with its real weights.
+
+mod local;
