@@ -7,6 +7,7 @@
 mod decode;
 mod gguf;
 mod local;
+mod openai;
 mod schema;
 
 use std::time::{Duration, Instant};
@@ -15,6 +16,7 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 pub use local::{LocalModel, MODEL_DIR, MODEL_FILE};
+pub use openai::{OpenAiConfig, OpenAiModel};
 pub use schema::{Schema, SchemaError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]

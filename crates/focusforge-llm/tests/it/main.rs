@@ -1,3 +1,4 @@
 //! The local model with its real weights.
 
 mod local;
+mod openai;
