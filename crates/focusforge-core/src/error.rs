@@ -35,6 +35,10 @@ pub enum Error {
     /// The operation exists in the contract but is not available yet.
     #[error("{0}")]
     Unimplemented(String),
+    /// The caller is over a limit (e.g. concurrent model calls); retrying
+    /// later helps.
+    #[error("{0}")]
+    ResourceExhausted(String),
     /// A dependency is down; retrying later may help.
     #[error("unavailable: {0}")]
     Unavailable(String),

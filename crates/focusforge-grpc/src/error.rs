@@ -37,6 +37,7 @@ pub fn into_status(err: Error) -> Status {
             reason(ErrorReason::VersionMismatch),
         ),
         Error::Unimplemented(msg) => Status::unimplemented(msg),
+        Error::ResourceExhausted(msg) => Status::resource_exhausted(msg),
         Error::Unavailable(msg) => {
             tracing::warn!(error = %msg, "dependency unavailable");
             Status::unavailable(msg)
