@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let files = [
         "focusforge/common/v1/common.proto",
+        "focusforge/chain/v1/chain.proto",
         "focusforge/memory/v1/memory.proto",
         "focusforge/tasks/v1/tasks.proto",
         "focusforge/users/v1/users.proto",

@@ -94,7 +94,7 @@ async fn services_verify_tokens_without_the_gateway() {
     let verifier = Arc::new(
         Verifier::new(&KeyMaterial::Hs256(SECRET.as_bytes().to_vec()), None).expect("verifier"),
     );
-    let (_, routes, _) = focusforge_server::service_routes(&cfg, &backends, verifier)
+    let (_, routes, _) = focusforge_server::service_routes(&cfg, &backends, verifier, None)
         .await
         .expect("routes");
     let mut direct = TaskServiceClient::new(routes);

@@ -6,6 +6,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::{Buf, Bytes};
 use focusforge_auth::{Claims, KeyMaterial, Minter};
+use focusforge_proto::chain::v1::chain_service_client::ChainServiceClient;
 use focusforge_proto::memory::v1::memory_service_client::MemoryServiceClient;
 use focusforge_proto::tasks::v1::task_service_client::TaskServiceClient;
 use focusforge_proto::users::v1::user_service_client::UserServiceClient;
@@ -31,6 +32,11 @@ pub fn config(dir: &TempDir) -> Config {
         listen: "127.0.0.1:0".into(),
         auth: focusforge_server::config::AuthConfig {
             jwt_secret: Some(SECRET.into()),
+            ..Default::default()
+        },
+        // Tests that need the language model ask for it.
+        llm: focusforge_server::config::LlmConfig {
+            backend: "none".into(),
             ..Default::default()
         },
         ..Config::default()
@@ -95,6 +101,10 @@ impl Server {
 
     pub async fn memory(&self) -> MemoryServiceClient<Channel> {
         MemoryServiceClient::new(self.channel().await)
+    }
+
+    pub async fn chain(&self) -> ChainServiceClient<Channel> {
+        ChainServiceClient::new(self.channel().await)
     }
 
     pub async fn users(&self) -> UserServiceClient<Channel> {

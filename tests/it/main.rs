@@ -4,6 +4,7 @@
 
 mod auth;
 mod backends;
+mod chain;
 mod context;
 mod grpc_web;
 mod harness;

@@ -40,7 +40,7 @@ impl NamedCache {
 /// The caches of the design.
 #[derive(Clone)]
 pub struct CacheNames {
-    /// Results of AI chains: 30 minutes.
+    /// Results of AI chains: 30 minutes by default.
     pub chain_results: NamedCache,
     /// What services need about a user, for the length of a session.
     pub user_context: NamedCache,
@@ -49,9 +49,14 @@ pub struct CacheNames {
 }
 
 impl CacheNames {
-    pub fn new(cache: Arc<dyn Cache>, session: Duration, vector_search: Duration) -> Self {
+    pub fn new(
+        cache: Arc<dyn Cache>,
+        session: Duration,
+        vector_search: Duration,
+        chain_results: Duration,
+    ) -> Self {
         Self {
-            chain_results: NamedCache::new(cache.clone(), "chain", Duration::from_secs(30 * 60)),
+            chain_results: NamedCache::new(cache.clone(), "chain", chain_results),
             user_context: NamedCache::new(cache.clone(), "user", session),
             vector_search: NamedCache::new(cache, "vector", vector_search),
         }

@@ -276,7 +276,10 @@ impl Chains {
     ) -> std::result::Result<C::Output, String> {
         let mut deadline = Instant::now() + self.settings.model_timeout;
         if let Some(d) = options.deadline {
-            deadline = deadline.min(d.checked_sub(Duration::from_millis(100)).unwrap_or(d));
+            // Leave the fallback and the reply time to reach the caller.
+            let left = d.saturating_duration_since(Instant::now());
+            let margin = (left / 5).min(Duration::from_millis(500));
+            deadline = deadline.min(d.checked_sub(margin).unwrap_or(d));
         }
         let mut system = chain.instructions();
         let lines = context.lines();

@@ -3,6 +3,7 @@
 //! statuses. All tonic types stop here.
 
 mod auth;
+mod chain;
 mod convert;
 mod error;
 mod memory;
@@ -10,6 +11,7 @@ mod tasks;
 mod users;
 
 pub use auth::{AuthInterceptor, caller};
+pub use chain::ChainApi;
 pub use error::into_status;
 pub use memory::MemoryApi;
 pub use tasks::TaskApi;

@@ -163,11 +163,18 @@ impl<'a> Decoder<'a> {
         }
     }
 
-    /// Runs the prompt through the model.
+    /// Runs the prompt through the model, in chunks so a deadline that
+    /// passes meanwhile stops it.
     pub fn prompt(&mut self, ids: &[u32]) -> Result<(), Stop> {
         self.model.clear_kv_cache();
         self.pos = 0;
-        self.feed(ids)
+        for chunk in ids.chunks(128) {
+            if self.deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(Stop::Failed(LlmError::DeadlineExceeded));
+            }
+            self.feed(chunk)?;
+        }
+        Ok(())
     }
 
     fn feed(&mut self, ids: &[u32]) -> Result<(), Stop> {

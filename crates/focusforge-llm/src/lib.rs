@@ -9,6 +9,8 @@ mod gguf;
 mod local;
 mod openai;
 mod schema;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::time::{Duration, Instant};
 

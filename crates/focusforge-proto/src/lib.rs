@@ -12,6 +12,13 @@ pub mod common {
     }
 }
 
+/// `focusforge.chain.v1`
+pub mod chain {
+    pub mod v1 {
+        tonic::include_proto!("focusforge.chain.v1");
+    }
+}
+
 /// `focusforge.memory.v1`
 pub mod memory {
     pub mod v1 {

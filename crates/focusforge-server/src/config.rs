@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 /// The services this binary can run, by short name and gRPC service name.
 pub const SERVICES: &[(&str, &str)] = &[
+    ("chain", "focusforge.chain.v1.ChainService"),
     ("memory", "focusforge.memory.v1.MemoryService"),
     ("tasks", "focusforge.tasks.v1.TaskService"),
     ("users", "focusforge.users.v1.UserService"),
@@ -44,6 +45,8 @@ pub struct Config {
     pub redis: RedisConfig,
     pub cache: CacheConfig,
     pub memory: MemoryConfig,
+    pub llm: LlmConfig,
+    pub openai: OpenAiSection,
     /// Remote upstreams by fully qualified service name.
     pub upstreams: BTreeMap<String, String>,
     /// Things worth a warning once logging is up (unknown variables, ...).
@@ -127,6 +130,8 @@ pub struct CacheConfig {
     pub user_context_ttl_secs: u64,
     /// How long vector search results stay cached.
     pub vector_search_ttl_secs: u64,
+    /// How long chain (model) answers stay cached.
+    pub chain_results_ttl_secs: u64,
 }
 
 impl Default for CacheConfig {
@@ -135,7 +140,69 @@ impl Default for CacheConfig {
             max_bytes: 64 * 1024 * 1024,
             user_context_ttl_secs: 3_600,
             vector_search_ttl_secs: 300,
+            chain_results_ttl_secs: 1_800,
         }
+    }
+}
+
+/// The language model behind the chains.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LlmConfig {
+    /// `local` (the GGUF model in the models directory), `openai` (an
+    /// OpenAI-compatible server, see `[openai]`) or `none` (rules only).
+    pub backend: String,
+    /// Most tokens one answer may take.
+    pub max_tokens: usize,
+    /// 0 picks the most likely token.
+    pub temperature: f32,
+    pub top_p: f32,
+    /// Longest a model call may take before the fallback answers.
+    pub timeout_secs: u64,
+    /// Most model calls one user may have running at once.
+    pub per_user_concurrency: usize,
+}
+
+impl Default for LlmConfig {
+    fn default() -> Self {
+        Self {
+            backend: "local".into(),
+            max_tokens: 400,
+            temperature: 0.0,
+            top_p: 0.9,
+            timeout_secs: 60,
+            per_user_concurrency: 2,
+        }
+    }
+}
+
+/// An OpenAI-compatible chat-completions server.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpenAiSection {
+    pub base_url: String,
+    pub model: String,
+    /// Never logged.
+    pub api_key: Option<String>,
+}
+
+impl Default for OpenAiSection {
+    fn default() -> Self {
+        Self {
+            base_url: "https://api.openai.com/v1".into(),
+            model: "gpt-4o-mini".into(),
+            api_key: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for OpenAiSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenAiSection")
+            .field("base_url", &self.base_url)
+            .field("model", &self.model)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .finish()
     }
 }
 
@@ -186,6 +253,8 @@ impl Default for Config {
             redis: RedisConfig::default(),
             cache: CacheConfig::default(),
             memory: MemoryConfig::default(),
+            llm: LlmConfig::default(),
+            openai: OpenAiSection::default(),
             upstreams: BTreeMap::new(),
             warnings: Vec::new(),
         }
@@ -324,6 +393,24 @@ impl Config {
                 "FOCUSFORGE_CACHE_VECTOR_SEARCH_TTL_SECS" => {
                     self.cache.vector_search_ttl_secs = number(key)?;
                 }
+                "FOCUSFORGE_CACHE_CHAIN_RESULTS_TTL_SECS" => {
+                    self.cache.chain_results_ttl_secs = number(key)?;
+                }
+                "FOCUSFORGE_LLM_BACKEND" => self.llm.backend.clone_from(value),
+                "FOCUSFORGE_LLM_MAX_TOKENS" => self.llm.max_tokens = number(key)? as usize,
+                "FOCUSFORGE_LLM_TEMPERATURE" => {
+                    self.llm.temperature = value
+                        .trim()
+                        .parse()
+                        .map_err(|_| err(format!("{key} must be a number, got {value:?}")))?;
+                }
+                "FOCUSFORGE_LLM_TIMEOUT_SECS" => self.llm.timeout_secs = number(key)?,
+                "FOCUSFORGE_LLM_PER_USER_CONCURRENCY" => {
+                    self.llm.per_user_concurrency = number(key)? as usize;
+                }
+                "FOCUSFORGE_OPENAI_BASE_URL" => self.openai.base_url.clone_from(value),
+                "FOCUSFORGE_OPENAI_MODEL" => self.openai.model.clone_from(value),
+                "FOCUSFORGE_OPENAI_API_KEY" => self.openai.api_key = Some(value.clone()),
                 "FOCUSFORGE_UPSTREAMS" => {
                     self.upstreams = list(value)
                         .into_iter()
@@ -445,6 +532,30 @@ impl Config {
         if !(1..=100_000).contains(&self.memory.max_content_chars) {
             return Err(err("memory max_content_chars must be between 1 and 100000"));
         }
+        if !["local", "openai", "none"].contains(&self.llm.backend.as_str()) {
+            return Err(err(format!(
+                "llm backend must be local, openai or none, got {:?}",
+                self.llm.backend
+            )));
+        }
+        if !(16..=4096).contains(&self.llm.max_tokens) {
+            return Err(err("llm max_tokens must be between 16 and 4096"));
+        }
+        if !(0.0..=2.0).contains(&self.llm.temperature) || !(0.0..=1.0).contains(&self.llm.top_p) {
+            return Err(err("llm temperature must be 0-2 and top_p 0-1"));
+        }
+        if !(1..=600).contains(&self.llm.timeout_secs) {
+            return Err(err("llm timeout_secs must be between 1 and 600"));
+        }
+        if !(1..=64).contains(&self.llm.per_user_concurrency) {
+            return Err(err("llm per_user_concurrency must be between 1 and 64"));
+        }
+        if self.llm.backend == "openai"
+            && !(self.openai.base_url.starts_with("http://")
+                || self.openai.base_url.starts_with("https://"))
+        {
+            return Err(err("openai base_url must be an http(s) URL"));
+        }
         if self.cache.max_bytes < 1024 * 1024 {
             return Err(err("cache max_bytes must be at least 1048576"));
         }
@@ -512,7 +623,7 @@ mod tests {
             cfg.upstreams.get("a.B").map(String::as_str),
             Some("http://x:1")
         );
-        assert_eq!(cfg.services, ["memory", "tasks", "users"]);
+        assert_eq!(cfg.services, ["chain", "memory", "tasks", "users"]);
     }
 
     #[test]

@@ -12,11 +12,18 @@ use focusforge_auth::{KeyMaterial, Minter, Verifier};
 use focusforge_cache::{
     BreakerSettings, CacheNames, MemoryCache, RedisCache, RedisSettings, ResilientCache,
 };
+use focusforge_chain::{ChainSettings, Chains};
 use focusforge_core::{Clock, SystemClock};
 use focusforge_embed::{Batcher, BatcherSettings, MiniLm};
 use focusforge_gateway::{Gateway, GatewayHandle, GatewayOptions, Metrics};
-use focusforge_grpc::{AuthInterceptor, MemoryApi, TaskApi, UserApi};
+use focusforge_grpc::{AuthInterceptor, ChainApi, MemoryApi, TaskApi, UserApi};
+use focusforge_llm::{
+    LanguageModel, LocalModel, MODEL_DIR as LLM_DIR, MODEL_FILE as LLM_FILE, OpenAiConfig,
+    OpenAiModel, Sampling,
+};
 use focusforge_memory::{Memories, MemoryPolicy, Semantic, Ttl};
+use focusforge_proto::chain::v1::chain_service_server::ChainServiceServer;
+use focusforge_proto::memory::v1::memory_service_client::MemoryServiceClient;
 use focusforge_proto::memory::v1::memory_service_server::MemoryServiceServer;
 use focusforge_proto::tasks::v1::task_service_server::TaskServiceServer;
 use focusforge_proto::users::v1::user_service_server::UserServiceServer;
@@ -170,6 +177,7 @@ impl Backends {
             cache.clone(),
             Duration::from_secs(config.cache.user_context_ttl_secs),
             Duration::from_secs(config.cache.vector_search_ttl_secs),
+            Duration::from_secs(config.cache.chain_results_ttl_secs),
         );
         Ok(Self {
             clock,
@@ -268,7 +276,9 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
             backends.store.clone(),
             Duration::from_secs(config.sweep_interval_secs),
         ));
-        let (names, routes, reporter) = service_routes(config, &backends, verifier.clone()).await?;
+        let local_addr = listener.local_addr().ok();
+        let (names, routes, reporter) =
+            service_routes(config, &backends, verifier.clone(), local_addr).await?;
         backends.check(&reporter).await;
         background.push(spawn_monitor(backends.clone(), reporter));
         let for_metrics = backends.clone();
@@ -305,10 +315,13 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
 /// The configured services as in-process routes, each verifying tokens itself,
 /// plus their `grpc.health.v1.Health`. Returns the routed service names and
 /// the health reporter (which also carries the backends' status).
+/// `local_addr` is where this process serves, for services that call each
+/// other (the chains read the Memory service there when it runs here).
 pub async fn service_routes(
     config: &Config,
     backends: &Backends,
     verifier: Arc<Verifier>,
+    local_addr: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<(Vec<&'static str>, Routes, HealthReporter)> {
     let (reporter, health) = tonic_health::server::health_reporter();
     let auth = AuthInterceptor::new(verifier);
@@ -321,6 +334,11 @@ pub async fn service_routes(
             continue;
         }
         routes = match *short {
+            "chain" => routes.add_service(InterceptedService::new(
+                ChainServiceServer::new(chain_api(config, backends, local_addr).await?)
+                    .max_decoding_message_size(limit),
+                auth.clone(),
+            )),
             "memory" => routes.add_service(InterceptedService::new(
                 MemoryServiceServer::new(MemoryApi(Memories::new(
                     store.clone(),
@@ -352,6 +370,76 @@ pub async fn service_routes(
         names.push(*full);
     }
     Ok((names, routes, reporter))
+}
+
+/// The chains: the configured model, the chain cache, and a client of the
+/// Memory service (in this process, or the configured upstream).
+async fn chain_api(
+    config: &Config,
+    backends: &Backends,
+    local_addr: Option<std::net::SocketAddr>,
+) -> anyhow::Result<ChainApi> {
+    let model: Option<Arc<dyn LanguageModel>> = match config.llm.backend.as_str() {
+        "local" => {
+            let path = config.models_dir.join(LLM_DIR).join(LLM_FILE);
+            let model = tokio::task::spawn_blocking(move || LocalModel::load(&path))
+                .await
+                .context("loading the language model")??;
+            tracing::info!(
+                model = model.name(),
+                "chains: local language model on candle"
+            );
+            Some(Arc::new(model))
+        }
+        "openai" => {
+            let model = OpenAiModel::new(OpenAiConfig {
+                base_url: config.openai.base_url.clone(),
+                model: config.openai.model.clone(),
+                api_key: config.openai.api_key.clone(),
+                timeout: Duration::from_secs(config.llm.timeout_secs),
+            })?;
+            tracing::info!(base_url = %config.openai.base_url, model = model.name(), "chains: OpenAI-compatible model");
+            Some(Arc::new(model))
+        }
+        _ => {
+            tracing::info!("chains: no language model; rule-based answers");
+            None
+        }
+    };
+    let settings = ChainSettings {
+        max_tokens: config.llm.max_tokens,
+        sampling: Sampling {
+            temperature: config.llm.temperature,
+            top_p: config.llm.top_p,
+            ..Sampling::default()
+        },
+        model_timeout: Duration::from_secs(config.llm.timeout_secs),
+        per_user_concurrency: config.llm.per_user_concurrency,
+    };
+    let memory_uri = match config.upstreams.get("focusforge.memory.v1.MemoryService") {
+        Some(uri) => Some(uri.clone()),
+        None if config.services.iter().any(|s| s == "memory") => {
+            local_addr.map(|a| format!("http://{a}"))
+        }
+        None => None,
+    };
+    let memory = match memory_uri {
+        Some(uri) => Some(MemoryServiceClient::new(
+            tonic::transport::Endpoint::from_shared(uri)?
+                .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
+                .connect_lazy(),
+        )),
+        None => None,
+    };
+    Ok(ChainApi {
+        chains: Chains::new(
+            model,
+            Some(backends.caches.chain_results.clone()),
+            backends.clock.clone(),
+            settings,
+        ),
+        memory,
+    })
 }
 
 /// The embedding model and the semantic memories' vector table.

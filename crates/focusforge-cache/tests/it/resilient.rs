@@ -173,7 +173,12 @@ async fn without_redis_the_memory_cache_is_never_degraded() {
 #[tokio::test]
 async fn named_caches_keep_their_keys_apart() {
     let memory: Arc<dyn Cache> = Arc::new(MemoryCache::new(1 << 20));
-    let names = CacheNames::new(memory, Duration::from_secs(3600), Duration::from_secs(300));
+    let names = CacheNames::new(
+        memory,
+        Duration::from_secs(3600),
+        Duration::from_secs(300),
+        Duration::from_secs(1800),
+    );
     names
         .user_context
         .set("alice", b"ctx".to_vec())

@@ -1,0 +1,381 @@
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use focusforge_chain::{
+    Analysis, BlockStream, Breakdown, Chains, ContextSource, Info, NoContext, Options, ProofCheck,
+    Ritual, RitualRequest, SimilarTask, TaskBrief, TaskInput, UserContext, Verdict,
+};
+use focusforge_core::{Error, Violations};
+use focusforge_proto::chain::v1 as pb;
+use focusforge_proto::chain::v1::chain_service_server::ChainService;
+use focusforge_proto::memory::v1 as memory_pb;
+use focusforge_proto::memory::v1::memory_service_client::MemoryServiceClient;
+use focusforge_proto::tasks::v1 as tasks_pb;
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::{AsciiMetadataValue, MetadataMap};
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+use crate::convert::from_timestamp;
+use crate::{caller, into_status};
+
+/// `focusforge.chain.v1.ChainService` over the chains, reading the caller's
+/// context from the Memory service (when one is reachable) as the caller.
+#[derive(Clone)]
+pub struct ChainApi {
+    pub chains: Chains,
+    pub memory: Option<MemoryServiceClient<Channel>>,
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+/// The Memory service, called with the caller's own token.
+struct MemoryContext {
+    client: MemoryServiceClient<Channel>,
+    authorization: Option<AsciiMetadataValue>,
+}
+
+fn status_name(raw: i32) -> String {
+    match tasks_pb::TaskStatus::try_from(raw) {
+        Ok(tasks_pb::TaskStatus::Pending) => "pending",
+        Ok(tasks_pb::TaskStatus::InProgress) => "in progress",
+        Ok(tasks_pb::TaskStatus::Completed) => "completed",
+        _ => "unknown",
+    }
+    .to_owned()
+}
+
+fn brief(t: tasks_pb::Task) -> TaskBrief {
+    TaskBrief {
+        status: status_name(t.status),
+        completed_at: t
+            .complete_time
+            .and_then(|ts| chrono::DateTime::from_timestamp(ts.seconds, ts.nanos.max(0) as u32)),
+        blocks: t.blocks.into_iter().map(|b| (b.title, b.minutes)).collect(),
+        title: t.title,
+    }
+}
+
+#[async_trait]
+impl ContextSource for MemoryContext {
+    async fn user_context(&self, query: &str) -> focusforge_core::Result<UserContext> {
+        let mut req = Request::new(memory_pb::GetUserContextRequest {
+            query: query.chars().take(2000).collect(),
+            limit: 5,
+        });
+        if let Some(auth) = &self.authorization {
+            req.metadata_mut().insert("authorization", auth.clone());
+        }
+        req.set_timeout(Duration::from_secs(5));
+        let ctx = self
+            .client
+            .clone()
+            .get_user_context(req)
+            .await
+            .map_err(|s| Error::Unavailable(format!("memory service: {}", s.message())))?
+            .into_inner();
+        let prefs = ctx.preferences.unwrap_or_default();
+        Ok(UserContext {
+            focus_minutes: (prefs.focus_minutes > 0).then_some(prefs.focus_minutes),
+            daily_goal_minutes: (prefs.daily_goal_minutes > 0).then_some(prefs.daily_goal_minutes),
+            timezone: (!prefs.timezone.is_empty()).then_some(prefs.timezone),
+            moods: ctx.recent_moods.into_iter().map(|m| m.content).collect(),
+            recent_tasks: ctx.recent_tasks.into_iter().map(brief).collect(),
+            similar_tasks: ctx
+                .similar_tasks
+                .into_iter()
+                .filter_map(|s| {
+                    s.task.map(|t| SimilarTask {
+                        task: brief(t),
+                        score: s.score,
+                    })
+                })
+                .collect(),
+            insights: ctx.insights.into_iter().map(|m| m.content).collect(),
+            memories: ctx
+                .relevant_memories
+                .into_iter()
+                .filter_map(|h| h.memory.map(|m| m.content))
+                .collect(),
+        })
+    }
+}
+
+/// The caller's deadline from the `grpc-timeout` header.
+fn deadline(metadata: &MetadataMap) -> Option<Instant> {
+    let raw = metadata.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = raw.split_at(raw.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    let d = match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    };
+    Some(Instant::now() + d)
+}
+
+fn task_input(task: Option<pb::TaskInput>) -> Result<TaskInput, Error> {
+    let Some(t) = task else {
+        return Err(Error::invalid("task", "is required"));
+    };
+    let mut v = Violations::new();
+    let deadline = from_timestamp(&mut v, "task.deadline", t.deadline);
+    v.range(
+        "task.available_minutes",
+        t.available_minutes.into(),
+        0,
+        1440,
+    );
+    v.finish()?;
+    Ok(TaskInput {
+        title: t.title,
+        description: t.description,
+        deadline,
+        available_minutes: t.available_minutes.max(0) as u32,
+    })
+}
+
+fn info(i: Info) -> pb::ChainInfo {
+    pb::ChainInfo {
+        backend: i.backend,
+        fallback_used: i.fallback_used,
+        fallback_reason: i.fallback_reason,
+        cached: i.cached,
+        latency: prost_types::Duration::try_from(i.took).ok(),
+        context_used: i.context_used,
+    }
+}
+
+fn int(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+fn block(b: focusforge_chain::Block) -> pb::FocusBlock {
+    pb::FocusBlock {
+        title: b.title,
+        minutes: int(b.minutes),
+        done_when: b.done_when,
+    }
+}
+
+fn breakdown(b: Breakdown, i: Info) -> pb::BreakDownTaskResponse {
+    pb::BreakDownTaskResponse {
+        total_minutes: int(b.total_minutes()),
+        blocks: b.blocks.into_iter().map(block).collect(),
+        info: Some(info(i)),
+    }
+}
+
+impl ChainApi {
+    fn source<T>(&self, req: &Request<T>) -> Box<dyn ContextSource> {
+        match &self.memory {
+            Some(client) => Box::new(MemoryContext {
+                client: client.clone(),
+                authorization: req.metadata().get("authorization").cloned(),
+            }),
+            None => Box::new(NoContext),
+        }
+    }
+
+    fn options<T>(req: &Request<T>, no_cache: bool) -> Options {
+        Options {
+            no_cache,
+            deadline: deadline(req.metadata()),
+            stream: None,
+        }
+    }
+}
+
+type EventStream =
+    Pin<Box<dyn Stream<Item = Result<pb::StreamTaskBreakdownResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ChainService for ChainApi {
+    async fn break_down_task(
+        &self,
+        req: Request<pb::BreakDownTaskRequest>,
+    ) -> Reply<pb::BreakDownTaskResponse> {
+        let user = caller(&req)?;
+        let (source, options) = (
+            self.source(&req),
+            Self::options(&req, req.get_ref().no_cache),
+        );
+        let r = req.into_inner();
+        let task = task_input(r.task).map_err(into_status)?;
+        let (b, i) = self
+            .chains
+            .break_down(&user, source.as_ref(), task, r.granularity, options)
+            .await
+            .map_err(into_status)?;
+        Ok(Response::new(breakdown(b, i)))
+    }
+
+    type StreamTaskBreakdownStream = EventStream;
+
+    async fn stream_task_breakdown(
+        &self,
+        req: Request<pb::BreakDownTaskRequest>,
+    ) -> Reply<Self::StreamTaskBreakdownStream> {
+        let user = caller(&req)?;
+        let (source, mut options) = (
+            self.source(&req),
+            Self::options(&req, req.get_ref().no_cache),
+        );
+        let r = req.into_inner();
+        let task = task_input(r.task).map_err(into_status)?;
+        let (events, rx) = mpsc::channel(16);
+        let (text_tx, mut text_rx) = mpsc::unbounded_channel::<String>();
+        options.stream = Some(text_tx);
+        let chains = self.chains.clone();
+        let forward = events.clone();
+        let blocks = tokio::spawn(async move {
+            let mut parser = BlockStream::new();
+            while let Some(piece) = text_rx.recv().await {
+                for b in parser.push(&piece) {
+                    let event = pb::StreamTaskBreakdownResponse {
+                        event: Some(pb::stream_task_breakdown_response::Event::Block(block(b))),
+                    };
+                    if forward.send(Ok(event)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        tokio::spawn(async move {
+            let result = chains
+                .break_down(&user, source.as_ref(), task, r.granularity, options)
+                .await;
+            // Every streamed block goes out before the result.
+            let _ = blocks.await;
+            let event = result.map(|(b, i)| pb::StreamTaskBreakdownResponse {
+                event: Some(pb::stream_task_breakdown_response::Event::Result(
+                    breakdown(b, i),
+                )),
+            });
+            let _ = events.send(event.map_err(into_status)).await;
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn analyze_task(
+        &self,
+        req: Request<pb::AnalyzeTaskRequest>,
+    ) -> Reply<pb::AnalyzeTaskResponse> {
+        let user = caller(&req)?;
+        let (source, options) = (
+            self.source(&req),
+            Self::options(&req, req.get_ref().no_cache),
+        );
+        let task = task_input(req.into_inner().task).map_err(into_status)?;
+        let (a, i): (Analysis, Info) = self
+            .chains
+            .analyze(&user, source.as_ref(), task, options)
+            .await
+            .map_err(into_status)?;
+        Ok(Response::new(pb::AnalyzeTaskResponse {
+            complexity: int(a.complexity),
+            estimated_minutes: int(a.estimated_minutes),
+            skills: a.skills,
+            risks: a.risks,
+            first_step: a.first_step,
+            info: Some(info(i)),
+        }))
+    }
+
+    async fn motivate(&self, req: Request<pb::MotivateRequest>) -> Reply<pb::MotivateResponse> {
+        let user = caller(&req)?;
+        let (source, options) = (
+            self.source(&req),
+            Self::options(&req, req.get_ref().no_cache),
+        );
+        let r = req.into_inner();
+        let (m, i) = self
+            .chains
+            .motivate(&user, source.as_ref(), r.task_title, options)
+            .await
+            .map_err(into_status)?;
+        Ok(Response::new(pb::MotivateResponse {
+            message: m.message,
+            streak_days: int(m.streak_days),
+            completed_today: int(m.completed_today),
+            info: Some(info(i)),
+        }))
+    }
+
+    async fn validate_proof(
+        &self,
+        req: Request<pb::ValidateProofRequest>,
+    ) -> Reply<pb::ValidateProofResponse> {
+        let user = caller(&req)?;
+        let (source, options) = (
+            self.source(&req),
+            Self::options(&req, req.get_ref().no_cache),
+        );
+        let r = req.into_inner();
+        let task = task_input(r.task).map_err(into_status)?;
+        let (p, i): (ProofCheck, Info) = self
+            .chains
+            .check_proof(&user, source.as_ref(), task, r.proof, r.link, options)
+            .await
+            .map_err(into_status)?;
+        Ok(Response::new(pb::ValidateProofResponse {
+            verdict: match p.verdict {
+                Verdict::Accepted => pb::ProofVerdict::Accepted,
+                Verdict::NeedsMore => pb::ProofVerdict::NeedsMore,
+                Verdict::Rejected => pb::ProofVerdict::Rejected,
+            } as i32,
+            confidence: int(p.confidence),
+            reasons: p.reasons,
+            info: Some(info(i)),
+        }))
+    }
+
+    async fn suggest_ritual(
+        &self,
+        req: Request<pb::SuggestRitualRequest>,
+    ) -> Reply<pb::SuggestRitualResponse> {
+        let user = caller(&req)?;
+        let (source, options) = (
+            self.source(&req),
+            Self::options(&req, req.get_ref().no_cache),
+        );
+        let r = req.into_inner();
+        let hour = match r.hour_of_day {
+            Some(h) if !(0..=23).contains(&h) => {
+                return Err(into_status(Error::invalid(
+                    "hour_of_day",
+                    "must be between 0 and 23",
+                )));
+            }
+            Some(h) => Some(h as u32),
+            None => None,
+        };
+        let (ritual, i): (Ritual, Info) = self
+            .chains
+            .suggest_ritual(
+                &user,
+                source.as_ref(),
+                RitualRequest {
+                    task_title: r.task_title,
+                    mood: r.mood,
+                    hour,
+                },
+                options,
+            )
+            .await
+            .map_err(into_status)?;
+        Ok(Response::new(pb::SuggestRitualResponse {
+            title: ritual.title,
+            steps: ritual.steps,
+            minutes: int(ritual.minutes),
+            info: Some(info(i)),
+        }))
+    }
+}
