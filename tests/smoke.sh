@@ -24,7 +24,7 @@ check() { # name, command...
   fi
 }
 
-for _ in $(seq 100); do
+for _ in $(seq 300); do
   "$grpcurl" -plaintext "$addr" grpc.health.v1.Health/Check >/dev/null 2>&1 && break
   sleep 0.1
 done
@@ -64,6 +64,15 @@ unauthenticated() {
   grep -q "Unauthenticated" <<<"$out"
 }
 check "grpcurl without a token is Unauthenticated" unauthenticated
+
+chain_breakdown() {
+  local out
+  out=$("$grpcurl" -plaintext -max-time 120 -H "authorization: Bearer $token" \
+    -d '{"task":{"title":"Write the quarterly report"},"granularity":2}' \
+    "$addr" focusforge.chain.v1.ChainService/BreakDownTask)
+  grep -q '"backend": "local:SmolLM2' <<<"$out" && grep -q '"doneWhen"' <<<"$out"
+}
+check "grpcurl breaks a task down with the local model" chain_breakdown
 
 grpc_web_create() {
   # CreateTaskRequest{title: "from curl"}: field 1, length 9.

@@ -2,8 +2,10 @@
 //!
 //! `cargo bench -p focusforge-llm --bench generate` prints prompt-processing
 //! and generation tokens per second, then generates a 3-5 step breakdown as
-//! JSON for 50 fixed task titles with and without the schema constraint and
-//! counts the outputs that parse and validate.
+//! JSON for 50 fixed task titles (`scripts/bench-titles.txt`) with and without
+//! the schema constraint and counts the outputs that parse and validate.
+//! When llama-cpp-python is installed, `scripts/bench-llamacpp.py` measures
+//! llama.cpp on the same GGUF and thread count the same way.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,58 +14,13 @@ use focusforge_llm::{
     GenerateRequest, LanguageModel, LocalModel, MODEL_DIR, MODEL_FILE, Message, Sampling, Schema,
 };
 
-const TITLES: [&str; 50] = [
-    "Write the quarterly report",
-    "Clean the garage",
-    "Prepare slides for the conference talk",
-    "File the tax return",
-    "Plan the team offsite",
-    "Fix the flaky login test",
-    "Refactor the billing service",
-    "Write a blog post about focus",
-    "Organise the photo library",
-    "Learn the basics of Rust",
-    "Draft the product launch email",
-    "Review the pull request backlog",
-    "Prepare for the job interview",
-    "Renew the passport",
-    "Paint the bedroom",
-    "Set up the new laptop",
-    "Write unit tests for the parser",
-    "Plan meals for the week",
-    "Study for the statistics exam",
-    "Update the onboarding guide",
-    "Migrate the database to Postgres",
-    "Write a cover letter",
-    "Declutter the kitchen",
-    "Prepare the budget for next year",
-    "Record a podcast episode",
-    "Build a birdhouse",
-    "Read the book for the book club",
-    "Plan a birthday party",
-    "Design the new logo",
-    "Write documentation for the API",
-    "Train for a 5k run",
-    "Fix the leaking faucet",
-    "Back up the family computer",
-    "Write thank-you notes",
-    "Organise the team retrospective",
-    "Prepare the grant application",
-    "Translate the user manual",
-    "Sort out the insurance claim",
-    "Create a monthly newsletter",
-    "Practice the piano piece",
-    "Set up continuous integration",
-    "Plan the vegetable garden",
-    "Write the research summary",
-    "Apply for the mortgage",
-    "Clean out the email inbox",
-    "Prepare the quarterly sales review",
-    "Write a short story",
-    "Reorganise the bookshelf",
-    "Move to the new apartment",
-    "Plan the holiday trip",
-];
+/// The fixed task titles, shared with `scripts/bench-llamacpp.py`.
+fn titles() -> Vec<&'static str> {
+    include_str!("../../../scripts/bench-titles.txt")
+        .lines()
+        .filter(|l| !l.is_empty())
+        .collect()
+}
 
 fn schema() -> Schema {
     Schema::object([(
@@ -108,7 +65,8 @@ async fn main() {
     println!("{} on {threads} cores", model.name());
 
     // Speed: a long prompt, then free generation of a fixed length.
-    let long = "Summarise the following notes. ".to_owned() + &TITLES.join(". ").repeat(2);
+    let all = titles();
+    let long = "Summarise the following notes. ".to_owned() + &all.join(". ").repeat(2);
     let mut prompt_rate = Vec::new();
     let mut gen_rate = Vec::new();
     for _ in 0..3 {
@@ -146,18 +104,20 @@ async fn main() {
     let titles: usize = std::env::var("GENERATE_TITLES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(TITLES.len());
+        .unwrap_or(all.len());
     for constrained in [false, true] {
         let mut valid = 0;
         let mut tokens = 0;
+        let mut sampled = 0;
         let mut time = Duration::ZERO;
         let mut example = String::new();
-        for title in &TITLES[..titles] {
+        for title in &all[..titles] {
             let g = model
                 .generate(request(title, constrained, 256), None)
                 .await
                 .expect("generate");
             tokens += g.completion_tokens;
+            sampled += g.sampled_tokens;
             time += g.generation_time;
             let ok = serde_json::from_str::<serde_json::Value>(&g.text)
                 .ok()
@@ -168,13 +128,14 @@ async fn main() {
             }
         }
         println!(
-            "{}: {valid}/{titles} outputs parse and validate; {:.1} tokens/s",
+            "{}: {valid}/{titles} outputs parse and validate; {:.1} tokens/s, of which sampled {:.1}/s",
             if constrained {
                 "with the schema constraint"
             } else {
                 "without constraint"
             },
-            tokens as f64 / time.as_secs_f64()
+            tokens as f64 / time.as_secs_f64(),
+            sampled as f64 / time.as_secs_f64()
         );
         if !example.is_empty() {
             println!("  a failing output: {example:?}");

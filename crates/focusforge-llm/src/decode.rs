@@ -127,6 +127,8 @@ pub struct Decoder<'a> {
     pub out: Vec<u8>,
     streamed: usize,
     pub used: usize,
+    /// Of `used`, the tokens the model sampled (the rest were forced).
+    pub sampled: usize,
     rng: u64,
     recent: Vec<u32>,
 }
@@ -159,6 +161,7 @@ impl<'a> Decoder<'a> {
             out: Vec::new(),
             streamed: 0,
             used: 0,
+            sampled: 0,
             recent: Vec::new(),
         }
     }
@@ -301,6 +304,7 @@ impl<'a> Decoder<'a> {
     /// Feeds a sampled token and appends its bytes.
     fn accept(&mut self, token: u32) -> Result<(), Stop> {
         self.used += 1;
+        self.sampled += 1;
         self.recent.push(token);
         if self.recent.len() > 64 {
             self.recent.remove(0);

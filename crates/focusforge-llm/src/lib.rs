@@ -109,7 +109,10 @@ pub struct Generation {
     pub text: String,
     pub finish: Finish,
     pub prompt_tokens: usize,
+    /// Tokens of the answer: sampled, plus structure the schema forced.
     pub completion_tokens: usize,
+    /// Of those, the tokens the model sampled.
+    pub sampled_tokens: usize,
     pub prompt_time: Duration,
     pub generation_time: Duration,
 }

@@ -200,6 +200,7 @@ impl Engine {
             finish,
             prompt_tokens: ids.len(),
             completion_tokens: decoder.used,
+            sampled_tokens: decoder.sampled,
             prompt_time,
             generation_time: started.elapsed() - prompt_time,
         })

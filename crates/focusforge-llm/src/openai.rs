@@ -203,6 +203,7 @@ impl LanguageModel for OpenAiModel {
             },
             prompt_tokens: usage.prompt_tokens,
             completion_tokens: usage.completion_tokens,
+            sampled_tokens: usage.completion_tokens,
             prompt_time: Duration::ZERO,
             generation_time: started.elapsed(),
         })

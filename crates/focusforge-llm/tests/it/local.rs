@@ -80,6 +80,10 @@ async fn schema_constrained_output_always_validates() {
             .await
             .expect("generate");
         assert_eq!(g.finish, Finish::Stop, "{}", g.text);
+        assert!(
+            g.sampled_tokens > 0 && g.sampled_tokens < g.completion_tokens,
+            "the structure is forced, the words sampled"
+        );
         let value: serde_json::Value = serde_json::from_str(&g.text).expect("parses");
         schema.validate(&value).expect("validates");
         let mut streamed = String::new();
