@@ -248,6 +248,19 @@ impl<'a> Decoder<'a> {
                 }
             }
         }
+        if self.sampling.temperature <= 0.0 {
+            // Greedy: the best allowed token, without collecting candidates.
+            let mut best: Option<(u32, f32)> = None;
+            for (i, &l) in self.logits.iter().enumerate() {
+                let i = i as u32;
+                if best.is_none_or(|b| l > b.1) && allowed(i) {
+                    best = Some((i, l));
+                }
+            }
+            return best.map(|b| b.0).ok_or_else(|| {
+                Stop::Failed(LlmError::Generation("no token fits the schema here".into()))
+            });
+        }
         let mut candidates: Vec<(u32, f32)> = self
             .logits
             .iter()
@@ -259,13 +272,6 @@ impl<'a> Decoder<'a> {
             return Err(Stop::Failed(LlmError::Generation(
                 "no token fits the schema here".into(),
             )));
-        }
-        if self.sampling.temperature <= 0.0 {
-            return Ok(candidates
-                .iter()
-                .max_by(|a, b| a.1.total_cmp(&b.1))
-                .map(|c| c.0)
-                .unwrap_or(candidates[0].0));
         }
         candidates.sort_by(|a, b| b.1.total_cmp(&a.1));
         let t = self.sampling.temperature;
