@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use focusforge_llm::testing;
 use focusforge_proto::chain::v1::{
     AnalyzeTaskRequest, BreakDownTaskRequest, BreakDownTaskResponse, MotivateRequest, ProofVerdict,
-    StreamTaskBreakdownResponse, SuggestRitualRequest, TaskInput, ValidateProofRequest,
-    stream_task_breakdown_response::Event,
+    StreamTaskBreakdownRequest, StreamTaskBreakdownResponse, SuggestRitualRequest, TaskInput,
+    ValidateProofRequest, stream_task_breakdown_response::Event,
 };
 use focusforge_proto::tasks::v1::{CreateTaskRequest, WorkBlock};
 use prost::Message;
@@ -325,7 +325,11 @@ async fn the_openai_backend_gets_the_memory_context_in_its_prompt() {
 #[tokio::test]
 async fn the_streaming_breakdown_sends_blocks_then_the_result_over_grpc_web() {
     let server = with_llm("local", |_| {}).await;
-    let request = breakdown("Plan the team offsite", 2);
+    let request = StreamTaskBreakdownRequest {
+        task: task("Plan the team offsite"),
+        granularity: 2,
+        no_cache: false,
+    };
     let auth = format!("Bearer {}", token("alice"));
     let res = grpc_web(
         server.addr,

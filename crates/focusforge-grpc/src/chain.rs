@@ -221,7 +221,7 @@ impl ChainService for ChainApi {
 
     async fn stream_task_breakdown(
         &self,
-        req: Request<pb::BreakDownTaskRequest>,
+        req: Request<pb::StreamTaskBreakdownRequest>,
     ) -> Reply<Self::StreamTaskBreakdownStream> {
         let user = caller(&req)?;
         let (source, mut options) = (
