@@ -25,6 +25,7 @@ use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
 
 use crate::harness::{Http, Server, authed, config, eventually, grpc_web, token};
 
+const CHAIN: &str = "focusforge.chain.v1.ChainService";
 const MEMORY: &str = "focusforge.memory.v1.MemoryService";
 const TASKS: &str = "focusforge.tasks.v1.TaskService";
 const USERS: &str = "focusforge.users.v1.UserService";
@@ -86,7 +87,7 @@ async fn reflected_services(server: &Server) -> Vec<String> {
 #[tokio::test]
 async fn a_single_process_reports_health_and_reflection_for_each_service() {
     let server = Server::start().await;
-    for service in ["", MEMORY, TASKS, USERS] {
+    for service in ["", CHAIN, MEMORY, TASKS, USERS] {
         assert_eq!(
             health(&server, service).await.expect("check"),
             ServingStatus::Serving as i32,
@@ -101,6 +102,7 @@ async fn a_single_process_reports_health_and_reflection_for_each_service() {
     assert_eq!(
         names,
         [
+            CHAIN,
             MEMORY,
             TASKS,
             USERS,
