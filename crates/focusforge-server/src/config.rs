@@ -404,6 +404,12 @@ impl Config {
                         .parse()
                         .map_err(|_| err(format!("{key} must be a number, got {value:?}")))?;
                 }
+                "FOCUSFORGE_LLM_TOP_P" => {
+                    self.llm.top_p = value
+                        .trim()
+                        .parse()
+                        .map_err(|_| err(format!("{key} must be a number, got {value:?}")))?;
+                }
                 "FOCUSFORGE_LLM_TIMEOUT_SECS" => self.llm.timeout_secs = number(key)?,
                 "FOCUSFORGE_LLM_PER_USER_CONCURRENCY" => {
                     self.llm.per_user_concurrency = number(key)? as usize;
@@ -627,6 +633,14 @@ mod tests {
     }
 
     #[test]
+    fn the_openai_key_is_never_printed() {
+        let mut cfg = Config::default();
+        cfg.openai.api_key = Some("sk-secret-value".into());
+        let printed = format!("{cfg:?}");
+        assert!(!printed.contains("sk-secret-value") && printed.contains("redacted"));
+    }
+
+    #[test]
     fn bad_values_are_one_clear_line() {
         let cases: &[(&[(&str, &str)], &str)] = &[
             (&[("FOCUSFORGE_LISTEN", "nope")], "listen must be host:port"),
@@ -656,6 +670,20 @@ mod tests {
                 "RETRY_WRITES",
             ),
             (&[("FOCUSFORGE_REDIS_URL", "localhost:6379")], "redis url"),
+            (&[("FOCUSFORGE_LLM_BACKEND", "gpt5")], "llm backend"),
+            (&[("FOCUSFORGE_LLM_MAX_TOKENS", "8")], "max_tokens"),
+            (&[("FOCUSFORGE_LLM_TOP_P", "2")], "top_p"),
+            (
+                &[("FOCUSFORGE_LLM_PER_USER_CONCURRENCY", "0")],
+                "per_user_concurrency",
+            ),
+            (
+                &[
+                    ("FOCUSFORGE_LLM_BACKEND", "openai"),
+                    ("FOCUSFORGE_OPENAI_BASE_URL", "api.openai.com"),
+                ],
+                "openai base_url",
+            ),
             (&[("FOCUSFORGE_REDIS_TIMEOUT_MS", "0")], "timeout_ms"),
             (
                 &[("FOCUSFORGE_MEMORY_SHORT_TERM_TTL_SECS", "5")],
