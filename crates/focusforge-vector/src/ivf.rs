@@ -51,11 +51,19 @@ pub struct Ivf {
     nprobe: usize,
 }
 
-fn normalise(v: &mut [f32]) {
+/// Scales `v` to unit length (a zero vector stays zero).
+pub(crate) fn normalise(v: &mut [f32]) {
     let norm = dot(v, v).sqrt();
     if norm > 0.0 {
         v.iter_mut().for_each(|x| *x /= norm);
     }
+}
+
+/// `v` scaled to unit length.
+pub(crate) fn unit(v: &[f32]) -> Vec<f32> {
+    let mut v = v.to_vec();
+    normalise(&mut v);
+    v
 }
 
 fn nearest_centroid(centroids: &[f32], dims: usize, v: &[f32]) -> usize {

@@ -37,8 +37,7 @@ impl Rng {
 }
 
 fn normalised(mut v: Vec<f32>) -> Vec<f32> {
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    v.iter_mut().for_each(|x| *x /= norm);
+    crate::ivf::normalise(&mut v);
     v
 }
 

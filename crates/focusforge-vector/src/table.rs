@@ -14,7 +14,7 @@ use lance::deps::arrow_schema::{DataType, Field, Schema, SchemaRef};
 use tokio::sync::RwLock;
 
 use crate::VectorError;
-use crate::ivf::{Ivf, IvfParams, dot};
+use crate::ivf::{Ivf, IvfParams, dot, unit};
 use crate::keyword::KeywordIndex;
 
 /// One row: an embedded text of one user.
@@ -151,14 +151,6 @@ fn literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 
-fn unit(v: &[f32]) -> Vec<f32> {
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if norm == 0.0 {
-        v.to_vec()
-    } else {
-        v.iter().map(|x| x / norm).collect()
-    }
-}
 
 impl VectorTable {
     /// Opens the table at `uri`, or prepares to create it on the first write.
