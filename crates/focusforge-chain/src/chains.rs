@@ -484,7 +484,7 @@ pub struct RitualRequest {
     pub task_title: String,
     pub mood: String,
     /// 0-23; `None` means now, in the user's time zone when known.
-    pub hour: Option<u32>,
+    pub hour: Option<i32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -512,7 +512,8 @@ impl RitualChain {
     }
 
     pub fn hour(&self, context: &UserContext) -> u32 {
-        self.request.hour.unwrap_or_else(|| {
+        // Checked to be 0-23 in `new`.
+        self.request.hour.map(|h| h as u32).unwrap_or_else(|| {
             context
                 .timezone
                 .as_deref()
@@ -576,7 +577,7 @@ impl Chain for RitualChain {
     }
 
     fn cache_input(&self) -> serde_json::Value {
-        json!({"request": self.request, "hour": self.request.hour.unwrap_or(self.now.hour())})
+        json!({"request": self.request, "hour": self.request.hour.map_or(self.now.hour(), |h| h as u32)})
     }
 
     fn max_tokens(&self) -> usize {

@@ -6,7 +6,7 @@ use focusforge_chain::{
     Analysis, BlockStream, Breakdown, Chains, ContextSource, Info, NoContext, Options, ProofCheck,
     Ritual, RitualRequest, SimilarTask, TaskBrief, TaskInput, UserContext, Verdict,
 };
-use focusforge_core::{Error, Violations};
+use focusforge_core::{Error, UserId, Violations};
 use focusforge_proto::chain::v1 as pb;
 use focusforge_proto::chain::v1::chain_service_server::ChainService;
 use focusforge_proto::memory::v1 as memory_pb;
@@ -184,12 +184,19 @@ impl ChainApi {
         }
     }
 
-    fn options<T>(req: &Request<T>, no_cache: bool) -> Options {
-        Options {
+    /// What every call starts with: the caller, where their context comes
+    /// from, and the call's options.
+    fn begin<T>(
+        &self,
+        req: &Request<T>,
+        no_cache: bool,
+    ) -> Result<(UserId, Box<dyn ContextSource>, Options), Status> {
+        let options = Options {
             no_cache,
             deadline: deadline(req.metadata()),
             stream: None,
-        }
+        };
+        Ok((caller(req)?, self.source(req), options))
     }
 }
 
@@ -202,11 +209,7 @@ impl ChainService for ChainApi {
         &self,
         req: Request<pb::BreakDownTaskRequest>,
     ) -> Reply<pb::BreakDownTaskResponse> {
-        let user = caller(&req)?;
-        let (source, options) = (
-            self.source(&req),
-            Self::options(&req, req.get_ref().no_cache),
-        );
+        let (user, source, options) = self.begin(&req, req.get_ref().no_cache)?;
         let r = req.into_inner();
         let task = task_input(r.task).map_err(into_status)?;
         let (b, i) = self
@@ -223,11 +226,7 @@ impl ChainService for ChainApi {
         &self,
         req: Request<pb::StreamTaskBreakdownRequest>,
     ) -> Reply<Self::StreamTaskBreakdownStream> {
-        let user = caller(&req)?;
-        let (source, mut options) = (
-            self.source(&req),
-            Self::options(&req, req.get_ref().no_cache),
-        );
+        let (user, source, mut options) = self.begin(&req, req.get_ref().no_cache)?;
         let r = req.into_inner();
         let task = task_input(r.task).map_err(into_status)?;
         let (events, rx) = mpsc::channel(16);
@@ -268,11 +267,7 @@ impl ChainService for ChainApi {
         &self,
         req: Request<pb::AnalyzeTaskRequest>,
     ) -> Reply<pb::AnalyzeTaskResponse> {
-        let user = caller(&req)?;
-        let (source, options) = (
-            self.source(&req),
-            Self::options(&req, req.get_ref().no_cache),
-        );
+        let (user, source, options) = self.begin(&req, req.get_ref().no_cache)?;
         let task = task_input(req.into_inner().task).map_err(into_status)?;
         let (a, i): (Analysis, Info) = self
             .chains
@@ -290,11 +285,7 @@ impl ChainService for ChainApi {
     }
 
     async fn motivate(&self, req: Request<pb::MotivateRequest>) -> Reply<pb::MotivateResponse> {
-        let user = caller(&req)?;
-        let (source, options) = (
-            self.source(&req),
-            Self::options(&req, req.get_ref().no_cache),
-        );
+        let (user, source, options) = self.begin(&req, req.get_ref().no_cache)?;
         let r = req.into_inner();
         let (m, i) = self
             .chains
@@ -313,11 +304,7 @@ impl ChainService for ChainApi {
         &self,
         req: Request<pb::ValidateProofRequest>,
     ) -> Reply<pb::ValidateProofResponse> {
-        let user = caller(&req)?;
-        let (source, options) = (
-            self.source(&req),
-            Self::options(&req, req.get_ref().no_cache),
-        );
+        let (user, source, options) = self.begin(&req, req.get_ref().no_cache)?;
         let r = req.into_inner();
         let task = task_input(r.task).map_err(into_status)?;
         let (p, i): (ProofCheck, Info) = self
@@ -341,22 +328,8 @@ impl ChainService for ChainApi {
         &self,
         req: Request<pb::SuggestRitualRequest>,
     ) -> Reply<pb::SuggestRitualResponse> {
-        let user = caller(&req)?;
-        let (source, options) = (
-            self.source(&req),
-            Self::options(&req, req.get_ref().no_cache),
-        );
+        let (user, source, options) = self.begin(&req, req.get_ref().no_cache)?;
         let r = req.into_inner();
-        let hour = match r.hour_of_day {
-            Some(h) if !(0..=23).contains(&h) => {
-                return Err(into_status(Error::invalid(
-                    "hour_of_day",
-                    "must be between 0 and 23",
-                )));
-            }
-            Some(h) => Some(h as u32),
-            None => None,
-        };
         let (ritual, i): (Ritual, Info) = self
             .chains
             .suggest_ritual(
@@ -365,7 +338,7 @@ impl ChainService for ChainApi {
                 RitualRequest {
                     task_title: r.task_title,
                     mood: r.mood,
-                    hour,
+                    hour: r.hour_of_day,
                 },
                 options,
             )

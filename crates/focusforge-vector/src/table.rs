@@ -151,7 +151,6 @@ fn literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 
-
 impl VectorTable {
     /// Opens the table at `uri`, or prepares to create it on the first write.
     pub async fn open(uri: &str, dims: usize) -> Result<Self, VectorError> {
