@@ -52,7 +52,10 @@ impl Memories {
         insight: String,
         mut metadata: BTreeMap<String, String>,
     ) -> Result<Memory> {
-        check_id(task_id).map_err(|_| Error::invalid("task_id", "must be 1-128 bytes"))?;
+        let mut v = Violations::new();
+        v.check(check_id(task_id).is_ok(), "task_id", "must be 1-128 bytes");
+        v.text("insight", &insight, self.policy.max_content_chars);
+        v.finish()?;
         // The task must be the caller's: another user's is NOT_FOUND.
         let task = self.tasks.get(user, task_id).await?;
         metadata.insert("task_id".into(), task.id.clone());
@@ -68,18 +71,7 @@ impl Memories {
                     ttl: None,
                 },
             )
-            .await
-            .map_err(|e| match e {
-                Error::InvalidArgument(mut v) => {
-                    for f in &mut v {
-                        if f.field == "content" {
-                            f.field = "insight".into();
-                        }
-                    }
-                    Error::InvalidArgument(v)
-                }
-                other => other,
-            })?;
+            .await?;
         if self.semantic.is_some() {
             self.index_tasks(user, vec![task]).await?;
         }
@@ -197,7 +189,7 @@ impl Memories {
                 }
             }
             relevant_memories = self
-                .search(user, query, limit as i32, SearchMode::Hybrid)
+                .search_embedded(user, query, Some(&q), limit, SearchMode::Hybrid)
                 .await?;
         }
 

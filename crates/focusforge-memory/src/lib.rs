@@ -354,18 +354,31 @@ impl Memories {
         v.range("top_k", top_k.into(), 0, 100);
         v.finish()?;
         let k = if top_k == 0 { 10 } else { top_k as usize };
+        let vector = match mode {
+            SearchMode::Keyword => None,
+            SearchMode::Semantic | SearchMode::Hybrid => Some(self.embed_one(query).await?),
+        };
+        self.search_embedded(user, query, vector.as_deref(), k, mode)
+            .await
+    }
+
+    /// A checked search whose query is already embedded (`vector` is set
+    /// unless the mode is keyword).
+    async fn search_embedded(
+        &self,
+        user: &UserId,
+        query: &str,
+        vector: Option<&[f32]>,
+        k: usize,
+        mode: SearchMode,
+    ) -> Result<Vec<Found>> {
         let table = &self.semantic()?.table;
         let owner = user.as_str();
-        let hits = match mode {
-            SearchMode::Semantic => {
-                let q = self.embed_one(query).await?;
-                table.search(owner, &q, k).await
-            }
-            SearchMode::Keyword => table.keyword_search(owner, query, k).await,
-            SearchMode::Hybrid => {
-                let q = self.embed_one(query).await?;
-                table.hybrid_search(owner, &q, query, k).await
-            }
+        let hits = match (mode, vector) {
+            (SearchMode::Keyword, _) => table.keyword_search(owner, query, k).await,
+            (SearchMode::Semantic, Some(q)) => table.search(owner, q, k).await,
+            (SearchMode::Hybrid, Some(q)) => table.hybrid_search(owner, q, query, k).await,
+            (_, None) => return Err(Error::internal("a meaning search needs the query's vector")),
         }
         .map_err(vector_err)?;
         let mut found = Vec::with_capacity(hits.len());
