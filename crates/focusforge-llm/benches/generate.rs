@@ -69,6 +69,7 @@ async fn main() {
     let long = "Summarise the following notes. ".to_owned() + &all.join(". ").repeat(2);
     let mut prompt_rate = Vec::new();
     let mut gen_rate = Vec::new();
+    let mut prompt_tokens = 0;
     for _ in 0..3 {
         let g = model
             .generate(
@@ -83,6 +84,7 @@ async fn main() {
             )
             .await
             .expect("generate");
+        prompt_tokens = g.prompt_tokens;
         prompt_rate.push(g.prompt_tokens as f64 / g.prompt_time.as_secs_f64());
         gen_rate.push(
             g.completion_tokens as f64
@@ -93,7 +95,7 @@ async fn main() {
     }
     let best = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
     println!(
-        "prompt processing: {:.0} tokens/s (best of 3)",
+        "prompt processing: {:.0} tokens/s over {prompt_tokens} tokens (best of 3)",
         best(&prompt_rate)
     );
     println!(

@@ -7,11 +7,10 @@
 
 use std::time::Instant;
 
-use candle_core::{Device, Tensor};
-use candle_transformers::models::quantized_llama::ModelWeights;
 use tokenizers::Tokenizer;
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::llama::{Llama, ModelError};
 use crate::{Finish, LlmError, Sampling, Schema};
 
 /// What each token of the vocabulary can stand for, computed once.
@@ -91,8 +90,8 @@ pub enum Stop {
     Failed(LlmError),
 }
 
-impl From<candle_core::Error> for Stop {
-    fn from(e: candle_core::Error) -> Self {
+impl From<ModelError> for Stop {
+    fn from(e: ModelError) -> Self {
         Stop::Failed(LlmError::Generation(e.to_string()))
     }
 }
@@ -113,16 +112,14 @@ fn reachable(v: u64, min: u64, max: u64) -> bool {
 }
 
 pub struct Decoder<'a> {
-    pub model: &'a mut ModelWeights,
+    pub model: &'a mut Llama,
     pub tables: &'a Tables,
     pub tokenizer: &'a Tokenizer,
-    pub device: &'a Device,
     pub sampling: Sampling,
     pub budget: usize,
     pub deadline: Option<Instant>,
     pub stream: Option<UnboundedSender<String>>,
     logits: Vec<f32>,
-    pos: usize,
     pending: String,
     pub out: Vec<u8>,
     streamed: usize,
@@ -136,10 +133,9 @@ pub struct Decoder<'a> {
 impl<'a> Decoder<'a> {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        model: &'a mut ModelWeights,
+        model: &'a mut Llama,
         tables: &'a Tables,
         tokenizer: &'a Tokenizer,
-        device: &'a Device,
         sampling: Sampling,
         budget: usize,
         deadline: Option<Instant>,
@@ -149,14 +145,12 @@ impl<'a> Decoder<'a> {
             model,
             tables,
             tokenizer,
-            device,
             rng: sampling.seed | 1,
             sampling,
             budget,
             deadline,
             stream,
             logits: Vec::new(),
-            pos: 0,
             pending: String::new(),
             out: Vec::new(),
             streamed: 0,
@@ -169,8 +163,7 @@ impl<'a> Decoder<'a> {
     /// Runs the prompt through the model, in chunks so a deadline that
     /// passes meanwhile stops it.
     pub fn prompt(&mut self, ids: &[u32]) -> Result<(), Stop> {
-        self.model.clear_kv_cache();
-        self.pos = 0;
+        self.model.clear();
         for chunk in ids.chunks(128) {
             if self.deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(Stop::Failed(LlmError::DeadlineExceeded));
@@ -184,10 +177,9 @@ impl<'a> Decoder<'a> {
         if ids.is_empty() {
             return Ok(());
         }
-        let input = Tensor::new(ids, self.device)?.unsqueeze(0)?;
-        let logits = self.model.forward(&input, self.pos)?;
-        self.logits = logits.squeeze(0)?.to_vec1::<f32>()?;
-        self.pos += ids.len();
+        let logits = self.model.forward(ids)?;
+        self.logits.clear();
+        self.logits.extend_from_slice(logits);
         Ok(())
     }
 

@@ -6,6 +6,8 @@
 
 mod decode;
 mod gguf;
+pub mod kernels;
+pub mod llama;
 mod local;
 mod openai;
 mod schema;

@@ -5,14 +5,13 @@ use std::sync::mpsc as std_mpsc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use candle_core::Device;
-use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
-use candle_transformers::models::quantized_llama::ModelWeights;
+use candle_core::quantized::gguf_file;
 use tokenizers::Tokenizer;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::decode::{Decoder, Stop, Tables};
 use crate::gguf;
+use crate::llama::Llama;
 use crate::{Finish, GenerateRequest, Generation, LanguageModel, LlmError};
 
 /// The directory under the models directory, and the file in it.
@@ -26,11 +25,10 @@ struct Job {
 }
 
 struct Engine {
-    weights: ModelWeights,
+    model: Llama,
     tokenizer: Tokenizer,
     tables: Tables,
     template: minijinja::Environment<'static>,
-    device: Device,
 }
 
 /// A GGUF chat model run locally. Requests queue for the model's thread.
@@ -65,14 +63,15 @@ impl LocalModel {
                 stop.push(id);
             }
         }
-        let device = Device::Cpu;
-        let weights = requantized(content, &mut file, &device).map_err(|e| invalid(&e))?;
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        let model = Llama::load(&content, &mut file, threads).map_err(|e| invalid(&e))?;
         let engine = Engine {
-            weights,
+            model,
             tables: Tables::new(vocabulary.token_bytes, stop),
             tokenizer: vocabulary.tokenizer,
             template: env,
-            device,
         };
         let name = format!(
             "local:{}",
@@ -87,46 +86,6 @@ impl LocalModel {
             .map_err(|e| LlmError::Generation(format!("cannot start the model thread: {e}")))?;
         Ok(Self { name, jobs })
     }
-}
-
-/// The model with its Q4_1 tensors turned into Q8_0: candle's CPU kernels
-/// for Q4_1 are scalar, its Q8_0 ones vectorised, and Q8_0 holds every
-/// Q4_1 value to within half an 8-bit step.
-fn requantized(
-    content: gguf_file::Content,
-    file: &mut std::fs::File,
-    device: &Device,
-) -> candle_core::Result<ModelWeights> {
-    let slow = content
-        .tensor_infos
-        .values()
-        .any(|t| t.ggml_dtype == GgmlDType::Q4_1);
-    if !slow {
-        return ModelWeights::from_gguf(content, file, device);
-    }
-    let mut names: Vec<&String> = content.tensor_infos.keys().collect();
-    names.sort();
-    let mut tensors = Vec::with_capacity(names.len());
-    for name in names {
-        let t = content.tensor(file, name, device)?;
-        let t = if t.dtype() == GgmlDType::Q4_1 {
-            QTensor::quantize(&t.dequantize(device)?, GgmlDType::Q8_0)?
-        } else {
-            t
-        };
-        tensors.push((name.as_str(), t));
-    }
-    let metadata: Vec<(&str, &gguf_file::Value)> = content
-        .metadata
-        .iter()
-        .map(|(k, v)| (k.as_str(), v))
-        .collect();
-    let refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (*n, t)).collect();
-    let mut buffer = std::io::Cursor::new(Vec::new());
-    gguf_file::write(&mut buffer, &metadata, &refs)?;
-    buffer.set_position(0);
-    let content = gguf_file::Content::read(&mut buffer)?;
-    ModelWeights::from_gguf(content, &mut buffer, device)
 }
 
 impl Engine {
@@ -171,10 +130,9 @@ impl Engine {
             .to_vec();
         let started = Instant::now();
         let mut decoder = Decoder::new(
-            &mut self.weights,
+            &mut self.model,
             &self.tables,
             &self.tokenizer,
-            &self.device,
             request.sampling,
             request.max_tokens,
             request.deadline,

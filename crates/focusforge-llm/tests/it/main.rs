@@ -2,3 +2,4 @@
 
 mod local;
 mod openai;
+mod reference;
