@@ -1,0 +1,14 @@
+//! Action plans. A plan is a DAG of actions, each with a type, a priority,
+//! a not-before time, dependencies and a retry policy. [`Plan`] is the state
+//! machine: it validates the graph, says which actions are ready, picks the
+//! next ones to run under concurrency limits (priority, then not-before,
+//! then age), and applies outcomes: success, a retry after backoff, or a
+//! failure for good that cancels the dependents.
+
+mod plan;
+mod retry;
+
+pub use plan::{
+    Action, ActionSpec, ActionType, Limits, Outcome, Plan, PlanError, Priority, Running, Status,
+};
+pub use retry::{RetryError, RetryPolicy};

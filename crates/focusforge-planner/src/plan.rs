@@ -1,0 +1,498 @@
+//! The plan state machine.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::retry::RetryPolicy;
+
+/// Run order: critical first, background last.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    Critical,
+    High,
+    #[default]
+    Medium,
+    Low,
+    Background,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionType {
+    TaskManagement,
+    MoodTracking,
+    Gamification,
+    Integration,
+    Memory,
+    Notification,
+}
+
+impl ActionType {
+    pub const ALL: [ActionType; 6] = [
+        ActionType::TaskManagement,
+        ActionType::MoodTracking,
+        ActionType::Gamification,
+        ActionType::Integration,
+        ActionType::Memory,
+        ActionType::Notification,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionType::TaskManagement => "task_management",
+            ActionType::MoodTracking => "mood_tracking",
+            ActionType::Gamification => "gamification",
+            ActionType::Integration => "integration",
+            ActionType::Memory => "memory",
+            ActionType::Notification => "notification",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Waiting for dependencies, its not-before time or a retry's delay.
+    Pending,
+    Ready,
+    Running,
+    Succeeded,
+    /// Failed with an error that is not retried.
+    Failed,
+    Cancelled,
+    /// Failed on its last allowed attempt.
+    Dead,
+}
+
+impl Status {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Status::Succeeded | Status::Failed | Status::Cancelled | Status::Dead
+        )
+    }
+
+    fn failed_for_good(self) -> bool {
+        matches!(self, Status::Failed | Status::Cancelled | Status::Dead)
+    }
+}
+
+/// An action as planned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionSpec {
+    /// Unique within the plan; dependencies name it.
+    pub key: String,
+    pub action_type: ActionType,
+    pub priority: Priority,
+    pub params: serde_json::Value,
+    pub not_before: Option<DateTime<Utc>>,
+    pub depends_on: Vec<String>,
+    pub retry: RetryPolicy,
+    pub idempotency_key: Option<String>,
+}
+
+impl ActionSpec {
+    pub fn new(key: impl Into<String>, action_type: ActionType) -> Self {
+        Self {
+            key: key.into(),
+            action_type,
+            priority: Priority::default(),
+            params: serde_json::Value::Null,
+            not_before: None,
+            depends_on: Vec::new(),
+            retry: RetryPolicy::default(),
+            idempotency_key: None,
+        }
+    }
+}
+
+/// An action and where it stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Action {
+    pub spec: ActionSpec,
+    pub status: Status,
+    pub attempts: u32,
+    pub created_at: DateTime<Utc>,
+    /// Set while a retry waits.
+    pub retry_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    /// Why it was cancelled.
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PlanError {
+    #[error("a plan needs at least one action")]
+    Empty,
+    #[error("action {0:?} appears more than once")]
+    Duplicate(String),
+    #[error("action {action:?} depends on unknown actions: {}", missing.join(", "))]
+    UnknownDependency {
+        action: String,
+        missing: Vec<String>,
+    },
+    #[error("the dependencies form a cycle among actions: {}", .0.join(", "))]
+    Cycle(Vec<String>),
+    #[error("action {action:?}: {field}: {reason}")]
+    Invalid {
+        action: String,
+        field: &'static str,
+        reason: String,
+    },
+    #[error("no action {0:?} in this plan")]
+    NotFound(String),
+    #[error("action {0:?} is not running")]
+    NotRunning(String),
+}
+
+/// Most actions running at once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    pub global: usize,
+    pub per_user: usize,
+    pub per_type: HashMap<ActionType, usize>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            global: 64,
+            per_user: 4,
+            per_type: HashMap::new(),
+        }
+    }
+}
+
+/// Actions running now, counted the way [`Limits`] caps them (across
+/// plans: the caller adds up what runs elsewhere).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Running {
+    pub global: usize,
+    /// Of this plan's user.
+    pub user: usize,
+    pub per_type: HashMap<ActionType, usize>,
+}
+
+/// What running an action came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Succeeded,
+    /// `kind` is matched against the retry policy's non-retryable kinds.
+    Failed {
+        kind: String,
+        message: String,
+    },
+}
+
+/// One user's plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    actions: Vec<Action>,
+}
+
+const MAX_ACTIONS: usize = 1_000;
+
+impl Plan {
+    /// Checks the actions (unique keys, known dependencies, no cycle, valid
+    /// retry policies) and starts them all pending.
+    pub fn new(specs: Vec<ActionSpec>, now: DateTime<Utc>) -> Result<Self, PlanError> {
+        if specs.is_empty() {
+            return Err(PlanError::Empty);
+        }
+        if specs.len() > MAX_ACTIONS {
+            return Err(PlanError::Invalid {
+                action: String::new(),
+                field: "actions",
+                reason: format!("at most {MAX_ACTIONS} actions a plan"),
+            });
+        }
+        let mut index = HashMap::new();
+        for (i, s) in specs.iter().enumerate() {
+            if s.key.trim().is_empty() || s.key.len() > 128 {
+                return Err(PlanError::Invalid {
+                    action: s.key.clone(),
+                    field: "key",
+                    reason: "must be 1-128 characters".into(),
+                });
+            }
+            if index.insert(s.key.as_str(), i).is_some() {
+                return Err(PlanError::Duplicate(s.key.clone()));
+            }
+            s.retry.validate().map_err(|e| PlanError::Invalid {
+                action: s.key.clone(),
+                field: e.field,
+                reason: e.reason,
+            })?;
+        }
+        for s in &specs {
+            let missing: Vec<String> = s
+                .depends_on
+                .iter()
+                .filter(|d| !index.contains_key(d.as_str()))
+                .cloned()
+                .collect();
+            if !missing.is_empty() {
+                return Err(PlanError::UnknownDependency {
+                    action: s.key.clone(),
+                    missing,
+                });
+            }
+        }
+        let deps: Vec<Vec<usize>> = specs
+            .iter()
+            .map(|s| s.depends_on.iter().map(|d| index[d.as_str()]).collect())
+            .collect();
+        if let Some(cycle) = cyclic(&deps) {
+            return Err(PlanError::Cycle(
+                cycle.into_iter().map(|i| specs[i].key.clone()).collect(),
+            ));
+        }
+        Ok(Self {
+            actions: specs
+                .into_iter()
+                .map(|spec| Action {
+                    spec,
+                    status: Status::Pending,
+                    attempts: 0,
+                    created_at: now,
+                    retry_at: None,
+                    last_error: None,
+                    reason: None,
+                })
+                .collect(),
+        })
+    }
+
+    pub fn actions(&self) -> &[Action] {
+        &self.actions
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Action> {
+        self.actions.iter().find(|a| a.spec.key == key)
+    }
+
+    fn position(&self, key: &str) -> Result<usize, PlanError> {
+        self.actions
+            .iter()
+            .position(|a| a.spec.key == key)
+            .ok_or_else(|| PlanError::NotFound(key.to_owned()))
+    }
+
+    /// Every action has finished one way or another.
+    pub fn is_done(&self) -> bool {
+        self.actions.iter().all(|a| a.status.is_terminal())
+    }
+
+    /// Moves pending actions to ready when their dependencies succeeded
+    /// and their time has come; cancels those whose dependency failed for
+    /// good.
+    pub fn refresh(&mut self, now: DateTime<Utc>) {
+        loop {
+            let mut changed = false;
+            for i in 0..self.actions.len() {
+                if self.actions[i].status != Status::Pending {
+                    continue;
+                }
+                let failed = self.actions[i]
+                    .spec
+                    .depends_on
+                    .iter()
+                    .find(|d| self.get(d).is_some_and(|a| a.status.failed_for_good()))
+                    .cloned();
+                if let Some(dep) = failed {
+                    let a = &mut self.actions[i];
+                    a.status = Status::Cancelled;
+                    a.reason = Some(format!("dependency {dep:?} did not succeed"));
+                    changed = true;
+                    continue;
+                }
+                let deps_done = self.actions[i]
+                    .spec
+                    .depends_on
+                    .iter()
+                    .all(|d| self.get(d).is_some_and(|a| a.status == Status::Succeeded));
+                let a = &mut self.actions[i];
+                let due = a.spec.not_before.is_none_or(|t| t <= now)
+                    && a.retry_at.is_none_or(|t| t <= now);
+                if deps_done && due {
+                    a.status = Status::Ready;
+                    a.retry_at = None;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+    }
+
+    /// The ready actions to start now, best first (priority, then
+    /// not-before time, then plan order), as many as the limits allow; they
+    /// are marked running. `running` is updated with them.
+    pub fn start(
+        &mut self,
+        now: DateTime<Utc>,
+        limits: &Limits,
+        running: &mut Running,
+    ) -> Vec<String> {
+        self.refresh(now);
+        let mut ready: Vec<usize> = (0..self.actions.len())
+            .filter(|&i| self.actions[i].status == Status::Ready)
+            .collect();
+        ready.sort_by_key(|&i| {
+            let a = &self.actions[i];
+            (
+                a.spec.priority,
+                a.spec.not_before.unwrap_or(a.created_at),
+                i,
+            )
+        });
+        let mut started = Vec::new();
+        for i in ready {
+            if running.global >= limits.global || running.user >= limits.per_user {
+                break;
+            }
+            let t = self.actions[i].spec.action_type;
+            let of_type = running.per_type.entry(t).or_default();
+            if limits.per_type.get(&t).is_some_and(|cap| *of_type >= *cap) {
+                continue;
+            }
+            *of_type += 1;
+            running.global += 1;
+            running.user += 1;
+            let a = &mut self.actions[i];
+            a.status = Status::Running;
+            a.attempts += 1;
+            started.push(a.spec.key.clone());
+        }
+        started
+    }
+
+    /// Records how a running action ended and returns its new status: a
+    /// failure is retried after the policy's delay (`sample`, 0-1, draws
+    /// the jitter) until it is not retryable or the attempts run out; then
+    /// its dependents are cancelled. An action cancelled while it ran stays
+    /// cancelled.
+    pub fn finish(
+        &mut self,
+        key: &str,
+        outcome: Outcome,
+        now: DateTime<Utc>,
+        sample: f64,
+    ) -> Result<Status, PlanError> {
+        let i = self.position(key)?;
+        let a = &mut self.actions[i];
+        match a.status {
+            Status::Running => {}
+            Status::Cancelled => return Ok(Status::Cancelled),
+            _ => return Err(PlanError::NotRunning(key.to_owned())),
+        }
+        match outcome {
+            Outcome::Succeeded => {
+                a.status = Status::Succeeded;
+                a.last_error = None;
+            }
+            Outcome::Failed { kind, message } => {
+                a.last_error = Some(format!("{kind}: {message}"));
+                if a.spec.retry.retries(a.attempts, &kind) {
+                    let delay = a.spec.retry.delay(a.attempts, sample);
+                    a.status = Status::Pending;
+                    a.retry_at = Some(now + chrono::Duration::from_std(delay).unwrap_or_default());
+                } else if a.spec.retry.non_retryable.contains(&kind) {
+                    a.status = Status::Failed;
+                } else {
+                    a.status = Status::Dead;
+                }
+            }
+        }
+        let status = a.status;
+        self.refresh(now);
+        Ok(status)
+    }
+
+    /// Cancels an action that has not finished, and every action that
+    /// depends on it, directly or not. Returns the keys cancelled.
+    pub fn cancel(&mut self, key: &str, reason: &str) -> Result<Vec<String>, PlanError> {
+        let root = self.position(key)?;
+        let mut cancelled = Vec::new();
+        let mut queue = vec![root];
+        let mut seen = HashSet::new();
+        while let Some(i) = queue.pop() {
+            if !seen.insert(i) {
+                continue;
+            }
+            let a = &mut self.actions[i];
+            if !a.status.is_terminal() {
+                a.status = Status::Cancelled;
+                a.reason = Some(if i == root {
+                    reason.to_owned()
+                } else {
+                    format!("dependency {key:?} was cancelled")
+                });
+                cancelled.push(a.spec.key.clone());
+            }
+            let name = self.actions[i].spec.key.clone();
+            queue.extend(
+                (0..self.actions.len())
+                    .filter(|&j| self.actions[j].spec.depends_on.contains(&name)),
+            );
+        }
+        Ok(cancelled)
+    }
+
+    /// The earliest time a pending action becomes due, if one waits.
+    pub fn next_due(&self) -> Option<DateTime<Utc>> {
+        self.actions
+            .iter()
+            .filter(|a| a.status == Status::Pending)
+            .filter_map(|a| match (a.spec.not_before, a.retry_at) {
+                (Some(x), Some(y)) => Some(x.max(y)),
+                (x, y) => x.or(y),
+            })
+            .min()
+    }
+}
+
+/// The actions on (or between) cycles of the dependency graph, if any:
+/// what a topological sort cannot order, less what merely hangs below it.
+fn cyclic(deps: &[Vec<usize>]) -> Option<Vec<usize>> {
+    let n = deps.len();
+    let mut dependents = vec![Vec::new(); n];
+    let mut waiting: Vec<usize> = deps.iter().map(Vec::len).collect();
+    for (i, ds) in deps.iter().enumerate() {
+        for &d in ds {
+            dependents[d].push(i);
+        }
+    }
+    let mut queue: Vec<usize> = (0..n).filter(|&i| waiting[i] == 0).collect();
+    let mut left = vec![true; n];
+    while let Some(i) = queue.pop() {
+        left[i] = false;
+        for &j in &dependents[i] {
+            waiting[j] -= 1;
+            if waiting[j] == 0 {
+                queue.push(j);
+            }
+        }
+    }
+    if !left.iter().any(|&l| l) {
+        return None;
+    }
+    // Peel off the leftovers nothing leftover depends on.
+    loop {
+        let leaf = (0..n).find(|&i| left[i] && !dependents[i].iter().any(|&j| left[j]));
+        match leaf {
+            Some(i) => left[i] = false,
+            None => break,
+        }
+    }
+    Some((0..n).filter(|&i| left[i]).collect())
+}
