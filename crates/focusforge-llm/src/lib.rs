@@ -1,6 +1,6 @@
 //! Language models for the chains. [`LanguageModel`] is the port;
-//! [`LocalModel`] runs a GGUF model (SmolLM2-135M-Instruct by default) with
-//! candle on a thread of its own, reading the tokenizer and the chat
+//! [`LocalModel`] runs a GGUF model (SmolLM2-135M-Instruct by default, read
+//! with candle) on the crate's llama decoder on a thread of its own, reading the tokenizer and the chat
 //! template from the GGUF metadata, and can restrict every sampled token to
 //! what a JSON [`Schema`] allows, so structured output always parses.
 

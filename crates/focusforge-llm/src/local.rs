@@ -1,4 +1,5 @@
-//! The local backend: a GGUF model on candle, on a thread of its own.
+//! The local backend: a GGUF model on the crate's llama decoder, on a
+//! thread of its own.
 
 use std::path::Path;
 use std::sync::mpsc as std_mpsc;

@@ -296,30 +296,44 @@ impl Plan {
     /// and their time has come; cancels those whose dependency failed for
     /// good.
     pub fn refresh(&mut self, now: DateTime<Utc>) {
+        let index: HashMap<&str, usize> = self
+            .actions
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.spec.key.as_str(), i))
+            .collect();
+        // Dependencies as positions, looked up once.
+        let deps: Vec<Vec<usize>> = self
+            .actions
+            .iter()
+            .map(|a| {
+                a.spec
+                    .depends_on
+                    .iter()
+                    .map(|d| index[d.as_str()])
+                    .collect()
+            })
+            .collect();
         loop {
             let mut changed = false;
-            for i in 0..self.actions.len() {
+            for (i, deps) in deps.iter().enumerate() {
                 if self.actions[i].status != Status::Pending {
                     continue;
                 }
-                let failed = self.actions[i]
-                    .spec
-                    .depends_on
+                if let Some(&dep) = deps
                     .iter()
-                    .find(|d| self.get(d).is_some_and(|a| a.status.failed_for_good()))
-                    .cloned();
-                if let Some(dep) = failed {
+                    .find(|&&d| self.actions[d].status.failed_for_good())
+                {
+                    let name = self.actions[dep].spec.key.clone();
                     let a = &mut self.actions[i];
                     a.status = Status::Cancelled;
-                    a.reason = Some(format!("dependency {dep:?} did not succeed"));
+                    a.reason = Some(format!("dependency {name:?} did not succeed"));
                     changed = true;
                     continue;
                 }
-                let deps_done = self.actions[i]
-                    .spec
-                    .depends_on
+                let deps_done = deps
                     .iter()
-                    .all(|d| self.get(d).is_some_and(|a| a.status == Status::Succeeded));
+                    .all(|&d| self.actions[d].status == Status::Succeeded);
                 let a = &mut self.actions[i];
                 let due = a.spec.not_before.is_none_or(|t| t <= now)
                     && a.retry_at.is_none_or(|t| t <= now);
