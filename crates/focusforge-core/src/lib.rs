@@ -5,9 +5,11 @@
 mod clock;
 mod error;
 mod ids;
+mod schedule;
 mod validate;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, FieldViolation, Result};
 pub use ids::{UserId, check_id, new_id};
+pub use schedule::{Priority, RetryError, RetryPolicy};
 pub use validate::Violations;

@@ -6,9 +6,8 @@
 //! failure for good that cancels the dependents.
 
 mod plan;
-mod retry;
 
 pub use plan::{
     Action, ActionSpec, ActionType, Limits, Outcome, Plan, PlanError, Priority, Running, Status,
 };
-pub use retry::{RetryError, RetryPolicy};
+pub use focusforge_core::{RetryError, RetryPolicy};

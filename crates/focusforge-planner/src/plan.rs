@@ -5,21 +5,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::retry::RetryPolicy;
-
-/// Run order: critical first, background last.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Priority {
-    Critical,
-    High,
-    #[default]
-    Medium,
-    Low,
-    Background,
-}
+pub use focusforge_core::{Priority, RetryPolicy};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

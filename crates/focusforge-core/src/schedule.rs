@@ -1,8 +1,52 @@
-//! Retry with exponential backoff and jitter.
+//! Scheduling vocabulary shared by the planner and the job queue: run
+//! priorities and retry with exponential backoff and jitter.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+/// Run order: critical first, background last.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    Critical,
+    High,
+    #[default]
+    Medium,
+    Low,
+    Background,
+}
+
+impl Priority {
+    pub const ALL: [Priority; 5] = [
+        Priority::Critical,
+        Priority::High,
+        Priority::Medium,
+        Priority::Low,
+        Priority::Background,
+    ];
+
+    /// 0 (critical) to 4 (background).
+    pub fn rank(self) -> u8 {
+        self as u8
+    }
+
+    pub fn from_rank(rank: u8) -> Option<Self> {
+        Self::ALL.get(usize::from(rank)).copied()
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Critical => "critical",
+            Priority::High => "high",
+            Priority::Medium => "medium",
+            Priority::Low => "low",
+            Priority::Background => "background",
+        }
+    }
+}
 
 /// When and how often a failed action is tried again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
