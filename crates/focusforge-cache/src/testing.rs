@@ -9,6 +9,8 @@ use std::time::Duration;
 pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
+    /// Where an append-only file is kept, when the server persists.
+    dir: Option<std::path::PathBuf>,
 }
 
 impl RedisServer {
@@ -17,7 +19,21 @@ impl RedisServer {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("free port");
-        let mut server = Self { port, child: None };
+        let mut server = Self {
+            port,
+            child: None,
+            dir: None,
+        };
+        server.restart();
+        server
+    }
+
+    /// A server that writes every change to an append-only file in `dir`
+    /// (fsync on each write), so a restart after `kill -9` loses nothing.
+    pub fn start_persistent(dir: &std::path::Path) -> Self {
+        let mut server = Self::start();
+        server.kill();
+        server.dir = Some(dir.to_owned());
         server.restart();
         server
     }
@@ -28,9 +44,16 @@ impl RedisServer {
 
     /// Starts (again) on the same port and waits until it answers.
     pub fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", ""]);
+        match &self.dir {
+            Some(dir) => cmd
+                .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
+                .arg(dir),
+            None => cmd.args(["--appendonly", "no"]),
+        };
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

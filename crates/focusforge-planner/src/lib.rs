@@ -7,7 +7,7 @@
 
 mod plan;
 
+pub use focusforge_core::{RetryError, RetryPolicy};
 pub use plan::{
     Action, ActionSpec, ActionType, Limits, Outcome, Plan, PlanError, Priority, Running, Status,
 };
-pub use focusforge_core::{RetryError, RetryPolicy};
