@@ -15,7 +15,7 @@ impl fmt::Display for FieldViolation {
 
 /// The error every domain operation returns. The gRPC layer maps each variant
 /// to one status code in one place; messages are lowercase, without a period.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// The request is malformed; each violation names a field.
     #[error("invalid argument: {}", join(.0))]

@@ -5,9 +5,15 @@
 //! then age), and applies outcomes: success, a retry after backoff, or a
 //! failure for good that cancels the dependents.
 
+mod executor;
 mod plan;
+mod service;
 
+pub use executor::{Executor, TaskExecutor};
 pub use focusforge_core::{RetryError, RetryPolicy};
 pub use plan::{
     Action, ActionSpec, ActionType, Limits, Outcome, Plan, PlanError, Priority, Running, Status,
+};
+pub use service::{
+    ADVANCE_JOB, ActionFilter, ActionView, PLANS, PlanView, Planner, PlannerSettings, plan_error,
 };

@@ -113,6 +113,15 @@ pub struct Action {
     pub last_error: Option<String>,
     /// Why it was cancelled.
     pub reason: Option<String>,
+    /// When its current (or last) attempt started.
+    #[serde(default)]
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it finished one way or another.
+    #[serde(default)]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// What it produced; dependents can refer to it in their params.
+    #[serde(default)]
+    pub output: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -242,6 +251,32 @@ impl Plan {
                 cycle.into_iter().map(|i| specs[i].key.clone()).collect(),
             ));
         }
+        // Params may refer to the output of any action the action waits
+        // for, directly or not: those have succeeded when it runs.
+        for (i, s) in specs.iter().enumerate() {
+            let mut refs = Vec::new();
+            references(&s.params, &mut refs);
+            if refs.is_empty() {
+                continue;
+            }
+            let mut ancestors = HashSet::new();
+            let mut stack = deps[i].clone();
+            while let Some(d) = stack.pop() {
+                if ancestors.insert(specs[d].key.as_str()) {
+                    stack.extend(&deps[d]);
+                }
+            }
+            if let Some(bad) = refs.iter().find(|r| !ancestors.contains(r.0.as_str())) {
+                return Err(PlanError::Invalid {
+                    action: s.key.clone(),
+                    field: "params",
+                    reason: format!(
+                        "refers to the output of {:?}, which it does not depend on",
+                        bad.0
+                    ),
+                });
+            }
+        }
         Ok(Self {
             actions: specs
                 .into_iter()
@@ -253,6 +288,9 @@ impl Plan {
                     retry_at: None,
                     last_error: None,
                     reason: None,
+                    started_at: None,
+                    finished_at: None,
+                    output: None,
                 })
                 .collect(),
         })
@@ -371,6 +409,7 @@ impl Plan {
             let a = &mut self.actions[i];
             a.status = Status::Running;
             a.attempts += 1;
+            a.started_at = Some(now);
             started.push(a.spec.key.clone());
         }
         started
@@ -413,6 +452,9 @@ impl Plan {
                 }
             }
         }
+        if a.status.is_terminal() {
+            a.finished_at = Some(now);
+        }
         let status = a.status;
         self.refresh(now);
         Ok(status)
@@ -432,6 +474,7 @@ impl Plan {
             let a = &mut self.actions[i];
             if !a.status.is_terminal() {
                 a.status = Status::Cancelled;
+                a.finished_at = a.finished_at.or(a.started_at);
                 a.reason = Some(if i == root {
                     reason.to_owned()
                 } else {
@@ -448,6 +491,48 @@ impl Plan {
         Ok(cancelled)
     }
 
+    /// Records what a running action produced.
+    pub fn set_output(&mut self, key: &str, output: serde_json::Value) -> Result<(), PlanError> {
+        let i = self.position(key)?;
+        self.actions[i].output = Some(output);
+        Ok(())
+    }
+
+    /// Running actions that started before `cutoff`: their runner is
+    /// presumed gone (a crash or restart) and they can be failed and retried.
+    pub fn started_before(&self, cutoff: DateTime<Utc>) -> Vec<String> {
+        self.actions
+            .iter()
+            .filter(|a| a.status == Status::Running && a.started_at.is_none_or(|t| t < cutoff))
+            .map(|a| a.spec.key.clone())
+            .collect()
+    }
+
+    /// The action's params with every `${key.path}` string replaced by that
+    /// part of the named dependency's output (`${key}` for all of it).
+    pub fn resolve_params(&self, key: &str) -> Result<serde_json::Value, PlanError> {
+        let a = &self.actions[self.position(key)?];
+        let mut params = a.spec.params.clone();
+        substitute(&mut params, &|name, path| {
+            let dep = self.get(name)?;
+            let mut v = dep.output.as_ref()?;
+            for seg in path {
+                v = match v {
+                    serde_json::Value::Object(m) => m.get(*seg)?,
+                    serde_json::Value::Array(items) => items.get(seg.parse::<usize>().ok()?)?,
+                    _ => return None,
+                };
+            }
+            Some(v.clone())
+        })
+        .map_err(|reference| PlanError::Invalid {
+            action: key.to_owned(),
+            field: "params",
+            reason: format!("{reference} has no value in the dependency's output"),
+        })?;
+        Ok(params)
+    }
+
     /// The earliest time a pending action becomes due, if one waits.
     pub fn next_due(&self) -> Option<DateTime<Utc>> {
         self.actions
@@ -459,6 +544,54 @@ impl Plan {
             })
             .min()
     }
+}
+
+/// A `${key.path}` reference: the action key and the path segments.
+fn reference(s: &str) -> Option<(String, Vec<&str>)> {
+    let inner = s.strip_prefix("${")?.strip_suffix('}')?;
+    let mut parts = inner.split('.');
+    let key = parts.next().filter(|k| !k.is_empty())?;
+    Some((key.to_owned(), parts.collect()))
+}
+
+fn references(v: &serde_json::Value, out: &mut Vec<(String, Vec<String>)>) {
+    match v {
+        serde_json::Value::String(s) => {
+            if let Some((k, path)) = reference(s) {
+                out.push((k, path.into_iter().map(str::to_owned).collect()));
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|i| references(i, out)),
+        serde_json::Value::Object(m) => m.values().for_each(|i| references(i, out)),
+        _ => {}
+    }
+}
+
+/// Replaces references in place; on a dangling one returns it.
+fn substitute(
+    v: &mut serde_json::Value,
+    lookup: &dyn Fn(&str, &[&str]) -> Option<serde_json::Value>,
+) -> Result<(), String> {
+    match v {
+        serde_json::Value::String(s) => {
+            if let Some((k, path)) = reference(s) {
+                let found = lookup(&k, &path).ok_or_else(|| s.clone())?;
+                *v = found;
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for i in items {
+                substitute(i, lookup)?;
+            }
+        }
+        serde_json::Value::Object(m) => {
+            for i in m.values_mut() {
+                substitute(i, lookup)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// The actions on (or between) cycles of the dependency graph, if any:

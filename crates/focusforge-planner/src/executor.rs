@@ -1,0 +1,184 @@
+//! How actions run. The planner hands each ready action to an
+//! [`Executor`]; [`TaskExecutor`] runs task-management actions against the
+//! tasks domain.
+
+use async_trait::async_trait;
+use focusforge_core::{Error, UserId};
+use focusforge_tasks::{NewTask, Priority as TaskPriority, Task, TaskFilter, Tasks};
+use serde_json::{Value, json};
+
+use crate::plan::{ActionSpec, ActionType};
+
+/// Runs one action with its resolved params and returns its output.
+#[async_trait]
+pub trait Executor: Send + Sync + 'static {
+    async fn execute(
+        &self,
+        user: &UserId,
+        action: &ActionSpec,
+        params: Value,
+    ) -> Result<Value, Error>;
+}
+
+/// Task-management actions. `params.op` picks the operation:
+///
+/// - `create`: `title`, optional `description`, `priority` (low, medium,
+///   high, urgent), `estimated_minutes`, `tags`. With an idempotency key, a
+///   second run returns the task the first one created.
+/// - `start`, `complete` (optional `proof`), `get`: `task_id`.
+///
+/// The output is the task: `{id, title, status, priority, version}`.
+#[derive(Clone)]
+pub struct TaskExecutor {
+    tasks: Tasks,
+}
+
+impl TaskExecutor {
+    pub fn new(tasks: Tasks) -> Self {
+        Self { tasks }
+    }
+}
+
+fn text(params: &Value, field: &str) -> Result<String, Error> {
+    match params.get(field) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(_) => Err(Error::invalid(
+            format!("params.{field}"),
+            "must be a string",
+        )),
+        None => Err(Error::invalid(format!("params.{field}"), "is required")),
+    }
+}
+
+fn optional_text(params: &Value, field: &str) -> Result<String, Error> {
+    match params.get(field) {
+        None | Some(Value::Null) => Ok(String::new()),
+        Some(_) => text(params, field),
+    }
+}
+
+fn output(t: &Task) -> Value {
+    json!({
+        "id": t.id,
+        "title": t.title,
+        "status": t.status.as_str(),
+        "priority": t.priority.as_str(),
+        "version": t.version,
+    })
+}
+
+/// A tag that marks the task an idempotent create made.
+fn idempotency_tag(key: &str) -> String {
+    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("plan-{hash:016x}")
+}
+
+#[async_trait]
+impl Executor for TaskExecutor {
+    async fn execute(
+        &self,
+        user: &UserId,
+        action: &ActionSpec,
+        params: Value,
+    ) -> Result<Value, Error> {
+        if action.action_type != ActionType::TaskManagement {
+            return Err(Error::Unimplemented(format!(
+                "no executor runs {} actions yet",
+                action.action_type.as_str()
+            )));
+        }
+        let op = text(&params, "op")?;
+        let task = match op.as_str() {
+            "create" => {
+                let mut tags: Vec<String> = match params.get("tags") {
+                    None | Some(Value::Null) => Vec::new(),
+                    Some(Value::Array(items)) => items
+                        .iter()
+                        .map(|t| {
+                            t.as_str().map(str::to_owned).ok_or_else(|| {
+                                Error::invalid("params.tags", "must be a list of strings")
+                            })
+                        })
+                        .collect::<Result<_, _>>()?,
+                    Some(_) => return Err(Error::invalid("params.tags", "must be a list")),
+                };
+                if let Some(key) = &action.idempotency_key {
+                    let tag = idempotency_tag(key);
+                    let filter = TaskFilter {
+                        tag: Some(tag.clone()),
+                        ..TaskFilter::default()
+                    };
+                    let found = self.tasks.list(user, filter, 1, "").await?;
+                    if let Some(existing) = found.tasks.first() {
+                        return Ok(output(existing));
+                    }
+                    tags.push(tag);
+                }
+                let priority = match optional_text(&params, "priority")?.as_str() {
+                    "" => None,
+                    "low" => Some(TaskPriority::Low),
+                    "medium" => Some(TaskPriority::Medium),
+                    "high" => Some(TaskPriority::High),
+                    "urgent" => Some(TaskPriority::Urgent),
+                    _ => {
+                        return Err(Error::invalid(
+                            "params.priority",
+                            "must be low, medium, high or urgent",
+                        ));
+                    }
+                };
+                let minutes = match params.get("estimated_minutes") {
+                    None | Some(Value::Null) => 0,
+                    Some(v) => v
+                        .as_i64()
+                        .and_then(|m| i32::try_from(m).ok())
+                        .ok_or_else(|| {
+                            Error::invalid("params.estimated_minutes", "must be an integer")
+                        })?,
+                };
+                self.tasks
+                    .create(
+                        user,
+                        NewTask {
+                            title: text(&params, "title")?,
+                            description: optional_text(&params, "description")?,
+                            priority,
+                            estimated_minutes: minutes,
+                            tags,
+                            ..NewTask::default()
+                        },
+                    )
+                    .await?
+            }
+            "start" => self.tasks.start(user, &text(&params, "task_id")?).await?,
+            "complete" => {
+                let id = text(&params, "task_id")?;
+                match self
+                    .tasks
+                    .complete(user, &id, optional_text(&params, "proof")?)
+                    .await
+                {
+                    // A retry of a completion that went through.
+                    Err(Error::FailedPrecondition(why)) => {
+                        let task = self.tasks.get(user, &id).await?;
+                        if task.status != focusforge_tasks::Status::Completed {
+                            return Err(Error::FailedPrecondition(why));
+                        }
+                        task
+                    }
+                    other => other?,
+                }
+            }
+            "get" => self.tasks.get(user, &text(&params, "task_id")?).await?,
+            _ => {
+                return Err(Error::invalid(
+                    "params.op",
+                    "must be create, start, complete or get",
+                ));
+            }
+        };
+        Ok(output(&task))
+    }
+}

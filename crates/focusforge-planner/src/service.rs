@@ -1,0 +1,742 @@
+//! The planner service: plans persisted through the document store port
+//! (collection `plans`, one document per plan), advanced by background
+//! jobs (`planner.advance`) so a restart resumes where it stopped, and by
+//! callers asking to run ready actions now.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use focusforge_core::{Clock, Error, UserId, Violations, check_id};
+use focusforge_jobs::{Handler, JobContext, JobError, JobSpec, Jobs};
+use focusforge_store::{
+    Cursor, Document, Filter, NewDocument, Order, Query, SharedStore, SortKey, modify, page_token,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::executor::Executor;
+use crate::plan::{
+    Action, ActionSpec, ActionType, Limits, Outcome, Plan, PlanError, Running, Status,
+};
+
+/// The store collection of plans.
+pub const PLANS: &str = "plans";
+/// The job kind that advances a plan.
+pub const ADVANCE_JOB: &str = "planner.advance";
+
+const TITLE_MAX: usize = 200;
+const PAGE_SIZE_DEFAULT: usize = 50;
+const PAGE_SIZE_MAX: i64 = 200;
+
+#[derive(Debug, Clone)]
+pub struct PlannerSettings {
+    /// Caps on actions running at once in this process.
+    pub limits: Limits,
+    /// An action running longer than this fails with `deadline_exceeded`.
+    pub action_timeout: Duration,
+}
+
+impl Default for PlannerSettings {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            action_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Body {
+    title: String,
+    done: bool,
+    plan: Plan,
+}
+
+/// A plan as stored.
+#[derive(Debug, Clone)]
+pub struct PlanView {
+    pub id: String,
+    pub title: String,
+    pub plan: Plan,
+    pub done: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One action and the plan it belongs to.
+#[derive(Debug, Clone)]
+pub struct ActionView {
+    pub plan_id: String,
+    pub action: Action,
+}
+
+/// Which of a user's actions to list; every set filter must match.
+#[derive(Debug, Clone, Default)]
+pub struct ActionFilter {
+    pub plan_id: Option<String>,
+    pub statuses: Vec<Status>,
+    pub types: Vec<ActionType>,
+}
+
+impl ActionFilter {
+    fn matches(&self, a: &Action) -> bool {
+        (self.statuses.is_empty() || self.statuses.contains(&a.status))
+            && (self.types.is_empty() || self.types.contains(&a.spec.action_type))
+    }
+}
+
+/// Actions this process runs now, for the limits.
+#[derive(Default)]
+struct Counts {
+    global: usize,
+    users: HashMap<UserId, usize>,
+    types: HashMap<ActionType, usize>,
+}
+
+impl Counts {
+    fn running(&self, user: &UserId) -> Running {
+        Running {
+            global: self.global,
+            user: self.users.get(user).copied().unwrap_or(0),
+            per_type: self.types.clone(),
+        }
+    }
+
+    fn add(&mut self, user: &UserId, t: ActionType, n: isize) {
+        let apply = |v: &mut usize| *v = v.saturating_add_signed(n);
+        apply(&mut self.global);
+        apply(self.users.entry(user.clone()).or_default());
+        apply(self.types.entry(t).or_default());
+    }
+}
+
+struct Inner {
+    store: SharedStore,
+    jobs: Jobs,
+    executor: Arc<dyn Executor>,
+    clock: Arc<dyn Clock>,
+    settings: PlannerSettings,
+    counts: tokio::sync::Mutex<Counts>,
+    /// (plan, action) pairs this process is running.
+    in_flight: Mutex<HashSet<(String, String)>>,
+}
+
+/// Plans: create, inspect, cancel and run.
+#[derive(Clone)]
+pub struct Planner {
+    inner: Arc<Inner>,
+}
+
+/// Maps a plan validation error to a field violation naming the actions.
+pub fn plan_error(e: PlanError) -> Error {
+    match e {
+        PlanError::Empty => Error::invalid("actions", "must not be empty"),
+        PlanError::Duplicate(key) => Error::invalid(
+            format!("actions[{key}].key"),
+            format!("action {key:?} appears more than once"),
+        ),
+        PlanError::UnknownDependency { action, missing } => Error::invalid(
+            format!("actions[{action}].depends_on"),
+            format!("unknown actions: {}", missing.join(", ")),
+        ),
+        PlanError::Cycle(keys) => Error::invalid(
+            "actions",
+            format!(
+                "the dependencies form a cycle among actions: {}",
+                keys.join(", ")
+            ),
+        ),
+        PlanError::Invalid {
+            action,
+            field,
+            reason,
+        } => {
+            if action.is_empty() {
+                Error::invalid(field, reason)
+            } else {
+                Error::invalid(format!("actions[{action}].{field}"), reason)
+            }
+        }
+        PlanError::NotFound(key) => Error::NotFound(format!("action {key:?}")),
+        PlanError::NotRunning(key) => {
+            Error::FailedPrecondition(format!("action {key:?} is not running"))
+        }
+    }
+}
+
+fn body(doc: &Document) -> Result<Body, Error> {
+    serde_json::from_value(doc.body.clone())
+        .map_err(|e| Error::internal(format!("stored plan {}: {e}", doc.id)))
+}
+
+fn view(doc: &Document) -> Result<PlanView, Error> {
+    let b = body(doc)?;
+    Ok(PlanView {
+        id: doc.id.clone(),
+        title: b.title,
+        plan: b.plan,
+        done: b.done,
+        created_at: doc.created_at,
+        updated_at: doc.updated_at,
+    })
+}
+
+fn encode(b: &Body) -> Result<Value, Error> {
+    serde_json::to_value(b).map_err(Error::internal)
+}
+
+impl Planner {
+    pub fn new(
+        store: SharedStore,
+        jobs: Jobs,
+        executor: Arc<dyn Executor>,
+        clock: Arc<dyn Clock>,
+        settings: PlannerSettings,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                jobs,
+                executor,
+                clock,
+                settings,
+                counts: tokio::sync::Mutex::new(Counts::default()),
+                in_flight: Mutex::new(HashSet::new()),
+            }),
+        }
+    }
+
+    /// The job handler that advances plans; register it with the workers
+    /// under [`ADVANCE_JOB`].
+    pub fn advance_handler(&self) -> Arc<dyn Handler> {
+        Arc::new(AdvanceHandler(self.clone()))
+    }
+
+    /// Validates and stores a plan, then schedules its first run.
+    pub async fn create(
+        &self,
+        user: &UserId,
+        title: &str,
+        actions: Vec<ActionSpec>,
+    ) -> Result<PlanView, Error> {
+        let mut v = Violations::new();
+        v.optional_text("title", title, TITLE_MAX);
+        for a in &actions {
+            if let Some(key) = &a.idempotency_key {
+                v.check(
+                    !key.is_empty() && key.len() <= 128,
+                    format!("actions[{}].idempotency_key", a.key),
+                    "must be 1-128 bytes",
+                );
+            }
+        }
+        v.finish()?;
+        let now = self.inner.clock.now();
+        let plan = Plan::new(actions, now).map_err(plan_error)?;
+        let b = Body {
+            title: title.trim().to_owned(),
+            done: plan.is_done(),
+            plan,
+        };
+        let doc = self
+            .inner
+            .store
+            .insert(
+                PLANS,
+                NewDocument {
+                    id: focusforge_core::new_id(),
+                    user_id: user.clone(),
+                    body: encode(&b)?,
+                    expires_at: None,
+                },
+            )
+            .await
+            .map_err(|e| e.into_domain("plan"))?;
+        self.schedule(user, &doc.id, &b.plan, now).await;
+        view(&doc)
+    }
+
+    /// Enqueues the next advance of a plan at `at`. A plan whose job could
+    /// not be queued still runs on the next `execute_ready`.
+    async fn schedule(&self, user: &UserId, plan_id: &str, plan: &Plan, at: DateTime<Utc>) {
+        let priority = plan
+            .actions()
+            .iter()
+            .filter(|a| !a.status.is_terminal())
+            .map(|a| a.spec.priority)
+            .min()
+            .unwrap_or_default();
+        let mut spec = JobSpec::new(ADVANCE_JOB, user.clone(), json!({ "plan_id": plan_id }));
+        spec.priority = priority;
+        spec.run_at = Some(at);
+        spec.idempotency_key = Some(format!("plan:{plan_id}:{}", at.timestamp_millis()));
+        if let Err(e) = self.inner.jobs.enqueue(spec).await {
+            tracing::warn!(plan = %plan_id, error = %e, "could not schedule the plan's next run");
+        }
+    }
+
+    pub async fn get(&self, user: &UserId, plan_id: &str) -> Result<PlanView, Error> {
+        check_id(plan_id).map_err(|_| Error::invalid("plan_id", "must be 1-128 bytes"))?;
+        let doc = self
+            .inner
+            .store
+            .get(PLANS, user, plan_id)
+            .await
+            .map_err(|e| e.into_domain("plan"))?
+            .ok_or_else(|| Error::NotFound("plan".into()))?;
+        view(&doc)
+    }
+
+    pub async fn get_action(
+        &self,
+        user: &UserId,
+        plan_id: &str,
+        key: &str,
+    ) -> Result<ActionView, Error> {
+        let plan = self.get(user, plan_id).await?;
+        let action = plan
+            .plan
+            .get(key)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("action {key:?}")))?;
+        Ok(ActionView {
+            plan_id: plan.id,
+            action,
+        })
+    }
+
+    /// The user's actions, newest plan first and in plan order within a
+    /// plan, one page at a time.
+    pub async fn list_actions(
+        &self,
+        user: &UserId,
+        filter: &ActionFilter,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<(Vec<ActionView>, String), Error> {
+        let mut v = Violations::new();
+        v.range("page_size", i64::from(page_size), 0, PAGE_SIZE_MAX);
+        v.finish()?;
+        let limit = if page_size == 0 {
+            PAGE_SIZE_DEFAULT
+        } else {
+            page_size as usize
+        };
+        let fingerprint = page_token::fingerprint(&format!("{filter:?}"));
+        // The token holds the cursor of the plan before the one the page
+        // stopped in (or none) and how many matching actions of that plan
+        // were already listed.
+        let (mut after, mut skip) = match page_token::decode(page_token, fingerprint)
+            .map_err(|e| Error::invalid("page_token", e.to_string()))?
+        {
+            None => (None, 0usize),
+            Some(c) => {
+                let (id, skip) =
+                    c.id.split_once('/')
+                        .and_then(|(id, n)| Some((id.to_owned(), n.parse::<usize>().ok()?)))
+                        .ok_or_else(|| Error::invalid("page_token", "is not a valid page token"))?;
+                let after = (!id.is_empty()).then_some(Cursor { key: c.key, id });
+                (after, skip)
+            }
+        };
+        let token = |after: &Option<Cursor>, skip: usize| {
+            let (key, id) = after
+                .as_ref()
+                .map_or((0, String::new()), |c| (c.key, c.id.clone()));
+            page_token::encode(
+                &Cursor {
+                    key,
+                    id: format!("{id}/{skip}"),
+                },
+                fingerprint,
+            )
+        };
+        let mut out = Vec::new();
+        if let Some(id) = &filter.plan_id {
+            // One plan is a page sequence of its own.
+            if after.is_some() {
+                return Ok((Vec::new(), String::new()));
+            }
+            let plan = self.get(user, id).await?;
+            let rest: Vec<Action> = plan
+                .plan
+                .actions()
+                .iter()
+                .filter(|a| filter.matches(a))
+                .skip(skip)
+                .cloned()
+                .collect();
+            let more = rest.len() > limit;
+            out.extend(rest.into_iter().take(limit).map(|action| ActionView {
+                plan_id: plan.id.clone(),
+                action,
+            }));
+            let next = if more {
+                token(&None, skip + limit)
+            } else {
+                String::new()
+            };
+            return Ok((out, next));
+        }
+        loop {
+            let query = Query {
+                filters: Vec::new(),
+                order: Order {
+                    key: SortKey::CreatedAt,
+                    descending: true,
+                },
+                limit: 20,
+                after: after.clone(),
+            };
+            let page = self
+                .inner
+                .store
+                .find(PLANS, user, &query)
+                .await
+                .map_err(|e| e.into_domain("plan"))?;
+            let count = page.documents.len();
+            for (i, doc) in page.documents.iter().enumerate() {
+                let matching: Vec<Action> = body(doc)?
+                    .plan
+                    .actions()
+                    .iter()
+                    .filter(|a| filter.matches(a))
+                    .skip(skip)
+                    .cloned()
+                    .collect();
+                let room = limit - out.len();
+                if matching.len() > room {
+                    out.extend(matching.into_iter().take(room).map(|action| ActionView {
+                        plan_id: doc.id.clone(),
+                        action,
+                    }));
+                    return Ok((out, token(&after, skip + room)));
+                }
+                out.extend(matching.into_iter().map(|action| ActionView {
+                    plan_id: doc.id.clone(),
+                    action,
+                }));
+                skip = 0;
+                after = Some(Cursor::after(doc, SortKey::CreatedAt));
+                let more = i + 1 < count || page.next.is_some();
+                if out.len() == limit {
+                    let next = if more {
+                        token(&after, 0)
+                    } else {
+                        String::new()
+                    };
+                    return Ok((out, next));
+                }
+            }
+            if page.next.is_none() {
+                return Ok((out, String::new()));
+            }
+        }
+    }
+
+    /// Cancels an action and everything that depends on it; with no key,
+    /// every unfinished action of the plan. Returns the keys cancelled.
+    pub async fn cancel(
+        &self,
+        user: &UserId,
+        plan_id: &str,
+        key: Option<&str>,
+        reason: &str,
+    ) -> Result<(PlanView, Vec<String>), Error> {
+        check_id(plan_id).map_err(|_| Error::invalid("plan_id", "must be 1-128 bytes"))?;
+        let reason = if reason.trim().is_empty() {
+            "cancelled by the user"
+        } else {
+            reason
+        };
+        let mut cancelled = Vec::new();
+        let doc = modify(
+            self.inner.store.as_ref(),
+            PLANS,
+            user,
+            plan_id,
+            "plan",
+            None,
+            |doc| {
+                let mut b = body(doc)?;
+                cancelled = match key {
+                    Some(k) => b.plan.cancel(k, reason).map_err(plan_error)?,
+                    None => {
+                        let keys: Vec<String> = b
+                            .plan
+                            .actions()
+                            .iter()
+                            .filter(|a| !a.status.is_terminal())
+                            .map(|a| a.spec.key.clone())
+                            .collect();
+                        let mut all = Vec::new();
+                        for k in keys {
+                            all.extend(b.plan.cancel(&k, reason).map_err(plan_error)?);
+                        }
+                        all
+                    }
+                };
+                if cancelled.is_empty() {
+                    return Ok(None);
+                }
+                b.done = b.plan.is_done();
+                encode(&b).map(Some)
+            },
+        )
+        .await?;
+        Ok((view(&doc)?, cancelled))
+    }
+
+    /// Runs the user's ready actions now: of one plan, or of every
+    /// unfinished plan (up to 100). Returns the actions that ran, in their
+    /// final state.
+    pub async fn execute_ready(
+        &self,
+        user: &UserId,
+        plan_id: Option<&str>,
+    ) -> Result<Vec<ActionView>, Error> {
+        let plans: Vec<String> = match plan_id {
+            Some(id) => vec![self.get(user, id).await?.id],
+            None => {
+                let query = Query {
+                    filters: vec![Filter::eq("done", false)],
+                    order: Order {
+                        key: SortKey::CreatedAt,
+                        descending: false,
+                    },
+                    limit: 100,
+                    after: None,
+                };
+                self.inner
+                    .store
+                    .find(PLANS, user, &query)
+                    .await
+                    .map_err(|e| e.into_domain("plan"))?
+                    .documents
+                    .into_iter()
+                    .map(|d| d.id)
+                    .collect()
+            }
+        };
+        let mut ran = Vec::new();
+        for id in plans {
+            let keys = self.advance(user, &id).await?;
+            if keys.is_empty() {
+                continue;
+            }
+            let plan = self.get(user, &id).await?;
+            for k in keys {
+                if let Some(a) = plan.plan.get(&k) {
+                    ran.push(ActionView {
+                        plan_id: id.clone(),
+                        action: a.clone(),
+                    });
+                }
+            }
+        }
+        Ok(ran)
+    }
+
+    /// Starts the plan's ready actions under the limits, runs them, records
+    /// their outcomes and repeats until nothing is ready; then schedules the
+    /// next run for when a waiting action comes due. Returns the keys run.
+    pub async fn advance(&self, user: &UserId, plan_id: &str) -> Result<Vec<String>, Error> {
+        let inner = &self.inner;
+        let mut ran = Vec::new();
+        let grace = chrono::Duration::from_std(inner.settings.action_timeout).unwrap_or_default()
+            + chrono::Duration::seconds(30);
+        loop {
+            let mut counts = inner.counts.lock().await;
+            let mut started = Vec::new();
+            let doc = modify(
+                inner.store.as_ref(),
+                PLANS,
+                user,
+                plan_id,
+                "plan",
+                None,
+                |doc| {
+                    let mut b = body(doc)?;
+                    let now = inner.clock.now();
+                    // Runs that started long ago and are not running here
+                    // were cut short by a crash or restart: fail them so the
+                    // retry policy decides.
+                    let in_flight = inner.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+                    for key in b.plan.started_before(now - grace) {
+                        if in_flight.contains(&(plan_id.to_owned(), key.clone())) {
+                            continue;
+                        }
+                        let _ = b.plan.finish(
+                            &key,
+                            Outcome::Failed {
+                                kind: "interrupted".into(),
+                                message: "the run stopped before it finished".into(),
+                            },
+                            now,
+                            rand::random(),
+                        );
+                    }
+                    drop(in_flight);
+                    let mut running = counts.running(user);
+                    started = b.plan.start(now, &inner.settings.limits, &mut running);
+                    b.done = b.plan.is_done();
+                    let new = encode(&b)?;
+                    Ok((new != doc.body).then_some(new))
+                },
+            )
+            .await?;
+            let b = body(&doc)?;
+            if started.is_empty() {
+                drop(counts);
+                if !b.done {
+                    self.schedule_next(user, plan_id, &b.plan, grace).await;
+                }
+                return Ok(ran);
+            }
+            {
+                let mut in_flight = inner.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+                for k in &started {
+                    if let Some(a) = b.plan.get(k) {
+                        counts.add(user, a.spec.action_type, 1);
+                    }
+                    in_flight.insert((plan_id.to_owned(), k.clone()));
+                }
+            }
+            drop(counts);
+
+            let runs = started.iter().map(|key| {
+                let plan = &b.plan;
+                async move {
+                    let result = match (plan.get(key), plan.resolve_params(key)) {
+                        (Some(a), Ok(params)) => tokio::time::timeout(
+                            inner.settings.action_timeout,
+                            inner.executor.execute(user, &a.spec, params),
+                        )
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(Error::Unavailable(format!(
+                                "the action ran longer than {:?}",
+                                inner.settings.action_timeout
+                            )))
+                        }),
+                        (_, Err(e)) => Err(plan_error(e)),
+                        (None, _) => Err(Error::NotFound(format!("action {key:?}"))),
+                    };
+                    (key.clone(), result)
+                }
+            });
+            let results = futures::future::join_all(runs).await;
+            let recorded = modify(
+                inner.store.as_ref(),
+                PLANS,
+                user,
+                plan_id,
+                "plan",
+                None,
+                |doc| {
+                    let mut b = body(doc)?;
+                    let now = inner.clock.now();
+                    for (key, result) in &results {
+                        let outcome = match result {
+                            Ok(output) => {
+                                let _ = b.plan.set_output(key, output.clone());
+                                Outcome::Succeeded
+                            }
+                            Err(e) => Outcome::Failed {
+                                kind: JobError::from(e.clone()).kind,
+                                message: e.to_string(),
+                            },
+                        };
+                        match b.plan.finish(key, outcome, now, rand::random()) {
+                            Ok(_) | Err(PlanError::NotRunning(_)) => {}
+                            Err(e) => return Err(plan_error(e)),
+                        }
+                    }
+                    b.done = b.plan.is_done();
+                    encode(&b).map(Some)
+                },
+            )
+            .await;
+            {
+                let mut counts = inner.counts.lock().await;
+                let mut in_flight = inner.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+                for k in &started {
+                    if let Some(a) = b.plan.get(k) {
+                        counts.add(user, a.spec.action_type, -1);
+                    }
+                    in_flight.remove(&(plan_id.to_owned(), k.clone()));
+                }
+            }
+            recorded?;
+            for (key, result) in &results {
+                if let Err(e) = result {
+                    tracing::info!(plan = %plan_id, action = %key, error = %e, "action failed");
+                }
+            }
+            ran.extend(started);
+        }
+    }
+
+    /// Schedules the next advance: when a waiting action comes due, or
+    /// soon if ready actions wait for a free slot, or when a run that may
+    /// have been cut short can be declared interrupted.
+    async fn schedule_next(
+        &self,
+        user: &UserId,
+        plan_id: &str,
+        plan: &Plan,
+        grace: chrono::Duration,
+    ) {
+        let now = self.inner.clock.now();
+        let waiting_for_slot = plan.actions().iter().any(|a| a.status == Status::Ready);
+        let stale = plan
+            .actions()
+            .iter()
+            .filter(|a| a.status == Status::Running)
+            .filter_map(|a| a.started_at)
+            .map(|t| t + grace)
+            .min();
+        let next = [
+            plan.next_due(),
+            waiting_for_slot.then(|| now + chrono::Duration::seconds(1)),
+            stale,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        if let Some(at) = next {
+            // Rounded to the second so repeated advances share one job.
+            let at = DateTime::from_timestamp(
+                at.timestamp() + i64::from(at.timestamp_subsec_millis() > 0),
+                0,
+            )
+            .unwrap_or(at)
+            .max(now);
+            self.schedule(user, plan_id, plan, at).await;
+        }
+    }
+}
+
+/// Advances the plan named in the job's payload.
+struct AdvanceHandler(Planner);
+
+#[async_trait]
+impl Handler for AdvanceHandler {
+    async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
+        let plan_id = ctx
+            .job
+            .spec
+            .payload
+            .get("plan_id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| JobError::new("invalid_argument", "payload.plan_id is missing"))?;
+        match self.0.advance(&ctx.job.spec.user, plan_id).await {
+            // A plan deleted meanwhile has nothing left to run.
+            Ok(_) | Err(Error::NotFound(_)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
