@@ -14,6 +14,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "focusforge/memory/v1/memory.proto",
         "focusforge/tasks/v1/tasks.proto",
         "focusforge/users/v1/users.proto",
+        "focusforge/planner/v1/planner.proto",
+        "focusforge/jobs/v1/jobs.proto",
     ];
     println!("cargo:rerun-if-changed={}", root.display());
 

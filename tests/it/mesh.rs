@@ -29,6 +29,8 @@ const CHAIN: &str = "focusforge.chain.v1.ChainService";
 const MEMORY: &str = "focusforge.memory.v1.MemoryService";
 const TASKS: &str = "focusforge.tasks.v1.TaskService";
 const USERS: &str = "focusforge.users.v1.UserService";
+const PLANNER: &str = "focusforge.planner.v1.PlannerService";
+const JOBS: &str = "focusforge.jobs.v1.JobService";
 
 /// An address nothing listens on.
 async fn dead_address() -> String {
@@ -87,7 +89,7 @@ async fn reflected_services(server: &Server) -> Vec<String> {
 #[tokio::test]
 async fn a_single_process_reports_health_and_reflection_for_each_service() {
     let server = Server::start().await;
-    for service in ["", CHAIN, MEMORY, TASKS, USERS] {
+    for service in ["", CHAIN, MEMORY, TASKS, USERS, PLANNER, JOBS] {
         assert_eq!(
             health(&server, service).await.expect("check"),
             ServingStatus::Serving as i32,
@@ -103,7 +105,9 @@ async fn a_single_process_reports_health_and_reflection_for_each_service() {
         names,
         [
             CHAIN,
+            JOBS,
             MEMORY,
+            PLANNER,
             TASKS,
             USERS,
             "grpc.health.v1.Health",

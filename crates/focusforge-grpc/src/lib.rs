@@ -6,13 +6,17 @@ mod auth;
 mod chain;
 mod convert;
 mod error;
+mod jobs;
 mod memory;
+mod planner;
 mod tasks;
 mod users;
 
 pub use auth::{AuthInterceptor, caller};
 pub use chain::ChainApi;
 pub use error::into_status;
+pub use jobs::JobApi;
 pub use memory::MemoryApi;
+pub use planner::PlannerApi;
 pub use tasks::TaskApi;
 pub use users::UserApi;

@@ -330,3 +330,42 @@ pub(crate) fn from_ms(ms: i64) -> DateTime<Utc> {
 pub(crate) fn token() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
+
+#[derive(Serialize, Deserialize)]
+struct Token {
+    c: JobCursor,
+    f: u64,
+}
+
+fn fingerprint(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+pub(crate) fn encode_token(cursor: &JobCursor, query: &str) -> String {
+    use base64::Engine;
+    let token = Token {
+        c: cursor.clone(),
+        f: fingerprint(query),
+    };
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(serde_json::to_vec(&token).unwrap_or_default())
+}
+
+/// `Some(None)` for the empty token, `None` for a token that is malformed
+/// or was issued for another query.
+pub(crate) fn decode_token(token: &str, query: &str) -> Option<Option<JobCursor>> {
+    use base64::Engine;
+    if token.is_empty() {
+        return Some(None);
+    }
+    if token.len() > 1024 {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()?;
+    let t: Token = serde_json::from_slice(&bytes).ok()?;
+    (t.f == fingerprint(query)).then_some(Some(t.c))
+}

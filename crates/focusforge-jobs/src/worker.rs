@@ -75,6 +75,37 @@ impl Jobs {
     pub async fn stats(&self, user: &UserId) -> Result<Stats, QueueError> {
         self.queue.stats(user).await
     }
+
+    /// One page of the user's jobs for an API: `page_size` 0-200 (0 means
+    /// 50) and an opaque token that is only valid with the same filter.
+    pub async fn list_page(
+        &self,
+        user: &UserId,
+        filter: &JobFilter,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<(Vec<Job>, String), focusforge_core::Error> {
+        use focusforge_core::{Error, Violations};
+        let mut v = Violations::new();
+        v.range("page_size", i64::from(page_size), 0, 200);
+        if let Some(kind) = &filter.kind {
+            crate::model::check_kind(&mut v, "kind", kind);
+        }
+        v.finish()?;
+        let limit = if page_size == 0 {
+            50
+        } else {
+            page_size as usize
+        };
+        let fingerprint = format!("{filter:?}");
+        let after = crate::model::decode_token(page_token, &fingerprint)
+            .ok_or_else(|| Error::invalid("page_token", "is not a page token of this query"))?;
+        let (jobs, next) = self.queue.list(user, filter, limit, after.as_ref()).await?;
+        let token = next
+            .map(|c| crate::model::encode_token(&c, &fingerprint))
+            .unwrap_or_default();
+        Ok((jobs, token))
+    }
 }
 
 /// Why a handler failed. `kind` is matched against the retry policy's

@@ -40,6 +40,20 @@ pub mod users {
     }
 }
 
+/// `focusforge.planner.v1`
+pub mod planner {
+    pub mod v1 {
+        tonic::include_proto!("focusforge.planner.v1");
+    }
+}
+
+/// `focusforge.jobs.v1`
+pub mod jobs {
+    pub mod v1 {
+        tonic::include_proto!("focusforge.jobs.v1");
+    }
+}
+
 /// The encoded `FileDescriptorSet` of every FocusForge contract, including the
 /// well-known types they import.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -15,6 +15,8 @@ pub const SERVICES: &[(&str, &str)] = &[
     ("memory", "focusforge.memory.v1.MemoryService"),
     ("tasks", "focusforge.tasks.v1.TaskService"),
     ("users", "focusforge.users.v1.UserService"),
+    ("planner", "focusforge.planner.v1.PlannerService"),
+    ("jobs", "focusforge.jobs.v1.JobService"),
 ];
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -47,6 +49,8 @@ pub struct Config {
     pub memory: MemoryConfig,
     pub llm: LlmConfig,
     pub openai: OpenAiSection,
+    pub jobs: JobsConfig,
+    pub planner: PlannerConfig,
     /// Remote upstreams by fully qualified service name.
     pub upstreams: BTreeMap<String, String>,
     /// Things worth a warning once logging is up (unknown variables, ...).
@@ -206,6 +210,57 @@ impl std::fmt::Debug for OpenAiSection {
     }
 }
 
+/// Background jobs: the queue (Redis when `[redis] url` is set, with the
+/// embedded file taking over while Redis is down; the embedded file alone
+/// otherwise) and the workers of this process.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobsConfig {
+    /// Jobs this process runs at once; 0 runs none here (leave them to
+    /// `focusforge worker` processes).
+    pub workers: usize,
+    /// How long a job's lease lasts without a heartbeat: a job whose worker
+    /// died runs again this long after its last heartbeat (1-3600 s).
+    pub visibility_secs: u64,
+    /// Key prefix of the queue in Redis.
+    pub redis_prefix: String,
+    /// How long finished jobs are kept (1-365 days).
+    pub retention_days: u64,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self {
+            workers: 4,
+            visibility_secs: 30,
+            redis_prefix: "focusforge:jobs".into(),
+            retention_days: 7,
+        }
+    }
+}
+
+/// Limits of the planner, per process.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlannerConfig {
+    /// Actions running at once.
+    pub global_limit: usize,
+    /// Actions of one user running at once.
+    pub per_user_limit: usize,
+    /// An action running longer than this fails (and is retried).
+    pub action_timeout_secs: u64,
+}
+
+impl Default for PlannerConfig {
+    fn default() -> Self {
+        Self {
+            global_limit: 64,
+            per_user_limit: 4,
+            action_timeout_secs: 60,
+        }
+    }
+}
+
 /// The memory tiers' defaults.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -255,6 +310,8 @@ impl Default for Config {
             memory: MemoryConfig::default(),
             llm: LlmConfig::default(),
             openai: OpenAiSection::default(),
+            jobs: JobsConfig::default(),
+            planner: PlannerConfig::default(),
             upstreams: BTreeMap::new(),
             warnings: Vec::new(),
         }
@@ -417,6 +474,19 @@ impl Config {
                 "FOCUSFORGE_OPENAI_BASE_URL" => self.openai.base_url.clone_from(value),
                 "FOCUSFORGE_OPENAI_MODEL" => self.openai.model.clone_from(value),
                 "FOCUSFORGE_OPENAI_API_KEY" => self.openai.api_key = Some(value.clone()),
+                "FOCUSFORGE_JOBS_WORKERS" => self.jobs.workers = number(key)? as usize,
+                "FOCUSFORGE_JOBS_VISIBILITY_SECS" => self.jobs.visibility_secs = number(key)?,
+                "FOCUSFORGE_JOBS_REDIS_PREFIX" => self.jobs.redis_prefix.clone_from(value),
+                "FOCUSFORGE_JOBS_RETENTION_DAYS" => self.jobs.retention_days = number(key)?,
+                "FOCUSFORGE_PLANNER_GLOBAL_LIMIT" => {
+                    self.planner.global_limit = number(key)? as usize;
+                }
+                "FOCUSFORGE_PLANNER_PER_USER_LIMIT" => {
+                    self.planner.per_user_limit = number(key)? as usize;
+                }
+                "FOCUSFORGE_PLANNER_ACTION_TIMEOUT_SECS" => {
+                    self.planner.action_timeout_secs = number(key)?;
+                }
                 "FOCUSFORGE_UPSTREAMS" => {
                     self.upstreams = list(value)
                         .into_iter()
@@ -518,6 +588,27 @@ impl Config {
             return Err(err(format!(
                 "redis url must start with redis:// or rediss://, got {url:?}"
             )));
+        }
+        if self.jobs.workers > 256 {
+            return Err(err("jobs workers must be at most 256"));
+        }
+        if !(1..=3_600).contains(&self.jobs.visibility_secs) {
+            return Err(err("jobs visibility_secs must be between 1 and 3600"));
+        }
+        if !(1..=365).contains(&self.jobs.retention_days) {
+            return Err(err("jobs retention_days must be between 1 and 365"));
+        }
+        if self.jobs.redis_prefix.is_empty() || self.jobs.redis_prefix.contains(char::is_whitespace)
+        {
+            return Err(err("jobs redis_prefix must be non-empty without spaces"));
+        }
+        if self.planner.global_limit == 0 || self.planner.per_user_limit == 0 {
+            return Err(err("planner limits must be at least 1"));
+        }
+        if !(1..=86_400).contains(&self.planner.action_timeout_secs) {
+            return Err(err(
+                "planner action_timeout_secs must be between 1 and 86400",
+            ));
         }
         if !(60..=86_400).contains(&self.memory.short_term_ttl_secs) {
             return Err(err(

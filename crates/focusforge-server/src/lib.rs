@@ -16,15 +16,22 @@ use focusforge_chain::{ChainSettings, Chains};
 use focusforge_core::{Clock, SystemClock};
 use focusforge_embed::{Batcher, BatcherSettings, MiniLm};
 use focusforge_gateway::{Gateway, GatewayHandle, GatewayOptions, Metrics};
-use focusforge_grpc::{AuthInterceptor, ChainApi, MemoryApi, TaskApi, UserApi};
+use focusforge_grpc::{AuthInterceptor, ChainApi, JobApi, MemoryApi, PlannerApi, TaskApi, UserApi};
+use focusforge_jobs::{
+    EmbeddedQueue, Handlers, Jobs, Queue, RedisQueue, RedisQueueSettings, ResilientQueue, Worker,
+    WorkerSettings,
+};
 use focusforge_llm::{
     LanguageModel, LocalModel, MODEL_DIR as LLM_DIR, MODEL_FILE as LLM_FILE, OpenAiConfig,
     OpenAiModel, Sampling,
 };
 use focusforge_memory::{Memories, MemoryPolicy, Semantic, Ttl};
+use focusforge_planner::{ADVANCE_JOB, Limits, Planner, PlannerSettings, TaskExecutor};
 use focusforge_proto::chain::v1::chain_service_server::ChainServiceServer;
+use focusforge_proto::jobs::v1::job_service_server::JobServiceServer;
 use focusforge_proto::memory::v1::memory_service_client::MemoryServiceClient;
 use focusforge_proto::memory::v1::memory_service_server::MemoryServiceServer;
+use focusforge_proto::planner::v1::planner_service_server::PlannerServiceServer;
 use focusforge_proto::tasks::v1::task_service_server::TaskServiceServer;
 use focusforge_proto::users::v1::user_service_server::UserServiceServer;
 use focusforge_store::{MongoSettings, MongoStore, SharedStore, SqliteStore};
@@ -42,6 +49,8 @@ pub use config::{Config, ConfigError, Overrides, SERVICES};
 
 /// The embedded document store's file inside the data directory.
 pub const STORE_FILE: &str = "store/focusforge.db";
+/// The embedded job queue's file inside the data directory.
+pub const JOBS_FILE: &str = "jobs/jobs.db";
 
 /// Resolves the signing keys: a configured HS256 secret or RS256 key pair,
 /// else the data directory's generated dev secret.
@@ -79,17 +88,25 @@ pub fn mint_token(config: &Config, user: &str, ttl: Duration) -> anyhow::Result<
     Ok(minter.mint(&user, ttl.as_secs())?)
 }
 
+/// How long a stopping process waits for running jobs; the rest run again
+/// elsewhere once their lease runs out.
+pub const WORKER_GRACE: Duration = Duration::from_secs(10);
+
 /// A running FocusForge process: the gateway listener and its background work.
 pub struct Running {
     pub local_addr: std::net::SocketAddr,
     gateway: GatewayHandle,
     background: Vec<JoinHandle<()>>,
+    worker: Option<Worker>,
 }
 
 impl Running {
     /// Stops accepting calls, drains those in flight and stops background work.
     pub async fn shutdown(self) {
         self.gateway.shutdown().await;
+        if let Some(worker) = self.worker {
+            worker.shutdown(WORKER_GRACE).await;
+        }
         for task in self.background {
             task.abort();
         }
@@ -111,6 +128,9 @@ pub struct Backends {
     mongo: Option<MongoStore>,
     pub cache: Arc<ResilientCache>,
     pub caches: CacheNames,
+    /// The job queue and the planner that runs on it.
+    pub jobs: Jobs,
+    pub planner: Planner,
     store_reachable: Arc<AtomicBool>,
 }
 
@@ -179,6 +199,37 @@ impl Backends {
             Duration::from_secs(config.cache.vector_search_ttl_secs),
             Duration::from_secs(config.cache.chain_results_ttl_secs),
         );
+        let embedded = EmbeddedQueue::open(&config.data_dir.join(JOBS_FILE))
+            .map_err(|e| anyhow::anyhow!("cannot open the job queue: {e}"))?;
+        let queue: Arc<dyn Queue> = match &config.redis.url {
+            Some(url) => Arc::new(ResilientQueue::new(
+                RedisQueue::new(&RedisQueueSettings {
+                    url: url.clone(),
+                    pool_size: config.redis.pool_size,
+                    timeout: Duration::from_millis(config.redis.timeout_ms.max(1_000)),
+                    prefix: config.jobs.redis_prefix.clone(),
+                })
+                .map_err(|e| anyhow::anyhow!("cannot use the redis configuration: {e}"))?,
+                embedded,
+            )),
+            None => Arc::new(embedded),
+        };
+        tracing::info!(backend = queue.backend(), "job queue");
+        let jobs = Jobs::new(queue, clock.clone());
+        let planner = Planner::new(
+            store.clone(),
+            jobs.clone(),
+            Arc::new(TaskExecutor::new(Tasks::new(store.clone(), clock.clone()))),
+            clock.clone(),
+            PlannerSettings {
+                limits: Limits {
+                    global: config.planner.global_limit,
+                    per_user: config.planner.per_user_limit,
+                    per_type: std::collections::HashMap::new(),
+                },
+                action_timeout: Duration::from_secs(config.planner.action_timeout_secs),
+            },
+        );
         Ok(Self {
             clock,
             store,
@@ -186,6 +237,8 @@ impl Backends {
             mongo,
             cache,
             caches,
+            jobs,
+            planner,
             store_reachable: Arc::new(AtomicBool::new(true)),
         })
     }
@@ -256,6 +309,25 @@ impl Backends {
     }
 }
 
+/// Starts `workers` job workers on the backends' queue, running the
+/// planner's jobs.
+pub fn spawn_worker(config: &Config, backends: &Backends, workers: usize) -> Worker {
+    let mut handlers = Handlers::new();
+    handlers.register(ADVANCE_JOB, backends.planner.advance_handler());
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
+    Worker::spawn(
+        backends.jobs.clone(),
+        handlers,
+        WorkerSettings {
+            name: format!("{host}-{}", std::process::id()),
+            concurrency: workers,
+            visibility: Duration::from_secs(config.jobs.visibility_secs),
+            retention: Duration::from_secs(config.jobs.retention_days * 86_400),
+            ..WorkerSettings::default()
+        },
+    )
+}
+
 /// Starts the configured services and the gateway on an already bound
 /// listener (tests bind `127.0.0.1:0`).
 pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Running> {
@@ -269,6 +341,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     };
     let mut background = Vec::new();
     let mut local = None;
+    let mut worker = None;
 
     if !config.services.is_empty() {
         let backends = Backends::open(config).await?;
@@ -283,6 +356,9 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         background.push(spawn_monitor(backends.clone(), reporter));
         let for_metrics = backends.clone();
         options.metrics = Some(Metrics(Arc::new(move || for_metrics.metrics())));
+        if config.jobs.workers > 0 {
+            worker = Some(spawn_worker(config, &backends, config.jobs.workers));
+        }
         local = Some((names, backends.components(), routes));
     }
     let mut gateway = Gateway::new(verifier, options);
@@ -309,6 +385,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         local_addr: handle.local_addr,
         gateway: handle,
         background,
+        worker,
     })
 }
 
@@ -360,6 +437,16 @@ pub async fn service_routes(
                     Some(backends.caches.user_context.clone()),
                 )))
                 .max_decoding_message_size(limit),
+                auth.clone(),
+            )),
+            "planner" => routes.add_service(InterceptedService::new(
+                PlannerServiceServer::new(PlannerApi(backends.planner.clone()))
+                    .max_decoding_message_size(limit),
+                auth.clone(),
+            )),
+            "jobs" => routes.add_service(InterceptedService::new(
+                JobServiceServer::new(JobApi(backends.jobs.clone()))
+                    .max_decoding_message_size(limit),
                 auth.clone(),
             )),
             other => anyhow::bail!("service {other} has no wiring"),

@@ -38,6 +38,17 @@ enum Command {
         #[arg(long)]
         listen: Option<String>,
     },
+    /// Runs background job workers only (no gateway), on the configured
+    /// queue and store: scale job processing apart from the API.
+    Worker {
+        /// Where state lives (the embedded queue and store, when no Redis
+        /// or MongoDB is configured).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Jobs run at once (default: `[jobs] workers`, at least 1).
+        #[arg(long)]
+        concurrency: Option<usize>,
+    },
     /// Prints a bearer token for a user (the bare JWT on stdout).
     Token {
         /// The user id (the token's subject).
@@ -84,7 +95,9 @@ fn main() -> ExitCode {
             flags.listen.clone_from(listen);
             flags.services = Some(String::new());
         }
-        Command::Token { data_dir, .. } => flags.data_dir.clone_from(data_dir),
+        Command::Token { data_dir, .. } | Command::Worker { data_dir, .. } => {
+            flags.data_dir.clone_from(data_dir);
+        }
     }
     let config = match Config::load(cli.config.as_deref(), &env, &flags) {
         Ok(c) => c,
@@ -130,7 +143,16 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(config)) {
+    let work = async {
+        match &cli.command {
+            Command::Worker { concurrency, .. } => {
+                let workers = concurrency.unwrap_or(config.jobs.workers).max(1);
+                run_worker(config, workers).await
+            }
+            _ => run(config).await,
+        }
+    };
+    match runtime.block_on(work) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("focusforge: {e:#}");
@@ -152,6 +174,20 @@ async fn run(config: Config) -> anyhow::Result<()> {
         }
         () = running.wait() => {}
     }
+    Ok(())
+}
+
+async fn run_worker(config: Config, workers: usize) -> anyhow::Result<()> {
+    let backends = focusforge_server::Backends::open(&config).await?;
+    let worker = focusforge_server::spawn_worker(&config, &backends, workers);
+    tracing::info!(
+        queue = backends.jobs.queue().backend(),
+        concurrency = workers,
+        "focusforge worker is running"
+    );
+    shutdown_signal().await;
+    tracing::info!("stopping: finishing running jobs");
+    worker.shutdown(focusforge_server::WORKER_GRACE).await;
     Ok(())
 }
 
