@@ -7,7 +7,9 @@ use base64::engine::general_purpose::STANDARD;
 use bytes::{Buf, Bytes};
 use focusforge_auth::{Claims, KeyMaterial, Minter};
 use focusforge_proto::chain::v1::chain_service_client::ChainServiceClient;
+use focusforge_proto::jobs::v1::job_service_client::JobServiceClient;
 use focusforge_proto::memory::v1::memory_service_client::MemoryServiceClient;
+use focusforge_proto::planner::v1::planner_service_client::PlannerServiceClient;
 use focusforge_proto::tasks::v1::task_service_client::TaskServiceClient;
 use focusforge_proto::users::v1::user_service_client::UserServiceClient;
 use focusforge_server::{Config, Running};
@@ -109,6 +111,14 @@ impl Server {
 
     pub async fn users(&self) -> UserServiceClient<Channel> {
         UserServiceClient::new(self.channel().await)
+    }
+
+    pub async fn planner(&self) -> PlannerServiceClient<Channel> {
+        PlannerServiceClient::new(self.channel().await)
+    }
+
+    pub async fn jobs(&self) -> JobServiceClient<Channel> {
+        JobServiceClient::new(self.channel().await)
     }
 }
 

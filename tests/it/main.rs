@@ -10,5 +10,6 @@ mod grpc_web;
 mod harness;
 mod memory;
 mod mesh;
+mod planner;
 mod tasks;
 mod validation;

@@ -720,7 +720,10 @@ mod tests {
             cfg.upstreams.get("a.B").map(String::as_str),
             Some("http://x:1")
         );
-        assert_eq!(cfg.services, ["chain", "memory", "tasks", "users"]);
+        assert_eq!(
+            cfg.services,
+            ["chain", "memory", "tasks", "users", "planner", "jobs"]
+        );
     }
 
     #[test]

@@ -214,3 +214,79 @@ impl Drop for KillOnDrop {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_process_runs_plans_made_elsewhere_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().to_str().expect("utf-8 path");
+    // An API process with no workers of its own: it only plans.
+    let mut config = focusforge_server::Config {
+        data_dir: dir.path().to_owned(),
+        ..focusforge_server::Config::default()
+    };
+    config.jobs.workers = 0;
+    let backends = focusforge_server::Backends::open(&config)
+        .await
+        .expect("backends");
+    let child = Command::new(BIN)
+        .args(["worker", "--data-dir", data, "--concurrency", "2"])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the worker");
+    let mut child = KillOnDrop(Some(child));
+
+    let alice = focusforge_core::UserId::parse("alice").expect("user");
+    let mut create = focusforge_planner::ActionSpec::new(
+        "create",
+        focusforge_planner::ActionType::TaskManagement,
+    );
+    create.params = serde_json::json!({"op": "create", "title": "Made by the worker"});
+    let plan = backends
+        .planner
+        .create(&alice, "worker", vec![create])
+        .await
+        .expect("plan");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let done = loop {
+        let p = backends.planner.get(&alice, &plan.id).await.expect("get");
+        if p.done {
+            break p;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker process never ran the plan"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let action = done.plan.get("create").expect("action");
+    assert_eq!(action.status, focusforge_planner::Status::Succeeded);
+    let (jobs, _) = backends
+        .jobs
+        .list(&alice, &focusforge_jobs::JobFilter::default(), 10, None)
+        .await
+        .expect("jobs");
+    assert!(
+        jobs.iter().any(|j| j
+            .worker
+            .as_deref()
+            .is_some_and(|w| w.ends_with(&child.0.as_ref().expect("child").id().to_string()))),
+        "the worker process ran it: {jobs:?}"
+    );
+
+    let mut child = child.0.take().expect("child");
+    let pid = child.id().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let status = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::task::spawn_blocking(move || child.wait()),
+    )
+    .await
+    .expect("exits after SIGTERM")
+    .expect("join")
+    .expect("wait");
+    assert!(status.success(), "{status:?}");
+}
