@@ -96,5 +96,30 @@ PY
 }
 check "curl gRPC-web create ends with a grpc-status:0 trailer frame" grpc_web_create
 
+plan_runs_in_the_background() {
+  local created id got
+  created=$("$grpcurl" -plaintext -H "authorization: Bearer $token" \
+    -d '{"title":"smoke plan","actions":[
+          {"key":"create","type":"ACTION_TYPE_TASK_MANAGEMENT","paramsJson":"{\"op\":\"create\",\"title\":\"planned\"}"},
+          {"key":"start","type":"ACTION_TYPE_TASK_MANAGEMENT","dependsOn":["create"],
+           "paramsJson":"{\"op\":\"start\",\"task_id\":\"${create.id}\"}"}]}' \
+    "$addr" focusforge.planner.v1.PlannerService/CreatePlan)
+  id=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["plan"]["id"])' <<<"$created")
+  for _ in $(seq 100); do
+    got=$("$grpcurl" -plaintext -H "authorization: Bearer $token" -d "{\"planId\":\"$id\"}" \
+      "$addr" focusforge.planner.v1.PlannerService/GetPlan)
+    grep -q '"done": true' <<<"$got" && break
+    sleep 0.1
+  done
+  [ "$(grep -c '"ACTION_STATUS_SUCCEEDED"' <<<"$got")" -eq 2 ]
+}
+check "grpcurl plans two actions and the workers run them" plan_runs_in_the_background
+
+job_stats() {
+  "$grpcurl" -plaintext -H "authorization: Bearer $token" -d '{}' \
+    "$addr" focusforge.jobs.v1.JobService/GetJobStats | grep -q '"planner.advance"'
+}
+check "grpcurl reads the job statistics" job_stats
+
 echo "smoke: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
