@@ -16,6 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "focusforge/users/v1/users.proto",
         "focusforge/planner/v1/planner.proto",
         "focusforge/jobs/v1/jobs.proto",
+        "focusforge/mcp/v1/mcp.proto",
     ];
     println!("cargo:rerun-if-changed={}", root.display());
 

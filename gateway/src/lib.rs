@@ -42,6 +42,24 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
+/// A plain HTTP endpoint served on the gateway's port next to gRPC (the MCP
+/// endpoint, say): requests whose path is `path` go to `service`.
+#[derive(Clone)]
+pub struct HttpRoute {
+    pub path: String,
+    pub service: tower::util::BoxCloneSyncService<
+        http::Request<tonic::body::Body>,
+        http::Response<tonic::body::Body>,
+        std::convert::Infallible,
+    >,
+}
+
+impl std::fmt::Debug for HttpRoute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HttpRoute({})", self.path)
+    }
+}
+
 /// Tunables of the gateway.
 #[derive(Debug, Clone)]
 pub struct GatewayOptions {
@@ -53,6 +71,8 @@ pub struct GatewayOptions {
     pub max_message_bytes: usize,
     /// Served at `GET /metrics` when set.
     pub metrics: Option<Metrics>,
+    /// Plain HTTP endpoints, matched by exact path before gRPC.
+    pub http_routes: Vec<HttpRoute>,
 }
 
 impl Default for GatewayOptions {
@@ -62,6 +82,7 @@ impl Default for GatewayOptions {
             connect_timeout: Duration::from_secs(5),
             max_message_bytes: 4 * 1024 * 1024,
             metrics: None,
+            http_routes: Vec::new(),
         }
     }
 }

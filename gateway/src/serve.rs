@@ -19,7 +19,7 @@ use tower::ServiceBuilder;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer, ExposeHeaders};
 
 use crate::service::REQUEST_ID;
-use crate::{GatewayError, GatewayService, Metrics};
+use crate::{GatewayError, GatewayService, HttpRoute, Metrics};
 
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -50,10 +50,12 @@ fn cors(origins: &[String]) -> Result<Option<CorsLayer>, GatewayError> {
     ))
 }
 
-/// Answers `GET /metrics` (Prometheus text) before anything gRPC sees it.
+/// Answers `GET /metrics` (Prometheus text) and the plain HTTP routes
+/// before anything gRPC sees the request.
 #[derive(Clone)]
 struct MetricsRoute<S> {
     metrics: Option<Metrics>,
+    routes: Vec<HttpRoute>,
     inner: S,
 }
 
@@ -62,7 +64,8 @@ where
     S: tower::Service<Request<B>, Response = Response<Body>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
-    B: Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<tonic::codegen::StdError>,
 {
     type Response = Response<Body>;
     type Error = S::Error;
@@ -90,6 +93,20 @@ where
                 ))))
                 .unwrap_or_default();
             return Box::pin(async move { Ok(res) });
+        }
+        if let Some(route) = self.routes.iter().find(|r| r.path == req.uri().path()) {
+            let mut service = route.service.clone();
+            let req = req.map(Body::new);
+            return Box::pin(async move {
+                use tower::ServiceExt;
+                match service.ready().await {
+                    Ok(s) => match s.call(req).await {
+                        Ok(res) => Ok(res),
+                        Err(never) => match never {},
+                    },
+                    Err(never) => match never {},
+                }
+            });
         }
         let fut = self.inner.call(req);
         Box::pin(fut)
@@ -132,6 +149,7 @@ pub fn serve(
     let metrics = gateway.options().metrics.clone();
     let stack = MetricsRoute {
         metrics,
+        routes: gateway.options().http_routes.clone(),
         inner: ServiceBuilder::new()
             .option_layer(cors)
             .layer(GrpcWebLayer::new())

@@ -54,6 +54,13 @@ pub mod jobs {
     }
 }
 
+/// `focusforge.mcp.v1`
+pub mod mcp {
+    pub mod v1 {
+        tonic::include_proto!("focusforge.mcp.v1");
+    }
+}
+
 /// The encoded `FileDescriptorSet` of every FocusForge contract, including the
 /// well-known types they import.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -17,6 +17,7 @@ pub const SERVICES: &[(&str, &str)] = &[
     ("users", "focusforge.users.v1.UserService"),
     ("planner", "focusforge.planner.v1.PlannerService"),
     ("jobs", "focusforge.jobs.v1.JobService"),
+    ("mcp", "focusforge.mcp.v1.McpService"),
 ];
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -722,7 +723,9 @@ mod tests {
         );
         assert_eq!(
             cfg.services,
-            ["chain", "memory", "tasks", "users", "planner", "jobs"]
+            [
+                "chain", "memory", "tasks", "users", "planner", "jobs", "mcp"
+            ]
         );
     }
 

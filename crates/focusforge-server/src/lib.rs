@@ -15,8 +15,10 @@ use focusforge_cache::{
 use focusforge_chain::{ChainSettings, Chains};
 use focusforge_core::{Clock, SystemClock};
 use focusforge_embed::{Batcher, BatcherSettings, MiniLm};
-use focusforge_gateway::{Gateway, GatewayHandle, GatewayOptions, Metrics};
-use focusforge_grpc::{AuthInterceptor, ChainApi, JobApi, MemoryApi, PlannerApi, TaskApi, UserApi};
+use focusforge_gateway::{Gateway, GatewayHandle, GatewayOptions, HttpRoute, Metrics};
+use focusforge_grpc::{
+    AuthInterceptor, ChainApi, JobApi, McpApi, MemoryApi, PlannerApi, TaskApi, UserApi,
+};
 use focusforge_jobs::{
     EmbeddedQueue, Handlers, Jobs, Queue, RedisQueue, RedisQueueSettings, ResilientQueue, Worker,
     WorkerSettings,
@@ -25,10 +27,12 @@ use focusforge_llm::{
     LanguageModel, LocalModel, MODEL_DIR as LLM_DIR, MODEL_FILE as LLM_FILE, OpenAiConfig,
     OpenAiModel, Sampling,
 };
+use focusforge_mcp::{McpHttp, Mesh, Registry};
 use focusforge_memory::{Memories, MemoryPolicy, Semantic, Ttl};
 use focusforge_planner::{ADVANCE_JOB, Limits, Planner, PlannerSettings, TaskExecutor};
 use focusforge_proto::chain::v1::chain_service_server::ChainServiceServer;
 use focusforge_proto::jobs::v1::job_service_server::JobServiceServer;
+use focusforge_proto::mcp::v1::mcp_service_server::McpServiceServer;
 use focusforge_proto::memory::v1::memory_service_client::MemoryServiceClient;
 use focusforge_proto::memory::v1::memory_service_server::MemoryServiceServer;
 use focusforge_proto::planner::v1::planner_service_server::PlannerServiceServer;
@@ -338,6 +342,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         connect_timeout: Duration::from_millis(config.connect_timeout_ms),
         max_message_bytes: config.max_message_bytes,
         metrics: None,
+        http_routes: Vec::new(),
     };
     let mut background = Vec::new();
     let mut local = None;
@@ -358,6 +363,16 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         options.metrics = Some(Metrics(Arc::new(move || for_metrics.metrics())));
         if config.jobs.workers > 0 {
             worker = Some(spawn_worker(config, &backends, config.jobs.workers));
+        }
+        if config.services.iter().any(|s| s == "mcp") {
+            let registry = mcp_registry(config, local_addr)?;
+            options.http_routes.push(HttpRoute {
+                path: MCP_PATH.into(),
+                service: tower::util::BoxCloneSyncService::new(McpHttp::new(
+                    registry,
+                    verifier.clone(),
+                )),
+            });
         }
         local = Some((names, backends.components(), routes));
     }
@@ -449,6 +464,11 @@ pub async fn service_routes(
                     .max_decoding_message_size(limit),
                 auth.clone(),
             )),
+            "mcp" => routes.add_service(InterceptedService::new(
+                McpServiceServer::new(McpApi(mcp_registry(config, local_addr)?))
+                    .max_decoding_message_size(limit),
+                auth.clone(),
+            )),
             other => anyhow::bail!("service {other} has no wiring"),
         };
         reporter
@@ -457,6 +477,28 @@ pub async fn service_routes(
         names.push(*full);
     }
     Ok((names, routes, reporter))
+}
+
+/// Where MCP clients talk to FocusForge over Streamable HTTP.
+pub const MCP_PATH: &str = "/mcp";
+
+/// The tool registry, calling the services through this process's gateway
+/// (which routes to remote upstreams too).
+pub fn mcp_registry(
+    config: &Config,
+    local_addr: Option<std::net::SocketAddr>,
+) -> anyhow::Result<Registry> {
+    let addr = match local_addr {
+        Some(a) => a.to_string(),
+        None => config.listen.clone(),
+    };
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
+        .connect_lazy();
+    Ok(Registry::new(
+        Mesh { channel },
+        focusforge_mcp::tools::all(),
+    ))
 }
 
 /// The chains: the configured model, the chain cache, and a client of the

@@ -49,6 +49,21 @@ enum Command {
         #[arg(long)]
         concurrency: Option<usize>,
     },
+    /// Serves the MCP tools over stdin/stdout for one user (for desktop
+    /// assistants and other local MCP clients). Runs the services in this
+    /// process, or uses a running FocusForge with `--server`.
+    Mcp {
+        /// The user the tools act for.
+        #[arg(long)]
+        user: String,
+        /// Where state lives, when the services run in this process.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// A running FocusForge to call instead, e.g. http://127.0.0.1:8080
+        /// (it must accept tokens signed with this configuration's key).
+        #[arg(long)]
+        server: Option<String>,
+    },
     /// Prints a bearer token for a user (the bare JWT on stdout).
     Token {
         /// The user id (the token's subject).
@@ -95,7 +110,9 @@ fn main() -> ExitCode {
             flags.listen.clone_from(listen);
             flags.services = Some(String::new());
         }
-        Command::Token { data_dir, .. } | Command::Worker { data_dir, .. } => {
+        Command::Token { data_dir, .. }
+        | Command::Worker { data_dir, .. }
+        | Command::Mcp { data_dir, .. } => {
             flags.data_dir.clone_from(data_dir);
         }
     }
@@ -149,6 +166,7 @@ fn main() -> ExitCode {
                 let workers = concurrency.unwrap_or(config.jobs.workers).max(1);
                 run_worker(config, workers).await
             }
+            Command::Mcp { user, server, .. } => run_mcp(config, user, server.as_deref()).await,
             _ => run(config).await,
         }
     };
@@ -189,6 +207,37 @@ async fn run_worker(config: Config, workers: usize) -> anyhow::Result<()> {
     tracing::info!("stopping: finishing running jobs");
     worker.shutdown(focusforge_server::WORKER_GRACE).await;
     Ok(())
+}
+
+/// MCP over stdio: stdout carries only the protocol; logs go to stderr.
+async fn run_mcp(config: Config, user: &str, server: Option<&str>) -> anyhow::Result<()> {
+    let token = focusforge_server::mint_token(&config, user, Duration::from_secs(30 * 86_400))?;
+    let caller = focusforge_mcp::Caller {
+        user: focusforge_core::UserId::parse(user)
+            .map_err(|_| anyhow::anyhow!("bad user id {user:?}"))?,
+        token,
+    };
+    let (addr, running) = match server {
+        Some(url) => (url.trim_end_matches('/').to_owned(), None),
+        None => {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let running = focusforge_server::start(&config, listener).await?;
+            (format!("http://{}", running.local_addr), Some(running))
+        }
+    };
+    let channel = tonic::transport::Endpoint::from_shared(addr)?.connect_lazy();
+    let registry = focusforge_mcp::Registry::new(
+        focusforge_mcp::Mesh { channel },
+        focusforge_mcp::tools::all(),
+    );
+    tracing::info!(user = %caller.user, "serving MCP on stdio");
+    let served = focusforge_mcp::McpServer::for_caller(registry, caller)
+        .serve_stdio()
+        .await;
+    if let Some(running) = running {
+        running.shutdown().await;
+    }
+    served.map_err(Into::into)
 }
 
 async fn shutdown_signal() {

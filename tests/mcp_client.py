@@ -1,0 +1,221 @@
+#!/usr/bin/env python3
+"""Drives FocusForge's MCP server with the official Python SDK (`mcp`), over
+Streamable HTTP (with and without a bearer token) and over stdio, plus raw
+JSON-RPC at the 2026-07-28 revision. Usage: tests/mcp_client.py path/to/focusforge
+"""
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import httpx2
+import jsonschema
+from mcp import ClientSession, MCPError, StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
+
+BIN = sys.argv[1]
+passed = 0
+failed = 0
+
+
+def check(name, ok, detail=""):
+    global passed, failed
+    if ok:
+        passed += 1
+        print(f"ok   {name}")
+    else:
+        failed += 1
+        print(f"FAIL {name}")
+        if detail:
+            print("     " + str(detail)[:2000].replace("\n", "\n     "))
+
+
+def errors_in(group):
+    """The MCPErrors inside (nested) exception groups."""
+    if isinstance(group, MCPError):
+        return [group]
+    out = []
+    for e in getattr(group, "exceptions", []):
+        out.extend(errors_in(e))
+    return out
+
+
+EXPECTED = {
+    "ai.analyze_task", "ai.break_down_task", "ai.motivation_coach", "ai.suggest_ritual",
+    "ai.validate_proof", "tasks.complete", "tasks.create", "tasks.get", "tasks.list",
+    "tasks.start", "mood.analyze_patterns", "mood.log", "gamification.award_points",
+    "gamification.get_profile", "gamification.list_rewards", "gamification.redeem",
+    "integrations.calendar_events", "integrations.focus_music", "memory.remember",
+    "memory.search", "planner.execute_ready", "planner.list", "planner.plan",
+}
+
+
+async def exercise(session, transport):
+    init = await session.initialize()
+    check(f"{transport}: initialize negotiates 2025-11-25",
+          init.protocol_version == "2025-11-25" and init.server_info.name == "focusforge",
+          init)
+    listed = await session.list_tools()
+    names = [t.name for t in listed.tools]
+    check(f"{transport}: lists every tool of the design", set(names) == EXPECTED, names)
+    again = [t.name for t in (await session.list_tools()).tools]
+    check(f"{transport}: tools come in a deterministic order", names == again)
+    schemas = {t.name: t for t in listed.tools}
+    check(f"{transport}: every tool has input and output schemas of type object",
+          all(t.input_schema.get("type") == "object" and (t.output_schema or {}).get("type") == "object"
+              for t in listed.tools))
+
+    created = await session.call_tool("tasks.create", {"title": f"Write the report ({transport})",
+                                                       "priority": "high",
+                                                       "blocks": [{"title": "outline", "minutes": 25}]})
+    sc = created.structured_content or {}
+    ok = not created.is_error and sc.get("title") == f"Write the report ({transport})" and sc.get("priority") == "high"
+    try:
+        jsonschema.validate(sc, schemas["tasks.create"].output_schema)
+    except jsonschema.ValidationError as e:
+        ok = False
+        sc = e
+    check(f"{transport}: tasks.create returns structuredContent matching its output schema", ok, sc)
+    text = created.content[0].text if created.content else ""
+    check(f"{transport}: the text block holds the same JSON", json.loads(text or "null") == created.structured_content, text)
+
+    got = await session.call_tool("tasks.get", {"id": sc.get("id", "x") if isinstance(sc, dict) else "x"})
+    check(f"{transport}: tasks.get reads it back", not got.is_error and got.structured_content["id"] == sc.get("id"), got)
+
+    breakdown = await session.call_tool("ai.break_down_task", {"title": "Prepare the quarterly review", "granularity": 2})
+    bd = breakdown.structured_content or {}
+    ok = not breakdown.is_error and len(bd.get("blocks", [])) >= 1 and all(b["minutes"] > 0 for b in bd["blocks"])
+    try:
+        jsonschema.validate(bd, schemas["ai.break_down_task"].output_schema)
+    except jsonschema.ValidationError as e:
+        ok = False
+        bd = e
+    check(f"{transport}: ai.break_down_task returns focus blocks matching its schema", ok, bd)
+
+    bad = await session.call_tool("tasks.create", {"title": ""})
+    message = bad.content[0].text if bad.content else ""
+    check(f"{transport}: an empty title is a tool error naming the parameter",
+          bad.is_error and "title" in message and "at least 1" in message, bad)
+    extra = await session.call_tool("tasks.create", {"title": "x", "colour": "red"})
+    message = extra.content[0].text if extra.content else ""
+    check(f"{transport}: an unknown parameter is a tool error", extra.is_error and "colour" in message, extra)
+    wrong = await session.call_tool("ai.break_down_task", {"title": "x", "granularity": 9})
+    message = wrong.content[0].text if wrong.content else ""
+    check(f"{transport}: a value out of range names the rule", wrong.is_error and "granularity" in message and "at most 5" in message, wrong)
+    missing = await session.call_tool("tasks.get", {"id": "no-such-task"})
+    check(f"{transport}: a missing task is a tool error", missing.is_error and "not found" in missing.content[0].text, missing)
+    mood = await session.call_tool("mood.log", {"score": 7})
+    check(f"{transport}: a tool whose service is not deployed says so", mood.is_error and "not deployed" in mood.content[0].text, mood)
+    try:
+        await session.call_tool("no.such.tool", {})
+        check(f"{transport}: an unknown tool is a JSON-RPC error", False, "no error")
+    except MCPError as e:
+        check(f"{transport}: an unknown tool is a JSON-RPC error", e.code == -32602, e)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+async def over_http(addr, token):
+    url = f"http://{addr}/mcp"
+    async with httpx2.AsyncClient(timeout=httpx2.Timeout(120.0)) as raw:
+        r = await raw.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}},
+                           headers={"accept": "application/json, text/event-stream"})
+        check("http: no token is refused with 401 and WWW-Authenticate",
+              r.status_code == 401 and r.headers.get("www-authenticate", "").startswith("Bearer"),
+              (r.status_code, r.headers, r.text))
+        r = await raw.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}},
+                           headers={"accept": "application/json, text/event-stream",
+                                    "authorization": "Bearer not-a-jwt"})
+        check("http: a bad token is refused with 401", r.status_code == 401, (r.status_code, r.text))
+
+        # The current revision: no initialize, no session; each request
+        # carries its protocol version and client description.
+        meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "1"},
+                "io.modelcontextprotocol/clientCapabilities": {}}
+        headers = {"accept": "application/json, text/event-stream", "authorization": f"Bearer {token}",
+                   "mcp-protocol-version": "2026-07-28"}
+        r = await raw.post(url, headers={**headers, "mcp-method": "tools/list"},
+                           json={"jsonrpc": "2.0", "id": 2, "method": "tools/list",
+                                                       "params": {"_meta": meta}})
+        body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
+        tools = [t["name"] for t in body.get("result", {}).get("tools", [])]
+        check("http 2026-07-28: tools/list works without initialize or session",
+              r.status_code == 200 and set(tools) == EXPECTED and "mcp-session-id" not in r.headers,
+              (r.status_code, r.text[:500]))
+        r = await raw.post(url, headers={**headers, "mcp-method": "tools/call", "mcp-name": "tasks.create"}, json={
+            "jsonrpc": "2.0", "id": 3, "method": "tools/call",
+            "params": {"_meta": meta, "name": "tasks.create", "arguments": {"title": "stateless"}}})
+        body = r.json() if r.status_code == 200 else {}
+        result = body.get("result", {})
+        check("http 2026-07-28: tools/call returns structuredContent",
+              result.get("structuredContent", {}).get("title") == "stateless" and not result.get("isError"),
+              r.text[:500])
+
+    try:
+        async with httpx2.AsyncClient() as hc:
+            async with streamable_http_client(url, http_client=hc) as (read, write):
+                async with ClientSession(read, write) as s:
+                    await s.initialize()
+        check("http: the SDK client without a token is refused", False, "connected")
+    except BaseException as e:  # noqa: BLE001 - the SDK wraps errors in exception groups
+        check("http: the SDK client without a token is refused", bool(errors_in(e)), repr(e))
+
+    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"},
+                                  timeout=httpx2.Timeout(180.0)) as hc:
+        async with streamable_http_client(url, http_client=hc) as (read, write):
+            async with ClientSession(read, write) as s:
+                await exercise(s, "http")
+
+
+async def over_stdio(data_dir, env):
+    params = StdioServerParameters(command=BIN, args=["mcp", "--user", "alice", "--data-dir", data_dir], env=env)
+    async with stdio_client(params, errlog=open(os.path.join(data_dir, "mcp-stdio.log"), "w")) as (read, write):
+        async with ClientSession(read, write) as s:
+            await exercise(s, "stdio")
+            listed = await s.call_tool("tasks.list", {})
+            titles = [t["title"] for t in (listed.structured_content or {}).get("tasks", [])]
+            check("stdio: tasks.list shows alice's task", "Write the report (stdio)" in titles, titles)
+
+
+async def main():
+    env = dict(os.environ)
+    env.setdefault("FOCUSFORGE_LOG_LEVEL", "warn")
+    with tempfile.TemporaryDirectory() as data:
+        port = free_port()
+        addr = f"127.0.0.1:{port}"
+        log = open(os.path.join(data, "serve.log"), "w")
+        server = subprocess.Popen([BIN, "serve", "--data-dir", data, "--listen", addr],
+                                  stdout=log, stderr=log, env=env)
+        try:
+            deadline = time.time() + 120
+            while time.time() < deadline:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            token = subprocess.run([BIN, "token", "--user", "alice", "--data-dir", data],
+                                   capture_output=True, text=True, check=True, env=env).stdout.strip()
+            await over_http(addr, token)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    with tempfile.TemporaryDirectory() as data:
+        await over_stdio(data, env)
+    print(f"mcp: {passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+sys.exit(asyncio.run(main()))
