@@ -8,6 +8,7 @@ use bytes::{Buf, Bytes};
 use focusforge_auth::{Claims, KeyMaterial, Minter};
 use focusforge_proto::chain::v1::chain_service_client::ChainServiceClient;
 use focusforge_proto::jobs::v1::job_service_client::JobServiceClient;
+use focusforge_proto::mcp::v1::mcp_service_client::McpServiceClient;
 use focusforge_proto::memory::v1::memory_service_client::MemoryServiceClient;
 use focusforge_proto::planner::v1::planner_service_client::PlannerServiceClient;
 use focusforge_proto::tasks::v1::task_service_client::TaskServiceClient;
@@ -119,6 +120,10 @@ impl Server {
 
     pub async fn jobs(&self) -> JobServiceClient<Channel> {
         JobServiceClient::new(self.channel().await)
+    }
+
+    pub async fn mcp(&self) -> McpServiceClient<Channel> {
+        McpServiceClient::new(self.channel().await)
     }
 }
 

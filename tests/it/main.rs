@@ -8,6 +8,7 @@ mod chain;
 mod context;
 mod grpc_web;
 mod harness;
+mod mcp;
 mod memory;
 mod mesh;
 mod planner;

@@ -31,6 +31,7 @@ const TASKS: &str = "focusforge.tasks.v1.TaskService";
 const USERS: &str = "focusforge.users.v1.UserService";
 const PLANNER: &str = "focusforge.planner.v1.PlannerService";
 const JOBS: &str = "focusforge.jobs.v1.JobService";
+const MCP: &str = "focusforge.mcp.v1.McpService";
 
 /// An address nothing listens on.
 async fn dead_address() -> String {
@@ -89,7 +90,7 @@ async fn reflected_services(server: &Server) -> Vec<String> {
 #[tokio::test]
 async fn a_single_process_reports_health_and_reflection_for_each_service() {
     let server = Server::start().await;
-    for service in ["", CHAIN, MEMORY, TASKS, USERS, PLANNER, JOBS] {
+    for service in ["", CHAIN, MEMORY, TASKS, USERS, PLANNER, JOBS, MCP] {
         assert_eq!(
             health(&server, service).await.expect("check"),
             ServingStatus::Serving as i32,
@@ -106,6 +107,7 @@ async fn a_single_process_reports_health_and_reflection_for_each_service() {
         [
             CHAIN,
             JOBS,
+            MCP,
             MEMORY,
             PLANNER,
             TASKS,
