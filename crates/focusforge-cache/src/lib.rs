@@ -18,7 +18,7 @@ use async_trait::async_trait;
 
 pub use memory::MemoryCache;
 pub use named::{CacheNames, NamedCache};
-pub use redis::{RedisCache, RedisSettings};
+pub use redis::{RedisCache, RedisSettings, pool as redis_pool};
 pub use resilient::{BreakerSettings, CacheStatus, ResilientCache};
 
 #[derive(Debug, Clone, thiserror::Error)]

@@ -26,6 +26,27 @@ impl Default for RedisSettings {
     }
 }
 
+/// A deadpool of Redis connections where waiting for, creating and
+/// recycling a connection are each bounded by `timeout`. No connection is
+/// made until the first command. The error says what is wrong with the URL.
+pub fn pool(url: &str, size: usize, timeout: Duration) -> Result<Pool, String> {
+    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+        return Err(format!(
+            "redis url must start with redis:// or rediss://, got {url:?}"
+        ));
+    }
+    let mut cfg = Config::from_url(url.to_owned());
+    let mut pool = PoolConfig::new(size);
+    pool.timeouts = Timeouts {
+        wait: Some(timeout),
+        create: Some(timeout),
+        recycle: Some(timeout),
+    };
+    cfg.pool = Some(pool);
+    cfg.create_pool(Some(Runtime::Tokio1))
+        .map_err(|e| e.to_string())
+}
+
 /// A cache in Redis, shared by every instance that points at it.
 #[derive(Clone)]
 pub struct RedisCache {
@@ -40,23 +61,8 @@ fn unavailable(e: impl std::fmt::Display) -> CacheError {
 impl RedisCache {
     /// Builds the pool; no connection is made until the first command.
     pub fn new(settings: &RedisSettings) -> Result<Self, CacheError> {
-        if !(settings.url.starts_with("redis://") || settings.url.starts_with("rediss://")) {
-            return Err(CacheError::Config(format!(
-                "redis url must start with redis:// or rediss://, got {:?}",
-                settings.url
-            )));
-        }
-        let mut cfg = Config::from_url(settings.url.clone());
-        let mut pool = PoolConfig::new(settings.pool_size);
-        pool.timeouts = Timeouts {
-            wait: Some(settings.timeout),
-            create: Some(settings.timeout),
-            recycle: Some(settings.timeout),
-        };
-        cfg.pool = Some(pool);
-        let pool = cfg
-            .create_pool(Some(Runtime::Tokio1))
-            .map_err(|e| CacheError::Config(e.to_string()))?;
+        let pool = pool(&settings.url, settings.pool_size, settings.timeout)
+            .map_err(CacheError::Config)?;
         Ok(Self {
             pool,
             timeout: settings.timeout,

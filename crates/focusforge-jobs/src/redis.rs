@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use deadpool_redis::Pool;
 use deadpool_redis::redis::{self, Script};
-use deadpool_redis::{Config, Pool, PoolConfig, Runtime, Timeouts};
 use focusforge_core::UserId;
 
 use crate::model::{
@@ -230,23 +230,9 @@ fn with_move(body: &str) -> Script {
 impl RedisQueue {
     /// Builds the pool; no connection is made until the first command.
     pub fn new(settings: &RedisQueueSettings) -> Result<Self, QueueError> {
-        if !(settings.url.starts_with("redis://") || settings.url.starts_with("rediss://")) {
-            return Err(QueueError::Internal(format!(
-                "redis url must start with redis:// or rediss://, got {:?}",
-                settings.url
-            )));
-        }
-        let mut cfg = Config::from_url(settings.url.clone());
-        let mut pool = PoolConfig::new(settings.pool_size);
-        pool.timeouts = Timeouts {
-            wait: Some(settings.timeout),
-            create: Some(settings.timeout),
-            recycle: Some(settings.timeout),
-        };
-        cfg.pool = Some(pool);
-        let pool = cfg
-            .create_pool(Some(Runtime::Tokio1))
-            .map_err(|e| QueueError::Internal(e.to_string()))?;
+        let pool =
+            focusforge_cache::redis_pool(&settings.url, settings.pool_size, settings.timeout)
+                .map_err(QueueError::Internal)?;
         Ok(Self {
             pool,
             timeout: settings.timeout,
