@@ -36,10 +36,15 @@ fn cors(origins: &[String]) -> Result<Option<CorsLayer>, GatewayError> {
             .collect::<Result<Vec<_>, _>>()?;
         AllowOrigin::list(list)
     };
-    let expose = ["grpc-status", "grpc-message", "grpc-status-details-bin"]
-        .map(HeaderName::from_static)
-        .into_iter()
-        .chain([REQUEST_ID]);
+    let expose = [
+        "grpc-status",
+        "grpc-message",
+        "grpc-status-details-bin",
+        "www-authenticate",
+    ]
+    .map(HeaderName::from_static)
+    .into_iter()
+    .chain([REQUEST_ID]);
     Ok(Some(
         CorsLayer::new()
             .allow_origin(allow)
@@ -147,14 +152,17 @@ pub fn serve(
         })?;
     let cors = cors(&gateway.options().cors_origins)?;
     let metrics = gateway.options().metrics.clone();
-    let stack = MetricsRoute {
-        metrics,
-        routes: gateway.options().http_routes.clone(),
-        inner: ServiceBuilder::new()
-            .option_layer(cors)
-            .layer(GrpcWebLayer::new())
-            .service(gateway),
-    };
+    // CORS covers everything on the port: gRPC-web and the plain HTTP
+    // routes (browser MCP clients call /mcp).
+    let stack = ServiceBuilder::new()
+        .option_layer(cors)
+        .service(MetricsRoute {
+            metrics,
+            routes: gateway.options().http_routes.clone(),
+            inner: ServiceBuilder::new()
+                .layer(GrpcWebLayer::new())
+                .service(gateway),
+        });
     let (stop, mut stopped) = watch::channel(false);
     let task = tokio::spawn(async move {
         let mut builder = auto::Builder::new(TokioExecutor::new());

@@ -277,3 +277,42 @@ async fn the_mcp_endpoint_wants_a_valid_bearer_token() {
     assert_eq!(reply["result"]["serverInfo"]["name"], "focusforge");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn browsers_may_call_the_mcp_endpoint_from_configured_origins() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(&dir);
+    cfg.cors_origins = vec!["https://agent.example".into()];
+    let server = Server::start_in(dir, cfg).await;
+    let preflight = Request::options(format!("http://{}/mcp", server.addr))
+        .header("origin", "https://agent.example")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type,mcp-protocol-version",
+        )
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let res = send(server.addr, preflight, Http::V1).await;
+    assert!(res.status().is_success(), "{}", res.status());
+    assert_eq!(
+        res.headers()["access-control-allow-origin"],
+        "https://agent.example"
+    );
+    let refused = Request::post(format!("http://{}/mcp", server.addr))
+        .header("origin", "https://agent.example")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(b"{}")))
+        .expect("request");
+    let res = send(server.addr, refused, Http::V1).await;
+    assert_eq!(res.status(), 401);
+    assert_eq!(
+        res.headers()["access-control-allow-origin"],
+        "https://agent.example"
+    );
+    let exposed = res.headers()["access-control-expose-headers"]
+        .to_str()
+        .expect("ascii");
+    assert!(exposed.contains("www-authenticate"), "{exposed}");
+    server.stop().await;
+}
