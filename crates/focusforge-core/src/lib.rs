@@ -11,5 +11,5 @@ mod validate;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, FieldViolation, Result};
 pub use ids::{UserId, check_id, new_id};
-pub use schedule::{Priority, RetryError, RetryPolicy};
+pub use schedule::{AfterFailure, Priority, RetryError, RetryPolicy};
 pub use validate::Violations;

@@ -76,6 +76,17 @@ impl Default for RetryPolicy {
     }
 }
 
+/// How a failure ends under a [`RetryPolicy`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterFailure {
+    /// Tried again after this wait.
+    Retry(Duration),
+    /// Not retried: the error kind is non-retryable.
+    Failed,
+    /// Not retried: the attempts are used up.
+    Dead,
+}
+
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{field}: {reason}")]
 pub struct RetryError {
@@ -112,6 +123,19 @@ impl RetryPolicy {
     /// Whether a failure of `kind` after `attempts` attempts is tried again.
     pub fn retries(&self, attempts: u32, kind: &str) -> bool {
         attempts < self.max_attempts && !self.non_retryable.iter().any(|k| k == kind)
+    }
+
+    /// What a failure of `kind` on attempt `attempts` comes to: another
+    /// try after a delay (`sample`, 0-1, draws the jitter), a failure that
+    /// is not retried, or dead once the attempts are used up.
+    pub fn after_failure(&self, attempts: u32, kind: &str, sample: f64) -> AfterFailure {
+        if self.retries(attempts, kind) {
+            AfterFailure::Retry(self.delay(attempts, sample))
+        } else if self.non_retryable.iter().any(|k| k == kind) {
+            AfterFailure::Failed
+        } else {
+            AfterFailure::Dead
+        }
     }
 
     /// The wait before retry number `retry` (1 = the first retry), with

@@ -1,4 +1,4 @@
-use focusforge_core::Violations;
+use focusforge_core::{Violations, check_id};
 use focusforge_jobs::{Job, JobFilter, JobState, Jobs, Stats};
 use focusforge_proto::jobs::v1 as pb;
 use focusforge_proto::jobs::v1::job_service_server::JobService;
@@ -89,14 +89,6 @@ fn stats_pb(s: &Stats) -> pb::GetJobStatsResponse {
     }
 }
 
-fn id(v: &mut Violations, id: &str) {
-    v.check(
-        !id.is_empty() && id.len() <= 128,
-        "id",
-        "must be 1-128 bytes",
-    );
-}
-
 #[tonic::async_trait]
 impl JobService for JobApi {
     async fn list_jobs(&self, req: Request<pb::ListJobsRequest>) -> Reply<pb::ListJobsResponse> {
@@ -126,9 +118,7 @@ impl JobService for JobApi {
 
     async fn get_job(&self, req: Request<pb::GetJobRequest>) -> Reply<pb::GetJobResponse> {
         let user = caller(&req)?;
-        let mut v = Violations::new();
-        id(&mut v, &req.get_ref().id);
-        v.finish().map_err(into_status)?;
+        check_id(&req.get_ref().id).map_err(into_status)?;
         let job = self
             .0
             .get(&user, &req.get_ref().id)
@@ -142,9 +132,7 @@ impl JobService for JobApi {
 
     async fn cancel_job(&self, req: Request<pb::CancelJobRequest>) -> Reply<pb::CancelJobResponse> {
         let user = caller(&req)?;
-        let mut v = Violations::new();
-        id(&mut v, &req.get_ref().id);
-        v.finish().map_err(into_status)?;
+        check_id(&req.get_ref().id).map_err(into_status)?;
         let job = self
             .0
             .cancel(&user, &req.get_ref().id)

@@ -31,7 +31,6 @@ pub enum Overlap {
 #[derive(Debug, Clone)]
 pub struct Schedule {
     pub name: String,
-    pub expression: String,
     pub timezone: Tz,
     /// The job each firing enqueues (its `run_at` and idempotency key are
     /// set per firing).
@@ -74,7 +73,6 @@ impl Schedule {
         };
         Ok(Self {
             name: name.to_owned(),
-            expression: expression.to_owned(),
             timezone,
             job,
             overlap,
@@ -164,8 +162,8 @@ impl Scheduler {
                 Overlap::Skip => !states.is_empty(),
                 Overlap::QueueOne => states.contains(&JobState::Queued),
             };
-            entry.last = at;
             if skip {
+                entry.last = at;
                 tracing::info!(schedule = %entry.schedule.name, %at, "recurring job skipped: the previous run has not finished");
                 fired.push(Firing {
                     schedule: entry.schedule.name.clone(),
@@ -181,7 +179,10 @@ impl Scheduler {
                 entry.schedule.name,
                 at.timestamp_millis()
             ));
+            // A firing whose enqueue failed is tried again next tick (the
+            // idempotency key keeps it single).
             let enqueued = self.jobs.enqueue(spec).await?;
+            entry.last = at;
             entry.active.push(enqueued.id.clone());
             fired.push(Firing {
                 schedule: entry.schedule.name.clone(),

@@ -118,22 +118,25 @@ impl EmbeddedQueue {
 }
 
 impl EmbeddedQueue {
-    pub(crate) async fn lookup_key(
+    /// The id of the user's job with this idempotency key, if any.
+    pub(crate) async fn id_for_key(
         &self,
-        user: UserId,
-        key: String,
+        user: &UserId,
+        key: &str,
     ) -> Result<Option<String>, QueueError> {
-        self.with(move |conn| {
-            conn.query_row(
-                "SELECT id FROM background_jobs WHERE user_id = ?1 AND idempotency_key = ?2",
-                params![user.as_str(), key],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(internal)
-        })
-        .await
+        let (user, key) = (user.clone(), key.to_owned());
+        self.with(move |conn| key_owner(conn, &user, &key)).await
     }
+}
+
+fn key_owner(conn: &Connection, user: &UserId, key: &str) -> Result<Option<String>, QueueError> {
+    conn.query_row(
+        "SELECT id FROM background_jobs WHERE user_id = ?1 AND idempotency_key = ?2",
+        params![user.as_str(), key],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(internal)
 }
 
 fn select_job(conn: &Connection, id: &str) -> Result<Option<Job>, QueueError> {
@@ -158,18 +161,10 @@ impl Queue for EmbeddedQueue {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(internal)?;
-            if let Some(key) = &spec.idempotency_key {
-                let existing: Option<String> = tx
-                    .query_row(
-                        "SELECT id FROM background_jobs WHERE user_id = ?1 AND idempotency_key = ?2",
-                        params![spec.user.as_str(), key],
-                        |r| r.get(0),
-                    )
-                    .optional()
-                    .map_err(internal)?;
-                if let Some(id) = existing {
-                    return Ok(Enqueued { id, created: false });
-                }
+            if let Some(key) = &spec.idempotency_key
+                && let Some(id) = key_owner(&tx, &spec.user, key)?
+            {
+                return Ok(Enqueued { id, created: false });
             }
             let id = focusforge_core::new_id();
             let run_at = spec.run_at.unwrap_or(now);
@@ -246,24 +241,17 @@ impl Queue for EmbeddedQueue {
     async fn extend(&self, lease: &Lease, until: DateTime<Utc>) -> Result<bool, QueueError> {
         let (id, token) = (lease.job.id.clone(), lease.token.clone());
         self.with(move |conn| {
-            let n = conn
-                .execute(
-                    "UPDATE background_jobs SET lease_until = ?3
-                     WHERE id = ?1 AND lease = ?2 AND state = 'running'",
-                    params![id, token, ms(until)],
-                )
-                .map_err(internal)?;
-            if n == 0 {
-                return Err(QueueError::LeaseLost);
-            }
-            let cancel: i64 = conn
+            let cancel: Option<i64> = conn
                 .query_row(
-                    "SELECT cancel_requested FROM background_jobs WHERE id = ?1",
-                    [&id],
+                    "UPDATE background_jobs SET lease_until = ?3
+                     WHERE id = ?1 AND lease = ?2 AND state = 'running'
+                     RETURNING cancel_requested",
+                    params![id, token, ms(until)],
                     |r| r.get(0),
                 )
+                .optional()
                 .map_err(internal)?;
-            Ok(cancel != 0)
+            cancel.map(|c| c != 0).ok_or(QueueError::LeaseLost)
         })
         .await
     }

@@ -27,5 +27,5 @@ pub use model::{
 };
 pub use queue::Queue;
 pub use redis::{RedisQueue, RedisQueueSettings};
-pub use resilient::{ResilientQueue, SharedQueue};
+pub use resilient::ResilientQueue;
 pub use worker::{Handler, Handlers, JobContext, JobError, Jobs, Worker, WorkerSettings};

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use focusforge_core::{Error, Priority, RetryPolicy, UserId, Violations};
+use focusforge_core::{AfterFailure, Error, Priority, RetryPolicy, UserId, Violations};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -187,14 +187,12 @@ impl Settle {
     /// What a failure of `kind` on this delivery comes to under the job's
     /// retry policy; `sample` (0-1) draws the jitter.
     pub fn after_failure(job: &Job, kind: &str, now: DateTime<Utc>, sample: f64) -> Self {
-        let retry = &job.spec.retry;
-        if retry.retries(job.attempts, kind) {
-            let delay = retry.delay(job.attempts, sample);
-            Settle::Retry(now + chrono::Duration::from_std(delay).unwrap_or_default())
-        } else if retry.non_retryable.iter().any(|k| k == kind) {
-            Settle::Failed
-        } else {
-            Settle::Dead
+        match job.spec.retry.after_failure(job.attempts, kind, sample) {
+            AfterFailure::Retry(delay) => {
+                Settle::Retry(now + chrono::Duration::from_std(delay).unwrap_or_default())
+            }
+            AfterFailure::Failed => Settle::Failed,
+            AfterFailure::Dead => Settle::Dead,
         }
     }
 }
@@ -329,43 +327,4 @@ pub(crate) fn from_ms(ms: i64) -> DateTime<Utc> {
 /// A fresh lease token.
 pub(crate) fn token() -> String {
     format!("{:016x}", rand::random::<u64>())
-}
-
-#[derive(Serialize, Deserialize)]
-struct Token {
-    c: JobCursor,
-    f: u64,
-}
-
-fn fingerprint(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
-pub(crate) fn encode_token(cursor: &JobCursor, query: &str) -> String {
-    use base64::Engine;
-    let token = Token {
-        c: cursor.clone(),
-        f: fingerprint(query),
-    };
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(serde_json::to_vec(&token).unwrap_or_default())
-}
-
-/// `Some(None)` for the empty token, `None` for a token that is malformed
-/// or was issued for another query.
-pub(crate) fn decode_token(token: &str, query: &str) -> Option<Option<JobCursor>> {
-    use base64::Engine;
-    if token.is_empty() {
-        return Some(None);
-    }
-    if token.len() > 1024 {
-        return None;
-    }
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token)
-        .ok()?;
-    let t: Token = serde_json::from_slice(&bytes).ok()?;
-    (t.f == fingerprint(query)).then_some(Some(t.c))
 }

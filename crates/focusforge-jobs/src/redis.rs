@@ -8,7 +8,7 @@
 //! `p:job:<id>` (hash), `p:queue:<0-4>` (due time), `p:leased` (lease
 //! expiry), `p:finished` (finish time, for retention), `p:dead` (the
 //! dead-letter set), `p:user:<user>` (creation time, for listing),
-//! `p:stats:<user>` (counters), `p:idem:<len(user)>:<user>:<key>`
+//! `p:stats:<user>` (counters per kind and state), `p:idem:<len(user)>:<user>:<key>`
 //! (idempotency keys).
 
 use std::collections::HashMap;
@@ -31,9 +31,7 @@ const MOVE: &str = r"
 local function move(p, key, user, kind, from, to)
   redis.call('HSET', key, 'state', to)
   local s = p .. ':stats:' .. user
-  redis.call('HINCRBY', s, from, -1)
   redis.call('HINCRBY', s, kind .. '|' .. from, -1)
-  redis.call('HINCRBY', s, to, 1)
   redis.call('HINCRBY', s, kind .. '|' .. to, 1)
 end
 local function finish(p, key, id, user, kind, from, to, now)
@@ -61,7 +59,6 @@ redis.call('HSET', key, 'id', id, 'spec', ARGV[8], 'user', user, 'kind', kind, '
   'cancel', 0, 'idem', idem)
 redis.call('ZADD', p .. ':queue:' .. prio, ARGV[7], id)
 redis.call('ZADD', p .. ':user:' .. user, ARGV[6], id)
-redis.call('HINCRBY', p .. ':stats:' .. user, 'queued', 1)
 redis.call('HINCRBY', p .. ':stats:' .. user, kind .. '|queued', 1)
 return {id, 1}
 ";
@@ -167,9 +164,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', p .. ':finished', '-inf', '(' ..
   local key = p .. ':job:' .. id
   local user, kind, state, idem = unpack(redis.call('HMGET', key, 'user', 'kind', 'state', 'idem'))
   if user then
-    local s = p .. ':stats:' .. user
-    redis.call('HINCRBY', s, state, -1)
-    redis.call('HINCRBY', s, kind .. '|' .. state, -1)
+    redis.call('HINCRBY', p .. ':stats:' .. user, kind .. '|' .. state, -1)
     redis.call('ZREM', p .. ':user:' .. user, id)
     if idem and idem ~= '' then redis.call('DEL', p .. ':idem:' .. string.len(user) .. ':' .. user .. ':' .. idem) end
   end
@@ -252,41 +247,57 @@ impl RedisQueue {
         self.pool.get().await.map_err(unavailable)
     }
 
+    /// Bounds a Redis exchange, taking a connection included, by the
+    /// configured timeout.
+    async fn bounded<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, QueueError>>,
+    ) -> Result<T, QueueError> {
+        tokio::time::timeout(self.timeout, work)
+            .await
+            .map_err(|_| QueueError::Unavailable("redis timed out".into()))?
+    }
+
     async fn run<T: redis::FromRedisValue>(
         &self,
         script: &Script,
         args: Vec<String>,
     ) -> Result<T, QueueError> {
-        let work = async {
+        self.bounded(async {
             let mut conn = self.conn().await?;
             let mut call = script.prepare_invoke();
             for a in &args {
                 call.arg(a);
             }
             call.invoke_async::<T>(&mut conn).await.map_err(unavailable)
-        };
-        tokio::time::timeout(self.timeout, work)
-            .await
-            .map_err(|_| QueueError::Unavailable("redis timed out".into()))?
+        })
+        .await
+    }
+
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, QueueError> {
+        self.bounded(async {
+            let mut conn = self.conn().await?;
+            cmd.query_async::<T>(&mut conn).await.map_err(unavailable)
+        })
+        .await
     }
 
     async fn fetch(&self, ids: &[String]) -> Result<Vec<Option<Job>>, QueueError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let work = async {
-            let mut conn = self.conn().await?;
-            let mut pipe = redis::pipe();
-            for id in ids {
-                pipe.cmd("HGETALL").arg(format!("{}:job:{id}", self.prefix));
-            }
-            pipe.query_async::<Vec<HashMap<String, String>>>(&mut conn)
-                .await
-                .map_err(unavailable)
-        };
-        let maps = tokio::time::timeout(self.timeout, work)
-            .await
-            .map_err(|_| QueueError::Unavailable("redis timed out".into()))??;
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.cmd("HGETALL").arg(format!("{}:job:{id}", self.prefix));
+        }
+        let maps = self
+            .bounded(async {
+                let mut conn = self.conn().await?;
+                pipe.query_async::<Vec<HashMap<String, String>>>(&mut conn)
+                    .await
+                    .map_err(unavailable)
+            })
+            .await?;
         maps.into_iter()
             .map(|m| {
                 if m.is_empty() {
@@ -458,22 +469,17 @@ impl Queue for RedisQueue {
         // Newest first, in batches, until the page is full or the index ends.
         loop {
             let batch = (limit + 1).max(64);
-            let work = async {
-                let mut conn = self.conn().await?;
-                redis::cmd("ZREVRANGEBYSCORE")
-                    .arg(&index)
-                    .arg(&max)
-                    .arg("-inf")
-                    .arg("LIMIT")
-                    .arg(0)
-                    .arg(batch)
-                    .query_async::<Vec<String>>(&mut conn)
-                    .await
-                    .map_err(unavailable)
-            };
-            let ids = tokio::time::timeout(self.timeout, work)
-                .await
-                .map_err(|_| QueueError::Unavailable("redis timed out".into()))??;
+            let ids: Vec<String> = self
+                .query(
+                    redis::cmd("ZREVRANGEBYSCORE")
+                        .arg(&index)
+                        .arg(&max)
+                        .arg("-inf")
+                        .arg("LIMIT")
+                        .arg(0)
+                        .arg(batch),
+                )
+                .await?;
             let done = ids.len() < batch;
             let jobs = self.fetch(&ids).await?;
             let mut advanced = false;
@@ -503,17 +509,7 @@ impl Queue for RedisQueue {
 
     async fn stats(&self, user: &UserId) -> Result<Stats, QueueError> {
         let key = format!("{}:stats:{user}", self.prefix);
-        let work = async {
-            let mut conn = self.conn().await?;
-            redis::cmd("HGETALL")
-                .arg(&key)
-                .query_async::<HashMap<String, i64>>(&mut conn)
-                .await
-                .map_err(unavailable)
-        };
-        let counters = tokio::time::timeout(self.timeout, work)
-            .await
-            .map_err(|_| QueueError::Unavailable("redis timed out".into()))??;
+        let counters: HashMap<String, i64> = self.query(redis::cmd("HGETALL").arg(&key)).await?;
         let mut stats = Stats::default();
         for (field, n) in counters {
             if let Some((kind, state)) = field.split_once('|')

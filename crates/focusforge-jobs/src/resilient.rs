@@ -2,7 +2,6 @@
 //! new jobs go to the embedded file and workers drain both, so no job is
 //! dropped because Redis went away.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use async_trait::async_trait;
@@ -50,11 +49,6 @@ impl ResilientQueue {
         }
     }
 
-    /// Whether the last Redis call failed.
-    pub fn degraded(&self) -> bool {
-        self.degraded.load(Ordering::Relaxed)
-    }
-
     /// Jobs enqueued in the embedded file because Redis was unavailable.
     pub fn spilled(&self) -> u64 {
         self.spilled.load(Ordering::Relaxed)
@@ -79,6 +73,23 @@ impl ResilientQueue {
         }
     }
 
+    /// Runs a call on Redis, unless Redis failed moments ago, and notes
+    /// how it went.
+    async fn on_primary<'a, T, Fut>(
+        &'a self,
+        call: impl FnOnce(&'a RedisQueue) -> Fut,
+    ) -> Result<T, QueueError>
+    where
+        Fut: std::future::Future<Output = Result<T, QueueError>> + 'a,
+    {
+        if self.skip_primary() {
+            return Err(QueueError::Unavailable("redis is down".into()));
+        }
+        let r = call(&self.primary).await;
+        self.note(&r);
+        r
+    }
+
     fn by_origin(&self, lease: &Lease) -> &dyn Queue {
         if lease.origin == FALLBACK {
             &self.fallback
@@ -97,12 +108,9 @@ impl ResilientQueue {
     ) -> Result<Option<Lease>, QueueError> {
         let found = if origin == FALLBACK {
             self.fallback.reserve(worker, now, until, skip).await
-        } else if self.skip_primary() {
-            Err(QueueError::Unavailable("redis is down".into()))
         } else {
-            let r = self.primary.reserve(worker, now, until, skip).await;
-            self.note(&r);
-            r
+            self.on_primary(|q| q.reserve(worker, now, until, skip))
+                .await
         };
         Ok(found?.map(|mut lease| {
             lease.origin = origin;
@@ -124,14 +132,7 @@ impl Queue for ResilientQueue {
         {
             return Ok(Enqueued { id, created: false });
         }
-        let r = if self.skip_primary() {
-            Err(QueueError::Unavailable("redis is down".into()))
-        } else {
-            let r = self.primary.enqueue(spec.clone(), now).await;
-            self.note(&r);
-            r
-        };
-        match r {
+        match self.on_primary(|q| q.enqueue(spec.clone(), now)).await {
             Err(QueueError::Unavailable(e)) => {
                 tracing::warn!(error = %e, kind = %spec.kind, "job queue: enqueued in the embedded queue");
                 self.spilled.fetch_add(1, Ordering::Relaxed);
@@ -190,18 +191,14 @@ impl Queue for ResilientQueue {
             Err(QueueError::NotFound) => {}
             other => return other,
         }
-        let r = self.primary.cancel(user, id, now).await;
-        self.note(&r);
-        r
+        self.on_primary(|q| q.cancel(user, id, now)).await
     }
 
     async fn get(&self, user: &UserId, id: &str) -> Result<Option<Job>, QueueError> {
         if let Some(job) = self.fallback.get(user, id).await? {
             return Ok(Some(job));
         }
-        let r = self.primary.get(user, id).await;
-        self.note(&r);
-        r
+        self.on_primary(|q| q.get(user, id)).await
     }
 
     async fn list(
@@ -211,9 +208,9 @@ impl Queue for ResilientQueue {
         limit: usize,
         after: Option<&JobCursor>,
     ) -> Result<(Vec<Job>, Option<JobCursor>), QueueError> {
-        let r = self.primary.list(user, filter, limit, after).await;
-        self.note(&r);
-        let (mut jobs, more_primary) = r?;
+        let (mut jobs, more_primary) = self
+            .on_primary(|q| q.list(user, filter, limit, after))
+            .await?;
         let (spilled, more_fallback) = self.fallback.list(user, filter, limit, after).await?;
         jobs.extend(spilled);
         jobs.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
@@ -228,9 +225,7 @@ impl Queue for ResilientQueue {
     }
 
     async fn stats(&self, user: &UserId) -> Result<Stats, QueueError> {
-        let r = self.primary.stats(user).await;
-        self.note(&r);
-        let mut stats = r?;
+        let mut stats = self.on_primary(|q| q.stats(user)).await?;
         stats.merge(&self.fallback.stats(user).await?);
         Ok(stats)
     }
@@ -241,22 +236,7 @@ impl Queue for ResilientQueue {
         forget_before: DateTime<Utc>,
     ) -> Result<u64, QueueError> {
         let local = self.fallback.recover(now, forget_before).await?;
-        let r = self.primary.recover(now, forget_before).await;
-        self.note(&r);
-        Ok(local + r?)
+        let remote = self.on_primary(|q| q.recover(now, forget_before)).await?;
+        Ok(local + remote)
     }
 }
-
-impl EmbeddedQueue {
-    /// The id of the user's job with this idempotency key, if any.
-    pub(crate) async fn id_for_key(
-        &self,
-        user: &UserId,
-        key: &str,
-    ) -> Result<Option<String>, QueueError> {
-        self.lookup_key(user.clone(), key.to_owned()).await
-    }
-}
-
-/// Shared handle on whichever queue is configured.
-pub type SharedQueue = Arc<dyn Queue>;

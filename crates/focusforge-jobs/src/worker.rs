@@ -9,6 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use focusforge_core::{Clock, UserId};
+use focusforge_store::{Cursor, page_token};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -97,12 +98,22 @@ impl Jobs {
         } else {
             page_size as usize
         };
-        let fingerprint = format!("{filter:?}");
-        let after = crate::model::decode_token(page_token, &fingerprint)
-            .ok_or_else(|| Error::invalid("page_token", "is not a page token of this query"))?;
+        let fingerprint = page_token::fingerprint(&format!("{filter:?}"));
+        let after = page_token::decode(page_token, fingerprint)
+            .map_err(|e| Error::invalid("page_token", e.to_string()))?
+            .map(|c| JobCursor {
+                created_ms: c.key,
+                id: c.id,
+            });
         let (jobs, next) = self.queue.list(user, filter, limit, after.as_ref()).await?;
         let token = next
-            .map(|c| crate::model::encode_token(&c, &fingerprint))
+            .map(|c| {
+                let cursor = Cursor {
+                    key: c.created_ms,
+                    id: c.id,
+                };
+                page_token::encode(&cursor, fingerprint)
+            })
             .unwrap_or_default();
         Ok((jobs, token))
     }
@@ -186,10 +197,6 @@ impl Handlers {
     pub fn register(&mut self, kind: &str, handler: Arc<dyn Handler>) -> &mut Self {
         self.0.insert(kind.to_owned(), handler);
         self
-    }
-
-    pub fn kinds(&self) -> impl Iterator<Item = &str> {
-        self.0.keys().map(String::as_str)
     }
 }
 
@@ -407,7 +414,8 @@ async fn run(jobs: &Jobs, handlers: &Handlers, settings: &WorkerSettings, lease:
     let now = jobs.now();
     let (how, error) = match &outcome {
         Ok(()) => (Settle::Succeeded, None),
-        Err(e) if cancel.is_cancelled() => (Settle::Cancelled, Some(e.to_string())),
+        // A job whose cancellation was asked for ends cancelled however it
+        // fails: the queue applies that when it settles.
         Err(e) => (
             Settle::after_failure(&lease.job, &e.kind, now, rand::random()),
             Some(e.to_string()),
@@ -419,8 +427,8 @@ async fn run(jobs: &Jobs, handlers: &Handlers, settings: &WorkerSettings, lease:
     settle(jobs, settings, &lease, how, error.as_deref()).await;
 }
 
-/// Settles a delivery, retrying while the queue is unreachable for as long
-/// as the lease would have lasted; after that the job is delivered again.
+/// Settles a delivery, retrying while the queue is unreachable for up to
+/// four visibility timeouts; after that the job is delivered again.
 async fn settle(
     jobs: &Jobs,
     settings: &WorkerSettings,

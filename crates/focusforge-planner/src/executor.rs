@@ -69,10 +69,10 @@ fn output(t: &Task) -> Value {
 
 /// A tag that marks the task an idempotent create made.
 fn idempotency_tag(key: &str) -> String {
-    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
-    format!("plan-{hash:016x}")
+    format!(
+        "plan-{:016x}",
+        focusforge_store::page_token::fingerprint(key)
+    )
 }
 
 #[async_trait]

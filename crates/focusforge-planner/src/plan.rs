@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use focusforge_core::AfterFailure;
 pub use focusforge_core::{Priority, RetryPolicy};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -441,14 +442,14 @@ impl Plan {
             }
             Outcome::Failed { kind, message } => {
                 a.last_error = Some(format!("{kind}: {message}"));
-                if a.spec.retry.retries(a.attempts, &kind) {
-                    let delay = a.spec.retry.delay(a.attempts, sample);
-                    a.status = Status::Pending;
-                    a.retry_at = Some(now + chrono::Duration::from_std(delay).unwrap_or_default());
-                } else if a.spec.retry.non_retryable.contains(&kind) {
-                    a.status = Status::Failed;
-                } else {
-                    a.status = Status::Dead;
+                match a.spec.retry.after_failure(a.attempts, &kind, sample) {
+                    AfterFailure::Retry(delay) => {
+                        a.status = Status::Pending;
+                        a.retry_at =
+                            Some(now + chrono::Duration::from_std(delay).unwrap_or_default());
+                    }
+                    AfterFailure::Failed => a.status = Status::Failed,
+                    AfterFailure::Dead => a.status = Status::Dead,
                 }
             }
         }
@@ -534,10 +535,24 @@ impl Plan {
     }
 
     /// The earliest time a pending action becomes due, if one waits.
+    /// Only actions whose dependencies have succeeded count: the others
+    /// become due when those finish, not at a time.
     pub fn next_due(&self) -> Option<DateTime<Utc>> {
+        let succeeded: HashSet<&str> = self
+            .actions
+            .iter()
+            .filter(|a| a.status == Status::Succeeded)
+            .map(|a| a.spec.key.as_str())
+            .collect();
         self.actions
             .iter()
             .filter(|a| a.status == Status::Pending)
+            .filter(|a| {
+                a.spec
+                    .depends_on
+                    .iter()
+                    .all(|d| succeeded.contains(d.as_str()))
+            })
             .filter_map(|a| match (a.spec.not_before, a.retry_at) {
                 (Some(x), Some(y)) => Some(x.max(y)),
                 (x, y) => x.or(y),

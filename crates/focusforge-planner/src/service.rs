@@ -35,7 +35,8 @@ const PAGE_SIZE_MAX: i64 = 200;
 pub struct PlannerSettings {
     /// Caps on actions running at once in this process.
     pub limits: Limits,
-    /// An action running longer than this fails with `deadline_exceeded`.
+    /// An action running longer than this fails as `unavailable` (and is
+    /// retried by its policy).
     pub action_timeout: Duration,
 }
 
@@ -108,8 +109,12 @@ impl Counts {
     fn add(&mut self, user: &UserId, t: ActionType, n: isize) {
         let apply = |v: &mut usize| *v = v.saturating_add_signed(n);
         apply(&mut self.global);
-        apply(self.users.entry(user.clone()).or_default());
         apply(self.types.entry(t).or_default());
+        let of_user = self.users.entry(user.clone()).or_default();
+        apply(of_user);
+        if *of_user == 0 {
+            self.users.remove(user);
+        }
     }
 }
 
