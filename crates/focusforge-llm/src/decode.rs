@@ -186,15 +186,20 @@ impl<'a> Decoder<'a> {
     fn emit(&mut self) {
         let Some(stream) = &self.stream else { return };
         let fresh = &self.out[self.streamed..];
-        // Send only whole characters.
-        let valid = match std::str::from_utf8(fresh) {
-            Ok(s) => s.len(),
-            Err(e) => e.valid_up_to(),
+        // Send only whole characters: a character cut at the end waits for
+        // its next bytes; bytes that can never form one are sent as U+FFFD,
+        // so the stream goes on past them.
+        let (valid, invalid) = match std::str::from_utf8(fresh) {
+            Ok(s) => (s.len(), 0),
+            Err(e) => (e.valid_up_to(), e.error_len().unwrap_or(0)),
         };
-        if valid > 0 {
-            let text = String::from_utf8_lossy(&fresh[..valid]).into_owned();
+        if valid + invalid > 0 {
+            let text = String::from_utf8_lossy(&fresh[..valid + invalid]).into_owned();
             let _ = stream.send(text);
-            self.streamed += valid;
+            self.streamed += valid + invalid;
+            if invalid > 0 {
+                self.emit();
+            }
         }
     }
 

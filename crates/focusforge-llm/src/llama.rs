@@ -144,16 +144,24 @@ impl Llama {
         for i in 0..config.layers {
             let p = format!("blk.{i}");
             layers.push(Layer {
-                qkv: QMatrix::stack(vec![
-                    matrix(content, reader, &format!("{p}.attn_q.weight"))?,
-                    matrix(content, reader, &format!("{p}.attn_k.weight"))?,
-                    matrix(content, reader, &format!("{p}.attn_v.weight"))?,
-                ]),
+                qkv: fused(
+                    content,
+                    reader,
+                    &[
+                        &format!("{p}.attn_q.weight"),
+                        &format!("{p}.attn_k.weight"),
+                        &format!("{p}.attn_v.weight"),
+                    ],
+                )?,
                 out: matrix(content, reader, &format!("{p}.attn_output.weight"))?,
-                gate_up: QMatrix::stack(vec![
-                    matrix(content, reader, &format!("{p}.ffn_gate.weight"))?,
-                    matrix(content, reader, &format!("{p}.ffn_up.weight"))?,
-                ]),
+                gate_up: fused(
+                    content,
+                    reader,
+                    &[
+                        &format!("{p}.ffn_gate.weight"),
+                        &format!("{p}.ffn_up.weight"),
+                    ],
+                )?,
                 down: matrix(content, reader, &format!("{p}.ffn_down.weight"))?,
                 attn_norm: vector(content, reader, &format!("{p}.attn_norm.weight"))?,
                 ffn_norm: vector(content, reader, &format!("{p}.ffn_norm.weight"))?,
@@ -330,14 +338,22 @@ impl Llama {
     }
 }
 
-fn matrix<R: std::io::Read + std::io::Seek>(
+/// A weight tensor dequantised, with the format it keeps here: four-bit
+/// sources keep four bits; anything finer gets eight.
+struct Weights {
+    rows: usize,
+    cols: usize,
+    data: Vec<f32>,
+    format: Format,
+}
+
+fn weights<R: std::io::Read + std::io::Seek>(
     content: &gguf_file::Content,
     reader: &mut R,
     name: &str,
-) -> Result<QMatrix, ModelError> {
+) -> Result<Weights, ModelError> {
     let t = content.tensor(reader, name, &Device::Cpu)?;
     let (rows, cols) = t.shape().dims2()?;
-    // Four-bit sources keep four bits; anything finer gets eight.
     let format = match t.dtype() {
         GgmlDType::Q4_0 | GgmlDType::Q4_1 | GgmlDType::Q4K => Format::Q4,
         _ => Format::Q8,
@@ -352,7 +368,52 @@ fn matrix<R: std::io::Read + std::io::Seek>(
         .dequantize(&Device::Cpu)?
         .flatten_all()?
         .to_vec1::<f32>()?;
-    Ok(QMatrix::quantize(rows, cols, &data, format))
+    Ok(Weights {
+        rows,
+        cols,
+        data,
+        format,
+    })
+}
+
+fn matrix<R: std::io::Read + std::io::Seek>(
+    content: &gguf_file::Content,
+    reader: &mut R,
+    name: &str,
+) -> Result<QMatrix, ModelError> {
+    let w = weights(content, reader, name)?;
+    Ok(QMatrix::quantize(w.rows, w.cols, &w.data, w.format))
+}
+
+/// Projections fused into one matrix, their rows one after another. Mixed
+/// sources (a Q6_K value projection beside Q4_K ones, say) all get the
+/// finer format.
+fn fused<R: std::io::Read + std::io::Seek>(
+    content: &gguf_file::Content,
+    reader: &mut R,
+    names: &[&str],
+) -> Result<QMatrix, ModelError> {
+    let parts = names
+        .iter()
+        .map(|n| weights(content, reader, n))
+        .collect::<Result<Vec<_>, _>>()?;
+    let format = if parts.iter().all(|w| w.format == Format::Q4) {
+        Format::Q4
+    } else {
+        Format::Q8
+    };
+    if parts.iter().any(|w| w.cols != parts[0].cols) {
+        return Err(ModelError::Invalid(format!(
+            "{} do not have the same number of columns",
+            names.join(", ")
+        )));
+    }
+    Ok(QMatrix::stack(
+        parts
+            .iter()
+            .map(|w| QMatrix::quantize(w.rows, w.cols, &w.data, format))
+            .collect(),
+    ))
 }
 
 fn vector<R: std::io::Read + std::io::Seek>(
