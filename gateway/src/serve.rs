@@ -100,17 +100,12 @@ where
             return Box::pin(async move { Ok(res) });
         }
         if let Some(route) = self.routes.iter().find(|r| r.path == req.uri().path()) {
-            let mut service = route.service.clone();
+            let service = route.service.clone();
             let req = req.map(Body::new);
             return Box::pin(async move {
                 use tower::ServiceExt;
-                match service.ready().await {
-                    Ok(s) => match s.call(req).await {
-                        Ok(res) => Ok(res),
-                        Err(never) => match never {},
-                    },
-                    Err(never) => match never {},
-                }
+                let Ok(res) = service.oneshot(req).await;
+                Ok(res)
             });
         }
         let fut = self.inner.call(req);

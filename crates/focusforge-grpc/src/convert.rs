@@ -1,5 +1,8 @@
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
-use focusforge_core::Violations;
+use focusforge_core::{Priority, RetryPolicy, Violations};
+use focusforge_proto::common::v1 as common;
 use prost_types::Timestamp;
 
 pub fn timestamp(at: DateTime<Utc>) -> Timestamp {
@@ -58,6 +61,77 @@ pub fn mask_paths<'a>(
         }
     }
     paths
+}
+
+/// Shared scheduling terms: `focusforge.common.v1.Priority` and
+/// `RetryPolicy`.
+pub fn priority(v: &mut Violations, field: &str, raw: i32) -> Priority {
+    match enum_value::<common::Priority>(v, field, raw) {
+        Some(common::Priority::Critical) => Priority::Critical,
+        Some(common::Priority::High) => Priority::High,
+        Some(common::Priority::Low) => Priority::Low,
+        Some(common::Priority::Background) => Priority::Background,
+        _ => Priority::Medium,
+    }
+}
+
+pub fn priority_pb(p: Priority) -> i32 {
+    let v = match p {
+        Priority::Critical => common::Priority::Critical,
+        Priority::High => common::Priority::High,
+        Priority::Medium => common::Priority::Medium,
+        Priority::Low => common::Priority::Low,
+        Priority::Background => common::Priority::Background,
+    };
+    v as i32
+}
+
+fn duration(v: &mut Violations, field: &str, d: Option<prost_types::Duration>) -> Option<Duration> {
+    match Duration::try_from(d?) {
+        Ok(d) => Some(d),
+        Err(_) => {
+            v.add(field, "must be a non-negative duration");
+            None
+        }
+    }
+}
+
+fn duration_pb(d: Duration) -> prost_types::Duration {
+    prost_types::Duration::try_from(d).unwrap_or(prost_types::Duration {
+        seconds: i64::MAX,
+        nanos: 0,
+    })
+}
+
+pub fn retry(v: &mut Violations, field: &str, p: Option<common::RetryPolicy>) -> RetryPolicy {
+    let defaults = RetryPolicy::default();
+    let Some(p) = p else { return defaults };
+    RetryPolicy {
+        max_attempts: match p.max_attempts {
+            0 => defaults.max_attempts,
+            n => u32::try_from(n).unwrap_or(0),
+        },
+        initial_delay: duration(v, &format!("{field}.initial_delay"), p.initial_delay)
+            .filter(|d| !d.is_zero())
+            .unwrap_or(defaults.initial_delay),
+        multiplier: p.multiplier.unwrap_or(defaults.multiplier),
+        max_delay: duration(v, &format!("{field}.max_delay"), p.max_delay)
+            .filter(|d| !d.is_zero())
+            .unwrap_or(defaults.max_delay),
+        jitter: p.jitter.unwrap_or(defaults.jitter),
+        non_retryable: p.non_retryable,
+    }
+}
+
+pub fn retry_pb(p: &RetryPolicy) -> common::RetryPolicy {
+    common::RetryPolicy {
+        max_attempts: i32::try_from(p.max_attempts).unwrap_or(i32::MAX),
+        initial_delay: Some(duration_pb(p.initial_delay)),
+        multiplier: Some(p.multiplier),
+        max_delay: Some(duration_pb(p.max_delay)),
+        jitter: Some(p.jitter),
+        non_retryable: p.non_retryable.clone(),
+    }
 }
 
 #[cfg(test)]

@@ -4,8 +4,7 @@ use focusforge_proto::jobs::v1 as pb;
 use focusforge_proto::jobs::v1::job_service_server::JobService;
 use tonic::{Request, Response, Status as GrpcStatus};
 
-use crate::convert::{enum_value, opt_timestamp, timestamp};
-use crate::planner::{priority_pb, retry_pb};
+use crate::convert::{enum_value, opt_timestamp, priority_pb, retry_pb, timestamp};
 use crate::{caller, into_status};
 
 /// `focusforge.jobs.v1.JobService` over the job queue.

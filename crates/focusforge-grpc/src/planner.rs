@@ -1,15 +1,14 @@
-use std::time::Duration;
-
-use focusforge_core::{Priority, RetryPolicy, Violations};
+use focusforge_core::Violations;
 use focusforge_planner::{
     Action, ActionFilter, ActionSpec, ActionType, ActionView, PlanView, Planner, Status,
 };
-use focusforge_proto::common::v1 as common;
 use focusforge_proto::planner::v1 as pb;
 use focusforge_proto::planner::v1::planner_service_server::PlannerService;
 use tonic::{Request, Response, Status as GrpcStatus};
 
-use crate::convert::{enum_value, from_timestamp, opt_timestamp, timestamp};
+use crate::convert::{
+    enum_value, from_timestamp, opt_timestamp, priority, priority_pb, retry, retry_pb, timestamp,
+};
 use crate::{caller, into_status};
 
 /// `focusforge.planner.v1.PlannerService` over the planner.
@@ -20,82 +19,6 @@ type Reply<T> = Result<Response<T>, GrpcStatus>;
 
 const PARAMS_MAX_BYTES: usize = 64 * 1024;
 const REASON_MAX: usize = 500;
-
-pub(crate) fn priority(v: &mut Violations, field: &str, raw: i32) -> Priority {
-    match enum_value::<common::Priority>(v, field, raw) {
-        Some(common::Priority::Critical) => Priority::Critical,
-        Some(common::Priority::High) => Priority::High,
-        Some(common::Priority::Low) => Priority::Low,
-        Some(common::Priority::Background) => Priority::Background,
-        _ => Priority::Medium,
-    }
-}
-
-pub(crate) fn priority_pb(p: Priority) -> i32 {
-    let v = match p {
-        Priority::Critical => common::Priority::Critical,
-        Priority::High => common::Priority::High,
-        Priority::Medium => common::Priority::Medium,
-        Priority::Low => common::Priority::Low,
-        Priority::Background => common::Priority::Background,
-    };
-    v as i32
-}
-
-fn duration(v: &mut Violations, field: &str, d: Option<prost_types::Duration>) -> Option<Duration> {
-    let d = d?;
-    match u64::try_from(d.seconds) {
-        Ok(secs) if (0..1_000_000_000).contains(&d.nanos) => {
-            Some(Duration::new(secs, d.nanos as u32))
-        }
-        _ => {
-            v.add(field, "must be a non-negative duration");
-            None
-        }
-    }
-}
-
-fn duration_pb(d: Duration) -> prost_types::Duration {
-    prost_types::Duration {
-        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        nanos: d.subsec_nanos() as i32,
-    }
-}
-
-pub(crate) fn retry(
-    v: &mut Violations,
-    field: &str,
-    p: Option<common::RetryPolicy>,
-) -> RetryPolicy {
-    let defaults = RetryPolicy::default();
-    let Some(p) = p else { return defaults };
-    RetryPolicy {
-        max_attempts: match p.max_attempts {
-            0 => defaults.max_attempts,
-            n => u32::try_from(n).unwrap_or(0),
-        },
-        initial_delay: duration(v, &format!("{field}.initial_delay"), p.initial_delay)
-            .filter(|d| !d.is_zero())
-            .unwrap_or(defaults.initial_delay),
-        multiplier: p.multiplier.unwrap_or(defaults.multiplier),
-        max_delay: duration(v, &format!("{field}.max_delay"), p.max_delay)
-            .filter(|d| !d.is_zero())
-            .unwrap_or(defaults.max_delay),
-        jitter: p.jitter.unwrap_or(defaults.jitter),
-        non_retryable: p.non_retryable,
-    }
-}
-
-pub(crate) fn retry_pb(p: &RetryPolicy) -> common::RetryPolicy {
-    common::RetryPolicy {
-        max_attempts: i32::try_from(p.max_attempts).unwrap_or(i32::MAX),
-        initial_delay: Some(duration_pb(p.initial_delay)),
-        multiplier: Some(p.multiplier),
-        max_delay: Some(duration_pb(p.max_delay)),
-        jitter: Some(p.jitter),
-        non_retryable: p.non_retryable.clone(),
-    }
-}
 
 fn action_type(v: &mut Violations, field: &str, raw: i32) -> Option<ActionType> {
     match enum_value::<pb::ActionType>(v, field, raw)? {

@@ -9,7 +9,5 @@ pub mod schema;
 mod server;
 pub mod tools;
 
-pub use registry::{
-    Caller, Category, Mesh, Registry, Tool, ToolError, ToolHandler, ToolStatus, valid_name,
-};
+pub use registry::{Caller, Category, Mesh, Registry, Tool, ToolError, ToolStatus, valid_name};
 pub use server::{McpHttp, McpServer};

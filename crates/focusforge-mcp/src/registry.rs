@@ -53,10 +53,6 @@ impl Category {
             Category::Planner => "planner",
         }
     }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|c| c.as_str() == s)
-    }
 }
 
 /// Who calls: the user and the bearer token that proved it, passed on to
@@ -112,7 +108,7 @@ impl From<tonic::Status> for ToolError {
 
 /// Runs one tool.
 #[async_trait]
-pub trait ToolHandler: Send + Sync + 'static {
+pub(crate) trait ToolHandler: Send + Sync + 'static {
     async fn call(&self, mesh: &Mesh, caller: &Caller, args: Value) -> Result<Value, ToolError>;
 }
 
@@ -283,35 +279,37 @@ impl Registry {
     /// Each tool's availability: its service answers health checks as
     /// SERVING through the mesh.
     pub async fn status(&self) -> Vec<ToolStatus> {
-        let mut services: BTreeMap<&'static str, (bool, String)> = BTreeMap::new();
-        for t in self.tools.values() {
-            if services.contains_key(t.service) {
-                continue;
-            }
+        let services: std::collections::BTreeSet<&'static str> =
+            self.tools.values().map(|t| t.service).collect();
+        // One health check per service, all at once.
+        let checks = services.into_iter().map(|service| {
             let mut health = HealthClient::new(self.mesh.channel.clone());
-            let check = tokio::time::timeout(
-                std::time::Duration::from_secs(2),
-                health.check(HealthCheckRequest {
-                    service: t.service.to_owned(),
-                }),
-            )
-            .await;
-            let state = match check {
-                Ok(Ok(r)) if r.get_ref().status == ServingStatus::Serving as i32 => {
-                    (true, String::new())
-                }
-                Ok(Ok(_)) => (false, format!("{} is not serving", t.service)),
-                Ok(Err(s)) if s.code() == tonic::Code::NotFound => {
-                    (false, format!("{} is not deployed", t.service))
-                }
-                Ok(Err(s)) => (
-                    false,
-                    format!("{} is unreachable: {}", t.service, s.message()),
-                ),
-                Err(_) => (false, format!("{} did not answer in time", t.service)),
-            };
-            services.insert(t.service, state);
-        }
+            async move {
+                let check = tokio::time::timeout(
+                    std::time::Duration::from_secs(2),
+                    health.check(HealthCheckRequest {
+                        service: service.to_owned(),
+                    }),
+                )
+                .await;
+                let state = match check {
+                    Ok(Ok(r)) if r.get_ref().status == ServingStatus::Serving as i32 => {
+                        (true, String::new())
+                    }
+                    Ok(Ok(_)) => (false, format!("{service} is not serving")),
+                    Ok(Err(s)) if s.code() == tonic::Code::NotFound => {
+                        (false, format!("{service} is not deployed"))
+                    }
+                    Ok(Err(s)) => (false, format!("{service} is unreachable: {}", s.message())),
+                    Err(_) => (false, format!("{service} did not answer in time")),
+                };
+                (service, state)
+            }
+        });
+        let services: BTreeMap<&'static str, (bool, String)> = futures::future::join_all(checks)
+            .await
+            .into_iter()
+            .collect();
         self.tools
             .values()
             .map(|t| {

@@ -30,6 +30,9 @@ into focus blocks, analyse it, motivate, check a completion proof, suggest a rit
 pub struct McpServer {
     registry: Registry,
     fixed_caller: Option<Caller>,
+    /// The registry's tools as MCP describes them, built once: rmcp asks
+    /// for a tool's description on every request.
+    tools: Arc<Vec<McpTool>>,
 }
 
 fn object(v: &Value) -> Arc<JsonObject> {
@@ -49,17 +52,19 @@ fn mcp_tool(t: &Tool) -> McpTool {
 impl McpServer {
     /// A server for HTTP: each request carries its caller.
     pub fn new(registry: Registry) -> Self {
+        let tools = Arc::new(registry.list(None).into_iter().map(mcp_tool).collect());
         Self {
             registry,
             fixed_caller: None,
+            tools,
         }
     }
 
     /// A server for one caller (stdio).
     pub fn for_caller(registry: Registry, caller: Caller) -> Self {
         Self {
-            registry,
             fixed_caller: Some(caller),
+            ..Self::new(registry)
         }
     }
 
@@ -95,13 +100,11 @@ impl ServerHandler for McpServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        Ok(ListToolsResult::with_all_items(
-            self.registry.list(None).into_iter().map(mcp_tool).collect(),
-        ))
+        Ok(ListToolsResult::with_all_items(self.tools.as_ref().clone()))
     }
 
     fn get_tool(&self, name: &str) -> Option<McpTool> {
-        self.registry.get(name).map(mcp_tool)
+        self.tools.iter().find(|t| t.name == name).cloned()
     }
 
     async fn call_tool(

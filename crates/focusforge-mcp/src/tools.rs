@@ -17,10 +17,11 @@ use serde_json::Value;
 
 use crate::registry::{Caller, Category, Mesh, Tool, ToolError};
 
-pub const CHAIN: &str = "focusforge.chain.v1.ChainService";
-pub const TASKS: &str = "focusforge.tasks.v1.TaskService";
-pub const MEMORY: &str = "focusforge.memory.v1.MemoryService";
-pub const PLANNER: &str = "focusforge.planner.v1.PlannerService";
+pub const CHAIN: &str = focusforge_proto::chain::v1::chain_service_server::SERVICE_NAME;
+pub const TASKS: &str = focusforge_proto::tasks::v1::task_service_server::SERVICE_NAME;
+pub const MEMORY: &str = focusforge_proto::memory::v1::memory_service_server::SERVICE_NAME;
+pub const PLANNER: &str = focusforge_proto::planner::v1::planner_service_server::SERVICE_NAME;
+/// Services this deployment does not have yet.
 pub const MOOD: &str = "focusforge.mood.v1.MoodService";
 pub const GAMIFICATION: &str = "focusforge.gamification.v1.GamificationService";
 pub const INTEGRATIONS: &str = "focusforge.integrations.v1.IntegrationService";
@@ -965,7 +966,7 @@ async fn plan(mesh: Mesh, caller: Caller, i: PlanInput) -> Result<PlanOutput, To
             depends_on: a.depends_on,
             retry: a.max_attempts.map(|n| common::RetryPolicy {
                 max_attempts: n,
-                non_retryable: vec!["invalid_argument".into(), "not_found".into()],
+                non_retryable: focusforge_core::RetryPolicy::default().non_retryable,
                 ..Default::default()
             }),
             idempotency_key: a.idempotency_key,

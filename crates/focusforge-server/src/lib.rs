@@ -365,7 +365,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
             worker = Some(spawn_worker(config, &backends, config.jobs.workers));
         }
         if config.services.iter().any(|s| s == "mcp") {
-            let registry = mcp_registry(config, local_addr)?;
+            let registry = mcp_registry(config, &gateway_url(config, local_addr))?;
             options.http_routes.push(HttpRoute {
                 path: MCP_PATH.into(),
                 service: tower::util::BoxCloneSyncService::new(McpHttp::new(
@@ -465,8 +465,11 @@ pub async fn service_routes(
                 auth.clone(),
             )),
             "mcp" => routes.add_service(InterceptedService::new(
-                McpServiceServer::new(McpApi(mcp_registry(config, local_addr)?))
-                    .max_decoding_message_size(limit),
+                McpServiceServer::new(McpApi(mcp_registry(
+                    config,
+                    &gateway_url(config, local_addr),
+                )?))
+                .max_decoding_message_size(limit),
                 auth.clone(),
             )),
             other => anyhow::bail!("service {other} has no wiring"),
@@ -479,20 +482,21 @@ pub async fn service_routes(
     Ok((names, routes, reporter))
 }
 
+/// This process's gateway, where its services call each other.
+fn gateway_url(config: &Config, local_addr: Option<std::net::SocketAddr>) -> String {
+    match local_addr {
+        Some(a) => format!("http://{a}"),
+        None => format!("http://{}", config.listen),
+    }
+}
+
 /// Where MCP clients talk to FocusForge over Streamable HTTP.
 pub const MCP_PATH: &str = "/mcp";
 
-/// The tool registry, calling the services through this process's gateway
-/// (which routes to remote upstreams too).
-pub fn mcp_registry(
-    config: &Config,
-    local_addr: Option<std::net::SocketAddr>,
-) -> anyhow::Result<Registry> {
-    let addr = match local_addr {
-        Some(a) => a.to_string(),
-        None => config.listen.clone(),
-    };
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+/// The tool registry, calling the services through the gateway at `base`
+/// (this process's, which routes to remote upstreams too, or another).
+pub fn mcp_registry(config: &Config, base: &str) -> anyhow::Result<Registry> {
+    let channel = tonic::transport::Endpoint::from_shared(base.to_owned())?
         .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
         .connect_lazy();
     Ok(Registry::new(

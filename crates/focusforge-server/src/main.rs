@@ -225,11 +225,7 @@ async fn run_mcp(config: Config, user: &str, server: Option<&str>) -> anyhow::Re
             (format!("http://{}", running.local_addr), Some(running))
         }
     };
-    let channel = tonic::transport::Endpoint::from_shared(addr)?.connect_lazy();
-    let registry = focusforge_mcp::Registry::new(
-        focusforge_mcp::Mesh { channel },
-        focusforge_mcp::tools::all(),
-    );
+    let registry = focusforge_server::mcp_registry(&config, &addr)?;
     tracing::info!(user = %caller.user, "serving MCP on stdio");
     let served = focusforge_mcp::McpServer::for_caller(registry, caller)
         .serve_stdio()
