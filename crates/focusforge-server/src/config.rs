@@ -217,8 +217,8 @@ impl std::fmt::Debug for OpenAiSection {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct JobsConfig {
-    /// Jobs this process runs at once; 0 runs none here (leave them to
-    /// `focusforge worker` processes).
+    /// Jobs this process runs at once, whichever services it serves; 0
+    /// runs none here (leave them to `focusforge worker` processes).
     pub workers: usize,
     /// How long a job's lease lasts without a heartbeat: a job whose worker
     /// died runs again this long after its last heartbeat (1-3600 s).
