@@ -38,7 +38,11 @@ async fn call(
 
 #[tokio::test]
 async fn tools_run_for_the_caller_through_the_mesh() {
-    let server = Server::start().await;
+    // No in-process workers: `planner.execute_ready` is what runs the plan.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(&dir);
+    cfg.jobs.workers = 0;
+    let server = Server::start_in(dir, cfg).await;
     let mut mcp = server.mcp().await;
     let all = mcp
         .list_tools(authed("alice", ListToolsRequest::default()))
@@ -128,7 +132,8 @@ async fn tools_run_for_the_caller_through_the_mesh() {
     )
     .await
     .expect("execute");
-    // The in-process workers may have run it first; either way it succeeded.
+    assert_eq!(ran["actions"][0]["key"], "t", "{ran}");
+    assert_eq!(ran["actions"][0]["status"], "succeeded", "{ran}");
     let listed = call(
         &server,
         "alice",
