@@ -7,6 +7,7 @@ use focusforge_proto::mcp::v1::{
 };
 use http::Request;
 use http_body_util::{BodyExt, Full};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 use tonic_types::StatusExt;
 
@@ -280,7 +281,62 @@ async fn the_mcp_endpoint_wants_a_valid_bearer_token() {
     let reply: serde_json::Value = serde_json::from_slice(&body).expect("json");
     assert_eq!(reply["result"]["protocolVersion"], "2025-11-25");
     assert_eq!(reply["result"]["serverInfo"]["name"], "focusforge");
+
+    // A refused request whose body arrives late still leaves its HTTP/1.1
+    // connection open for the next request.
+    let mut conn = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    let body = init.to_string();
+    let head = |auth: &str| {
+        format!(
+            "POST /mcp HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\n\
+             accept: application/json, text/event-stream\r\n{auth}content-length: {}\r\n\r\n",
+            server.addr,
+            body.len()
+        )
+    };
+    conn.write_all(head("").as_bytes()).await.expect("head");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    conn.write_all(body.as_bytes()).await.expect("body");
+    let first = read_response(&mut conn).await;
+    assert!(first.starts_with("HTTP/1.1 401"), "{first}");
+    let auth = format!("authorization: Bearer {}\r\n", token("alice"));
+    conn.write_all(format!("{}{body}", head(&auth)).as_bytes())
+        .await
+        .expect("second request");
+    let second = read_response(&mut conn).await;
+    assert!(second.starts_with("HTTP/1.1 200"), "{second}");
     server.stop().await;
+}
+
+/// Reads one HTTP/1.1 response with a content-length body.
+async fn read_response(conn: &mut tokio::net::TcpStream) -> String {
+    let mut buf = Vec::new();
+    loop {
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().to_owned())
+                })
+                .and_then(|v| v.parse::<usize>().ok())
+                .expect("content-length");
+            if buf.len() >= end + 4 + len {
+                return text;
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(30), conn.read(&mut chunk))
+            .await
+            .expect("response in time")
+            .expect("read");
+        assert!(n > 0, "connection closed after {} bytes: {text}", buf.len());
+        buf.extend_from_slice(&chunk[..n]);
+    }
 }
 
 #[tokio::test]

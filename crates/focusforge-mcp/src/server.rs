@@ -169,7 +169,19 @@ impl McpHttp {
             .and_then(|v| v.to_str().ok());
         let user = match self.verifier.verify_header(header) {
             Ok(user) => user,
-            Err(e) => return unauthorized(&e.to_string()),
+            Err(e) => {
+                let (parts, body) = req.into_parts();
+                let mut res = unauthorized(&e.to_string());
+                // A body left unread ends an HTTP/1 connection the client
+                // thinks it may reuse; so read it, or say the connection ends.
+                if !drain(body).await && parts.version < http::Version::HTTP_2 {
+                    res.headers_mut().insert(
+                        http::header::CONNECTION,
+                        http::HeaderValue::from_static("close"),
+                    );
+                }
+                return res;
+            }
         };
         let token = header
             .and_then(|h| h.split_once(' '))
@@ -179,6 +191,35 @@ impl McpHttp {
         let res = self.inner.handle(req).await;
         res.map(tonic::body::Body::new)
     }
+}
+
+/// How much of a refused request's body is read so its connection can
+/// carry the next request, and for how long.
+const DRAIN_LIMIT: usize = 64 * 1024;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reads a refused request's body to its end; false when it is longer than
+/// [`DRAIN_LIMIT`], slower than [`DRAIN_TIME`] or broken.
+async fn drain<B: http_body::Body>(body: B) -> bool {
+    use bytes::Buf;
+    use http_body_util::BodyExt;
+    let mut body = std::pin::pin!(body);
+    let mut left = DRAIN_LIMIT;
+    let read = async {
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else { return false };
+            if let Some(data) = frame.data_ref() {
+                match left.checked_sub(data.remaining()) {
+                    Some(rest) => left = rest,
+                    None => return false,
+                }
+            }
+        }
+        true
+    };
+    tokio::time::timeout(DRAIN_TIME, read)
+        .await
+        .unwrap_or(false)
 }
 
 fn unauthorized(reason: &str) -> Response<tonic::body::Body> {
