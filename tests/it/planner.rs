@@ -7,6 +7,7 @@ use focusforge_cache::testing::RedisServer;
 use focusforge_proto::common::v1::{Priority, RetryPolicy};
 use focusforge_proto::jobs::v1::{
     CancelJobRequest, GetJobRequest, GetJobStatsRequest, JobState, ListJobsRequest,
+    ListJobsResponse,
 };
 use focusforge_proto::planner::v1::{
     ActionSpec, ActionStatus, ActionType, CancelActionRequest, CreatePlanRequest,
@@ -132,19 +133,31 @@ async fn the_workers_run_a_plan_in_dependency_order() {
     assert_eq!(task.completion_proof, "sent it");
 
     // The jobs that advanced it are the caller's, and only the caller's.
+    // The worker settles the job that finished the plan just after the
+    // plan is done, so the test waits for that.
     let mut jobs = server.jobs().await;
-    let listed = jobs
-        .list_jobs(authed(
-            "alice",
-            ListJobsRequest {
-                kind: "planner.advance".into(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("list jobs")
-        .into_inner();
-    assert!(!listed.jobs.is_empty());
+    let mut listed = ListJobsResponse::default();
+    for _ in 0..600 {
+        listed = jobs
+            .list_jobs(authed(
+                "alice",
+                ListJobsRequest {
+                    kind: "planner.advance".into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("list jobs")
+            .into_inner();
+        if listed
+            .jobs
+            .iter()
+            .any(|j| j.state == JobState::Succeeded as i32)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(listed.jobs.iter().all(|j| j.kind == "planner.advance"));
     let done = listed
         .jobs
