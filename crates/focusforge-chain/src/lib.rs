@@ -278,7 +278,7 @@ impl Chains {
         if let Some(d) = options.deadline {
             // Leave the fallback and the reply time to reach the caller.
             let left = d.saturating_duration_since(Instant::now());
-            let margin = (left / 5).min(Duration::from_millis(500));
+            let margin = (left / 4).min(Duration::from_secs(1));
             deadline = deadline.min(d.checked_sub(margin).unwrap_or(d));
         }
         let mut system = chain.instructions();

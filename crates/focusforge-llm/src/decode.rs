@@ -164,7 +164,7 @@ impl<'a> Decoder<'a> {
     /// passes meanwhile stops it.
     pub fn prompt(&mut self, ids: &[u32]) -> Result<(), Stop> {
         self.model.clear();
-        for chunk in ids.chunks(128) {
+        for chunk in ids.chunks(64) {
             if self.deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(Stop::Failed(LlmError::DeadlineExceeded));
             }
