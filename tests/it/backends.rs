@@ -162,6 +162,8 @@ async fn profiles_keep_working_while_redis_is_killed_and_are_never_stale_after()
     let mut cfg = config(&dir);
     cfg.redis.url = Some(redis.url());
     cfg.redis.breaker_open_ms = 200;
+    // A killed server refuses at once; a live one may be slow on a busy machine.
+    cfg.redis.timeout_ms = 2_000;
     let server = Server::start_in(dir, cfg).await;
     let mut users = server.users().await;
 

@@ -304,7 +304,7 @@ async fn deadlines_and_metadata_propagate_to_upstreams() {
         Http::V2,
         &[
             ("authorization", &auth),
-            ("grpc-timeout", "300m"),
+            ("grpc-timeout", "2S"),
             ("x-tenant", "acme"),
         ],
     )
@@ -319,7 +319,7 @@ async fn deadlines_and_metadata_propagate_to_upstreams() {
         .and_then(|v| v.to_str().ok())
         .expect("grpc-timeout forwarded");
     let timeout = focusforge_gateway::parse_grpc_timeout(timeout).expect("valid timeout");
-    assert!(timeout <= Duration::from_millis(300), "{timeout:?}");
+    assert!(timeout <= Duration::from_secs(2), "{timeout:?}");
     assert_eq!(
         headers.get("x-tenant").map(|v| v.as_bytes()),
         Some(&b"acme"[..])

@@ -78,7 +78,7 @@ mod tests {
     async fn entries_expire_after_their_own_ttl() {
         let cache = MemoryCache::new(1 << 20);
         cache
-            .set("short", b"a".to_vec(), Duration::from_millis(30))
+            .set("short", b"a".to_vec(), Duration::from_millis(500))
             .await
             .ok();
         cache
@@ -86,7 +86,7 @@ mod tests {
             .await
             .ok();
         assert_eq!(cache.get("short").await.ok().flatten(), Some(b"a".to_vec()));
-        tokio::time::sleep(Duration::from_millis(80)).await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
         assert_eq!(cache.get("short").await.ok().flatten(), None);
         assert_eq!(cache.get("long").await.ok().flatten(), Some(b"b".to_vec()));
         cache.delete("long").await.ok();

@@ -15,27 +15,33 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
-        let mut server = Self {
-            port,
-            child: None,
-            dir: None,
-        };
-        server.restart();
-        server
+        Self::start_with(None)
     }
 
     /// A server that writes every change to an append-only file in `dir`
     /// (fsync on each write), so a restart after `kill -9` loses nothing.
     pub fn start_persistent(dir: &std::path::Path) -> Self {
-        let mut server = Self::start();
-        server.kill();
-        server.dir = Some(dir.to_owned());
-        server.restart();
-        server
+        Self::start_with(Some(dir.to_owned()))
+    }
+
+    fn start_with(dir: Option<std::path::PathBuf>) -> Self {
+        // A port found free can be taken before the server binds it; then
+        // the server exits and another port is tried.
+        for _ in 0..5 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .expect("free port");
+            let mut server = Self {
+                port,
+                child: None,
+                dir: dir.clone(),
+            };
+            if server.try_start() {
+                return server;
+            }
+        }
+        panic!("redis-server did not start on any of 5 free ports");
     }
 
     pub fn url(&self) -> String {
@@ -44,6 +50,13 @@ impl RedisServer {
 
     /// Starts (again) on the same port and waits until it answers.
     pub fn restart(&mut self) {
+        if !self.try_start() {
+            panic!("redis-server did not start on port {}", self.port);
+        }
+    }
+
+    /// Starts on this port; false when the server exits or does not answer.
+    fn try_start(&mut self) -> bool {
         let mut cmd = Command::new("redis-server");
         cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", ""]);
@@ -53,21 +66,26 @@ impl RedisServer {
                 .arg(dir),
             None => cmd.args(["--appendonly", "no"]),
         };
-        let child = cmd
+        let mut child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| {
                 panic!("cannot start redis-server ({e}): install it with `apt-get install redis-server`")
             });
-        self.child = Some(child);
-        for _ in 0..200 {
+        for _ in 0..500 {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                return false;
+            }
             if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
+                self.child = Some(child);
+                return true;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("redis-server did not start on port {}", self.port);
+        let _ = child.kill();
+        let _ = child.wait();
+        false
     }
 
     /// `kill -9`: no shutdown, no goodbye.

@@ -12,7 +12,7 @@ const TTL: Duration = Duration::from_secs(60);
 fn resilient(server: &RedisServer, open_for: Duration) -> ResilientCache {
     let redis = RedisCache::new(&RedisSettings {
         url: server.url(),
-        timeout: Duration::from_millis(200),
+        timeout: Duration::from_secs(1),
         ..RedisSettings::default()
     })
     .expect("pool");

@@ -101,7 +101,9 @@ async fn crash_child_worker() {
     let _worker = Worker::spawn(
         jobs,
         handlers,
-        worker_settings("doomed", Duration::from_secs(1)),
+        // Long enough that a stalled heartbeat on a busy machine does not
+        // let the doomed worker's lease lapse before it is killed.
+        worker_settings("doomed", Duration::from_secs(3)),
     );
     tokio::time::sleep(Duration::from_secs(300)).await;
 }

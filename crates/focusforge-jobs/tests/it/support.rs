@@ -52,7 +52,8 @@ pub fn redis_queue(server: &RedisServer, prefix: &str) -> RedisQueue {
     RedisQueue::new(&RedisQueueSettings {
         url: server.url(),
         pool_size: 16,
-        timeout: Duration::from_millis(500),
+        // Generous, so a slow fsync under load is not mistaken for an outage.
+        timeout: Duration::from_secs(5),
         prefix: prefix.into(),
     })
     .expect("redis queue")

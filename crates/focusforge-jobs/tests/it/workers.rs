@@ -48,7 +48,7 @@ impl Handler for Gauge {
             k.0 += 1;
             k.1 = k.1.max(k.0);
         }
-        tokio::time::sleep(Duration::from_millis(3)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
         {
             let mut kinds = self.kinds.lock().expect("lock");
             if let Some(k) = kinds.get_mut(&ctx.job.spec.kind) {

@@ -237,8 +237,13 @@ async fn a_killed_writer_leaves_whole_commits_only() {
     let table_dir = dir.path().join("vectors.lance");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
+        // Committed versions only: a commit in flight may have a temporary file.
         let versions = std::fs::read_dir(table_dir.join("_versions"))
-            .map(|d| d.count())
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "manifest"))
+                    .count()
+            })
             .unwrap_or(0);
         if versions >= 5 {
             break;
