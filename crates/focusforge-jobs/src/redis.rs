@@ -465,30 +465,33 @@ impl Queue for RedisQueue {
         let index = format!("{}:user:{user}", self.prefix);
         let mut out = Vec::new();
         let mut max = after.map_or("+inf".to_owned(), |c| c.created_ms.to_string());
-        let mut cursor = after.cloned();
+        // Members already read at the `max` score: a read resumes after
+        // them, however many jobs share that millisecond.
+        let mut offset = 0usize;
+        let cursor = after.cloned();
         // Newest first, in batches, until the page is full or the index ends.
+        // Within a millisecond Redis orders members (ids) from the highest,
+        // as the cursor does.
         loop {
             let batch = (limit + 1).max(64);
-            let ids: Vec<String> = self
+            let rows: Vec<(String, i64)> = self
                 .query(
                     redis::cmd("ZREVRANGEBYSCORE")
                         .arg(&index)
                         .arg(&max)
                         .arg("-inf")
+                        .arg("WITHSCORES")
                         .arg("LIMIT")
-                        .arg(0)
+                        .arg(offset)
                         .arg(batch),
                 )
                 .await?;
-            let done = ids.len() < batch;
-            let jobs = self.fetch(&ids).await?;
-            let mut advanced = false;
-            for job in jobs.into_iter().flatten() {
+            let done = rows.len() < batch;
+            let ids: Vec<String> = rows.iter().map(|(id, _)| id.clone()).collect();
+            for job in self.fetch(&ids).await?.into_iter().flatten() {
                 if cursor.as_ref().is_some_and(|c| !c.precedes(&job)) {
                     continue;
                 }
-                advanced = true;
-                cursor = Some(JobCursor::after(&job));
                 if filter.matches(&job) {
                     out.push(job);
                     if out.len() > limit {
@@ -498,11 +501,18 @@ impl Queue for RedisQueue {
                     }
                 }
             }
-            if done || !advanced {
+            let Some(&(_, last)) = rows.last() else {
+                return Ok((out, None));
+            };
+            if done {
                 return Ok((out, None));
             }
-            if let Some(c) = &cursor {
-                max = c.created_ms.to_string();
+            let at_last = rows.iter().rev().take_while(|(_, s)| *s == last).count();
+            if max == last.to_string() {
+                offset += at_last;
+            } else {
+                max = last.to_string();
+                offset = at_last;
             }
         }
     }

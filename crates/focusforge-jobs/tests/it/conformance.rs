@@ -30,6 +30,7 @@ on_both!(
     idempotency_keys_return_the_first_job,
     cancellation_of_queued_and_running_jobs,
     listing_pages_newest_first_with_filters,
+    listing_pages_through_a_crowd_in_one_millisecond,
     finished_jobs_are_forgotten_after_retention,
     bad_specs_name_the_field,
     payloads_round_trip_unchanged,
@@ -420,6 +421,56 @@ async fn listing_pages_newest_first_with_filters(b: Backend) {
             .0
             .is_empty()
     );
+}
+
+async fn listing_pages_through_a_crowd_in_one_millisecond(b: Backend) {
+    let q = &*b.queue;
+    let alice = user("alice");
+    // Two rare jobs first, then far more than one read's worth of others,
+    // all created in the same millisecond.
+    let mut rare = Vec::new();
+    for _ in 0..2 {
+        rare.push(
+            q.enqueue(spec("rare", "alice"), t0())
+                .await
+                .expect("enqueue")
+                .id,
+        );
+    }
+    for _ in 0..150 {
+        q.enqueue(spec("common", "alice"), t0())
+            .await
+            .expect("enqueue");
+    }
+    let filter = JobFilter {
+        kind: Some("rare".into()),
+        states: Vec::new(),
+    };
+    let (found, next) = q.list(&alice, &filter, 10, None).await.expect("list");
+    let mut found: Vec<_> = found.into_iter().map(|j| j.id).collect();
+    found.sort();
+    rare.sort();
+    assert_eq!(found, rare, "the filter reaches past the crowd");
+    assert!(next.is_none());
+    for size in [7, 70] {
+        let mut seen = HashSet::new();
+        let mut after = None;
+        loop {
+            let (page, next) = q
+                .list(&alice, &JobFilter::default(), size, after.as_ref())
+                .await
+                .expect("list");
+            assert!(page.len() <= size);
+            for j in page {
+                assert!(seen.insert(j.id), "listed once");
+            }
+            match next {
+                Some(c) => after = Some(c),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), 152, "pages of {size} list every job");
+    }
 }
 
 async fn finished_jobs_are_forgotten_after_retention(b: Backend) {
