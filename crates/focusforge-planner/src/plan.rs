@@ -352,6 +352,7 @@ impl Plan {
                     let name = self.actions[dep].spec.key.clone();
                     let a = &mut self.actions[i];
                     a.status = Status::Cancelled;
+                    a.finished_at = Some(now);
                     a.reason = Some(format!("dependency {name:?} did not succeed"));
                     changed = true;
                     continue;
@@ -462,8 +463,14 @@ impl Plan {
     }
 
     /// Cancels an action that has not finished, and every action that
-    /// depends on it, directly or not. Returns the keys cancelled.
-    pub fn cancel(&mut self, key: &str, reason: &str) -> Result<Vec<String>, PlanError> {
+    /// depends on it, directly or not, finishing them at `now`. Returns the
+    /// keys cancelled.
+    pub fn cancel(
+        &mut self,
+        key: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>, PlanError> {
         let root = self.position(key)?;
         let mut cancelled = Vec::new();
         let mut queue = vec![root];
@@ -475,7 +482,7 @@ impl Plan {
             let a = &mut self.actions[i];
             if !a.status.is_terminal() {
                 a.status = Status::Cancelled;
-                a.finished_at = a.finished_at.or(a.started_at);
+                a.finished_at = Some(now);
                 a.reason = Some(if i == root {
                     reason.to_owned()
                 } else {

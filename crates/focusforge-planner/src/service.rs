@@ -458,6 +458,7 @@ impl Planner {
             reason
         };
         let mut cancelled = Vec::new();
+        let now = self.inner.clock.now();
         let doc = modify(
             self.inner.store.as_ref(),
             PLANS,
@@ -468,7 +469,7 @@ impl Planner {
             |doc| {
                 let mut b = body(doc)?;
                 cancelled = match key {
-                    Some(k) => b.plan.cancel(k, reason).map_err(plan_error)?,
+                    Some(k) => b.plan.cancel(k, reason, now).map_err(plan_error)?,
                     None => {
                         let keys: Vec<String> = b
                             .plan
@@ -479,7 +480,7 @@ impl Planner {
                             .collect();
                         let mut all = Vec::new();
                         for k in keys {
-                            all.extend(b.plan.cancel(&k, reason).map_err(plan_error)?);
+                            all.extend(b.plan.cancel(&k, reason, now).map_err(plan_error)?);
                         }
                         all
                     }

@@ -229,6 +229,7 @@ fn failures_are_retried_after_backoff_then_die_and_cancel_dependents() {
                 .as_deref()
                 .is_some_and(|r| r.contains("did not succeed"))
         );
+        assert_eq!(a.finished_at, Some(now), "{key}");
     }
     assert!(plan.is_done());
 }
@@ -265,9 +266,16 @@ fn cancelling_cascades_to_dependents_and_leaves_the_rest() {
     )
     .expect("plan");
     plan.start(t0(), &unlimited(), &mut Running::default());
-    let mut cancelled = plan.cancel("a", "user changed their mind").expect("cancel");
+    let later = t0() + chrono::Duration::seconds(90);
+    let mut cancelled = plan
+        .cancel("a", "user changed their mind", later)
+        .expect("cancel");
     cancelled.sort();
     assert_eq!(cancelled, vec!["a", "b", "c"]);
+    // Each cancelled action finished when it was cancelled, run or not.
+    for k in ["a", "b", "c"] {
+        assert_eq!(plan.get(k).and_then(|a| a.finished_at), Some(later), "{k}");
+    }
     assert_eq!(
         plan.get("a").and_then(|a| a.reason.clone()).as_deref(),
         Some("user changed their mind")
@@ -279,7 +287,7 @@ fn cancelling_cascades_to_dependents_and_leaves_the_rest() {
     );
     assert_eq!(plan.get("side").map(|a| a.status), Some(Status::Running));
     assert_eq!(
-        plan.cancel("nope", "x"),
+        plan.cancel("nope", "x", later),
         Err(PlanError::NotFound("nope".into()))
     );
 }
