@@ -87,6 +87,14 @@ fn checked_secret(secret: &[u8]) -> Result<&[u8], KeyError> {
     Ok(secret)
 }
 
+/// The token of an `authorization: Bearer <token>` header value (the scheme
+/// in any case), or `None` for another scheme or an empty token.
+pub fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 /// Verifies tokens. Cheap to clone and share.
 #[derive(Clone)]
 pub struct Verifier {
@@ -120,13 +128,7 @@ impl Verifier {
     /// Verifies the value of an `authorization` header.
     pub fn verify_header(&self, header: Option<&str>) -> Result<UserId, AuthError> {
         let header = header.ok_or(AuthError::Missing)?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or(AuthError::Malformed)?;
-        self.verify(token)
+        self.verify(bearer_token(header).ok_or(AuthError::Malformed)?)
     }
 
     /// Verifies a bare token and returns its subject.

@@ -57,6 +57,17 @@ fn header_shape_is_checked() {
 }
 
 #[test]
+fn the_bearer_scheme_is_matched_in_any_case() {
+    assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+    assert_eq!(bearer_token("BEARER  abc "), Some("abc"));
+    assert_eq!(bearer_token("bearer abc"), Some("abc"));
+    assert_eq!(bearer_token("Basic abc"), None);
+    assert_eq!(bearer_token("Bearerabc"), None);
+    assert_eq!(bearer_token("Bearer   "), None);
+    assert_eq!(bearer_token("Bearer"), None);
+}
+
+#[test]
 fn expired_tokens_are_rejected() {
     let minter = Minter::new(&hs(), None).expect("minter");
     let claims = Claims {

@@ -82,14 +82,11 @@ fn who<T>(req: &Request<T>) -> Result<Caller, Status> {
         .metadata()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
+        .and_then(focusforge_auth::bearer_token)
         .ok_or_else(|| Status::unauthenticated("missing bearer token"))?;
     Ok(Caller {
         user,
-        token: token.trim().to_owned(),
+        token: token.to_owned(),
     })
 }
 

@@ -184,9 +184,9 @@ impl McpHttp {
             }
         };
         let token = header
-            .and_then(|h| h.split_once(' '))
-            .map(|(_, t)| t.trim().to_owned())
-            .unwrap_or_default();
+            .and_then(focusforge_auth::bearer_token)
+            .unwrap_or_default()
+            .to_owned();
         req.extensions_mut().insert(Caller { user, token });
         let res = self.inner.handle(req).await;
         res.map(tonic::body::Body::new)
