@@ -356,7 +356,7 @@ async fn bad_plans_name_the_offending_actions() {
                 }),
                 ..Default::default()
             }],
-            "actions[a].max_attempts",
+            "actions[a].retry.max_attempts",
             "1-100",
         ),
         (vec![], "actions", "empty"),

@@ -141,7 +141,8 @@ pub enum PlanError {
     #[error("action {action:?}: {field}: {reason}")]
     Invalid {
         action: String,
-        field: &'static str,
+        /// The field's path within the action, e.g. `retry.jitter`.
+        field: String,
         reason: String,
     },
     #[error("no action {0:?} in this plan")]
@@ -207,7 +208,7 @@ impl Plan {
         if specs.len() > MAX_ACTIONS {
             return Err(PlanError::Invalid {
                 action: String::new(),
-                field: "actions",
+                field: "actions".into(),
                 reason: format!("at most {MAX_ACTIONS} actions a plan"),
             });
         }
@@ -216,7 +217,7 @@ impl Plan {
             if s.key.trim().is_empty() || s.key.len() > 128 {
                 return Err(PlanError::Invalid {
                     action: s.key.clone(),
-                    field: "key",
+                    field: "key".into(),
                     reason: "must be 1-128 characters".into(),
                 });
             }
@@ -225,7 +226,7 @@ impl Plan {
             }
             s.retry.validate().map_err(|e| PlanError::Invalid {
                 action: s.key.clone(),
-                field: e.field,
+                field: format!("retry.{}", e.field),
                 reason: e.reason,
             })?;
         }
@@ -270,7 +271,7 @@ impl Plan {
             if let Some(bad) = refs.iter().find(|r| !ancestors.contains(r.0.as_str())) {
                 return Err(PlanError::Invalid {
                     action: s.key.clone(),
-                    field: "params",
+                    field: "params".into(),
                     reason: format!(
                         "refers to the output of {:?}, which it does not depend on",
                         bad.0
@@ -535,7 +536,7 @@ impl Plan {
         })
         .map_err(|reference| PlanError::Invalid {
             action: key.to_owned(),
-            field: "params",
+            field: "params".into(),
             reason: format!("{reference} has no value in the dependency's output"),
         })?;
         Ok(params)

@@ -217,7 +217,7 @@ async fn bad_plans_are_rejected_naming_the_actions() {
                 .expect_err("retry")
         )[0]
         .0,
-        "actions[a].jitter"
+        "actions[a].retry.jitter"
     );
     assert_eq!(
         field_of(p.create(&alice, "", vec![]).await.expect_err("empty"))[0].0,
