@@ -265,9 +265,10 @@ async fn main() {
     let verifier = Arc::new(
         Verifier::new(&KeyMaterial::Hs256(SECRET.as_bytes().to_vec()), None).expect("verifier"),
     );
-    let (_, routes, _) = focusforge_server::service_routes(&cfg, &backends, verifier, None)
+    let routes = focusforge_server::service_routes(&cfg, &backends, verifier, None)
         .await
-        .expect("routes");
+        .expect("routes")
+        .routes;
     let direct = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let direct_addr = direct.local_addr().expect("addr");
     tokio::spawn(

@@ -94,9 +94,10 @@ async fn services_verify_tokens_without_the_gateway() {
     let verifier = Arc::new(
         Verifier::new(&KeyMaterial::Hs256(SECRET.as_bytes().to_vec()), None).expect("verifier"),
     );
-    let (_, routes, _) = focusforge_server::service_routes(&cfg, &backends, verifier, None)
+    let routes = focusforge_server::service_routes(&cfg, &backends, verifier, None)
         .await
-        .expect("routes");
+        .expect("routes")
+        .routes;
     let mut direct = TaskServiceClient::new(routes);
     for (what, tok) in bad_tokens() {
         let msg = ListTasksRequest::default();

@@ -584,3 +584,77 @@ async fn keyword_and_hybrid_search_explain_their_scores() {
     assert_eq!(bad.field_violations[0].field, "mode");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_memory_process_compacts_its_vector_tables() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(&dir);
+    cfg.memory.maintenance_interval_secs = 1;
+    let server = Server::start_in(dir, cfg).await;
+    let mut memory = server.memory().await;
+    let notes = [
+        "quarterly tax report",
+        "purchase milk at the store",
+        "book flights to Lisbon",
+        "renew the passport",
+        "call the plumber about the leak",
+        "water the garden on Sunday",
+    ];
+    for text in notes {
+        memory
+            .remember(authed("alice", remember(MemoryTier::Semantic, text)))
+            .await
+            .expect("remember");
+    }
+    // Each remembered memory was its own write; a fresh look at the table
+    // sees the compacted version once maintenance has run.
+    let table = server
+        .dir
+        .path()
+        .join("vectors")
+        .join("memory_semantic.lance");
+    let fragments = || async {
+        focusforge_vector::VectorTable::open(&table.to_string_lossy(), 384)
+            .await
+            .expect("open")
+            .fragments()
+            .await
+    };
+    let mut seen = fragments().await;
+    for _ in 0..300 {
+        if seen == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        seen = fragments().await;
+    }
+    assert_eq!(seen, 1, "the table was compacted into one fragment");
+    // The files of the single writes stay for an hour beside the rewrite.
+    let data_files = std::fs::read_dir(table.join("data"))
+        .expect("data")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "lance"))
+        })
+        .count();
+    assert!(data_files > notes.len(), "{data_files} data files");
+    let hits = memory
+        .search_memories(authed(
+            "alice",
+            SearchMemoriesRequest {
+                query: "flying to Portugal".into(),
+                top_k: 6,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("search")
+        .into_inner()
+        .hits;
+    assert_eq!(hits.len(), notes.len(), "every memory is still there");
+    assert_eq!(
+        hits[0].memory.as_ref().expect("memory").content,
+        "book flights to Lisbon"
+    );
+    server.stop().await;
+}

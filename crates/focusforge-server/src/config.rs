@@ -277,6 +277,9 @@ pub struct MemoryConfig {
     /// Cosine similarity at which a new semantic memory is merged into an
     /// existing one (0.5-1.0).
     pub duplicate_similarity: f32,
+    /// How often the vector tables are compacted and their old versions
+    /// removed, in seconds; 0 never.
+    pub maintenance_interval_secs: u64,
 }
 
 impl Default for MemoryConfig {
@@ -287,6 +290,7 @@ impl Default for MemoryConfig {
             min_ttl_secs: 60,
             max_content_chars: 8_000,
             duplicate_similarity: 0.95,
+            maintenance_interval_secs: 21_600,
         }
     }
 }
@@ -440,6 +444,9 @@ impl Config {
                         .trim()
                         .parse()
                         .map_err(|_| err(format!("{key} must be a number, got {value:?}")))?;
+                }
+                "FOCUSFORGE_MEMORY_MAINTENANCE_INTERVAL_SECS" => {
+                    self.memory.maintenance_interval_secs = number(key)?;
                 }
                 "FOCUSFORGE_MEMORY_MAX_CONTENT_CHARS" => {
                     self.memory.max_content_chars = number(key)? as usize;
@@ -622,6 +629,12 @@ impl Config {
         if !(1..=3_600).contains(&self.memory.min_ttl_secs) {
             return Err(err("memory min_ttl_secs must be between 1 and 3600"));
         }
+        if self.memory.maintenance_interval_secs > 30 * 86_400 {
+            return Err(err(format!(
+                "memory maintenance_interval_secs must be at most 30 days (2592000), got {}",
+                self.memory.maintenance_interval_secs
+            )));
+        }
         if !(0.5..=1.0).contains(&self.memory.duplicate_similarity) {
             return Err(err(
                 "memory duplicate_similarity must be between 0.5 and 1.0",
@@ -782,6 +795,10 @@ mod tests {
                 "openai base_url",
             ),
             (&[("FOCUSFORGE_REDIS_TIMEOUT_MS", "0")], "timeout_ms"),
+            (
+                &[("FOCUSFORGE_MEMORY_MAINTENANCE_INTERVAL_SECS", "99999999999")],
+                "maintenance_interval_secs",
+            ),
             (
                 &[("FOCUSFORGE_MEMORY_SHORT_TERM_TTL_SECS", "5")],
                 "short_term_ttl_secs",

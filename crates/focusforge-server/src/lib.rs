@@ -355,8 +355,18 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
             Duration::from_secs(config.sweep_interval_secs),
         ));
         let local_addr = listener.local_addr().ok();
-        let (names, routes, reporter) =
-            service_routes(config, &backends, verifier.clone(), local_addr).await?;
+        let ServiceRoutes {
+            names,
+            routes,
+            reporter,
+            vector_tables,
+        } = service_routes(config, &backends, verifier.clone(), local_addr).await?;
+        if config.memory.maintenance_interval_secs > 0 && !vector_tables.is_empty() {
+            background.push(spawn_vector_maintenance(
+                vector_tables,
+                Duration::from_secs(config.memory.maintenance_interval_secs),
+            ));
+        }
         backends.check(&reporter).await;
         background.push(spawn_monitor(backends.clone(), reporter));
         let for_metrics = backends.clone();
@@ -414,13 +424,14 @@ pub async fn service_routes(
     backends: &Backends,
     verifier: Arc<Verifier>,
     local_addr: Option<std::net::SocketAddr>,
-) -> anyhow::Result<(Vec<&'static str>, Routes, HealthReporter)> {
+) -> anyhow::Result<ServiceRoutes> {
     let (reporter, health) = tonic_health::server::health_reporter();
     let auth = AuthInterceptor::new(verifier);
     let limit = config.max_message_bytes;
     let store = &backends.store;
     let mut routes = Routes::new(health);
     let mut names = Vec::new();
+    let mut vector_tables = Vec::new();
     for (short, full) in SERVICES {
         if !config.services.iter().any(|s| s == short) {
             continue;
@@ -431,16 +442,20 @@ pub async fn service_routes(
                     .max_decoding_message_size(limit),
                 auth.clone(),
             )),
-            "memory" => routes.add_service(InterceptedService::new(
-                MemoryServiceServer::new(MemoryApi(Memories::new(
-                    store.clone(),
-                    backends.clock.clone(),
-                    memory_policy(&config.memory),
-                    Some(semantic(config).await?),
-                )))
-                .max_decoding_message_size(limit),
-                auth.clone(),
-            )),
+            "memory" => {
+                let semantic = semantic(config).await?;
+                vector_tables.extend([semantic.table.clone(), semantic.task_table.clone()]);
+                routes.add_service(InterceptedService::new(
+                    MemoryServiceServer::new(MemoryApi(Memories::new(
+                        store.clone(),
+                        backends.clock.clone(),
+                        memory_policy(&config.memory),
+                        Some(semantic),
+                    )))
+                    .max_decoding_message_size(limit),
+                    auth.clone(),
+                ))
+            }
             "tasks" => routes.add_service(InterceptedService::new(
                 TaskServiceServer::new(TaskApi(Tasks::new(store.clone(), backends.clock.clone())))
                     .max_decoding_message_size(limit),
@@ -479,7 +494,22 @@ pub async fn service_routes(
             .await;
         names.push(*full);
     }
-    Ok((names, routes, reporter))
+    Ok(ServiceRoutes {
+        names,
+        routes,
+        reporter,
+        vector_tables,
+    })
+}
+
+/// The services a process runs, ready for the gateway.
+pub struct ServiceRoutes {
+    /// Their fully qualified names.
+    pub names: Vec<&'static str>,
+    pub routes: Routes,
+    pub reporter: HealthReporter,
+    /// The vector tables this process writes, kept compact in the background.
+    pub vector_tables: Vec<Arc<VectorTable>>,
 }
 
 /// This process's gateway, where its services call each other.
@@ -629,6 +659,39 @@ fn spawn_monitor(backends: Backends, reporter: HealthReporter) -> JoinHandle<()>
         loop {
             tick.tick().await;
             backends.check(&reporter).await;
+        }
+    })
+}
+
+/// How long a vector table keeps an old version for readers that opened it.
+const VECTOR_VERSIONS_KEPT: Duration = Duration::from_secs(3_600);
+
+/// Compacts the vector tables and removes their old versions, every `every`
+/// (the first time one interval after start).
+fn spawn_vector_maintenance(tables: Vec<Arc<VectorTable>>, every: Duration) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            for table in &tables {
+                match table.optimize(VECTOR_VERSIONS_KEPT).await {
+                    Ok(done)
+                        if done.fragments_before == done.fragments_after
+                            && done.versions_removed == 0 => {}
+                    Ok(done) => tracing::info!(
+                        table = table.uri(),
+                        fragments_before = done.fragments_before,
+                        fragments_after = done.fragments_after,
+                        versions_removed = done.versions_removed,
+                        bytes_removed = done.bytes_removed,
+                        "compacted a vector table"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(table = table.uri(), error = %e, "compacting a vector table failed")
+                    }
+                }
+            }
         }
     })
 }

@@ -3,7 +3,9 @@
 //! and filtered IVF_PQ search on the same dataset, in the same process.
 //!
 //! `cargo bench -p focusforge-vector --bench search` (set `SEARCH_QUERIES`
-//! to change the number of queries, 1,000 by default).
+//! to change the number of queries, 1,000 by default). Last, loading users'
+//! rows from the fragments of 2,000 single-row writes, and again after
+//! `VectorTable::optimize`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -272,6 +274,7 @@ async fn main() {
     pq.recall = sum / lance_queries as f64;
 
     let (mut big_exact, mut big_ivf) = one_large_user(&dir, queries.min(300)).await;
+    fragments_and_compaction(&dir).await;
 
     println!();
     println!(
@@ -373,4 +376,95 @@ async fn one_large_user(dir: &tempfile::TempDir, queries: usize) -> (Stats, Stat
     }
     ivf.recall = sum / queries as f64;
     (exact, ivf)
+}
+
+/// The files single writes leave: every remembered memory is one commit, so
+/// one fragment. Loading users' rows from 2,000 such fragments against the
+/// same rows after `optimize`, and the disk they take.
+async fn fragments_and_compaction(dir: &tempfile::TempDir) {
+    let path = dir.path().join("small-writes.lance");
+    let uri = path.to_string_lossy().into_owned();
+    let (users, per_user) = (20, 100);
+    let data = clustered(
+        Shape {
+            users,
+            rows_per_user: per_user,
+            dims: DIMS,
+            topics_per_user: 10,
+            noise: 0.05,
+        },
+        44,
+    );
+    let table = VectorTable::open(&uri, DIMS).await.expect("open");
+    let started = Instant::now();
+    for i in 0..per_user {
+        for (u, user) in data.iter().enumerate() {
+            let record = VectorRecord {
+                id: format!("u{u}-{i}"),
+                user_id: format!("u{u}"),
+                text: format!("note {i} of user {u}"),
+                vector: user.rows[i].clone(),
+                created_at_ms: 0,
+            };
+            table.add(vec![record]).await.expect("add");
+        }
+    }
+    let writes = users * per_user;
+    let wrote = started.elapsed();
+    let disk = |p: &std::path::Path| -> u64 {
+        fn walk(p: &std::path::Path) -> u64 {
+            std::fs::read_dir(p).map_or(0, |d| {
+                d.flatten()
+                    .map(|e| match e.metadata() {
+                        Ok(m) if m.is_dir() => walk(&e.path()),
+                        Ok(m) => m.len(),
+                        Err(_) => 0,
+                    })
+                    .sum()
+            })
+        }
+        walk(p)
+    };
+    // Every user's first search after opening reads their rows from Lance.
+    let load_all = || async {
+        let fresh = VectorTable::open(&uri, DIMS).await.expect("reopen");
+        let t = Instant::now();
+        for (u, user) in data.iter().enumerate() {
+            fresh
+                .search(&format!("u{u}"), &user.rows[0], K)
+                .await
+                .expect("search");
+        }
+        t.elapsed() / users as u32
+    };
+    let (before_fragments, before_disk) = (table.fragments().await, disk(&path));
+    let before = load_all().await;
+    let t = Instant::now();
+    let done = table.optimize(Duration::ZERO).await.expect("optimize");
+    let took = t.elapsed();
+    let after = load_all().await;
+    println!();
+    println!(
+        "{writes} single-row writes by {users} users ({:.1} ms a write), then optimize ({:.0} ms)",
+        wrote.as_secs_f64() * 1e3 / writes as f64,
+        took.as_secs_f64() * 1e3
+    );
+    println!(
+        "{:<40} {:>10} {:>16} {:>10}",
+        "table", "fragments", "user load ms", "disk MB"
+    );
+    println!(
+        "{:<40} {:>10} {:>16.2} {:>10.1}",
+        "as written",
+        before_fragments,
+        before.as_secs_f64() * 1e3,
+        before_disk as f64 / 1e6
+    );
+    println!(
+        "{:<40} {:>10} {:>16.2} {:>10.1}",
+        "optimized (compacted, old versions gone)",
+        done.fragments_after,
+        after.as_secs_f64() * 1e3,
+        disk(&path) as f64 / 1e6
+    );
 }

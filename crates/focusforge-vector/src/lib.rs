@@ -28,7 +28,8 @@ mod table;
 pub use ivf::IvfParams;
 pub use keyword::terms;
 pub use table::{
-    Hit, KeywordPart, RRF_K, ScoreParts, TableOptions, VectorPart, VectorRecord, VectorTable,
+    Hit, KeywordPart, Optimized, RRF_K, ScoreParts, TableOptions, VectorPart, VectorRecord,
+    VectorTable,
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -4,6 +4,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::TryStreamExt;
 use lance::Dataset;
+use lance::dataset::optimize::{CompactionOptions, compact_files};
 use lance::dataset::{WriteMode, WriteParams};
 use lance::deps::arrow_array::types::Float32Type;
 use lance::deps::arrow_array::{
@@ -127,6 +128,16 @@ fn lock(users: &Users) -> std::sync::MutexGuard<'_, HashMap<String, UserEntry>> 
     users.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// What [`VectorTable::optimize`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Optimized {
+    pub fragments_before: usize,
+    pub fragments_after: usize,
+    /// Versions older than the kept span, removed with their files.
+    pub versions_removed: u64,
+    pub bytes_removed: u64,
+}
+
 /// A Lance-backed table of vectors with per-user search.
 pub struct VectorTable {
     uri: String,
@@ -211,6 +222,11 @@ impl VectorTable {
 
     pub fn dims(&self) -> usize {
         self.dims
+    }
+
+    /// Where the table lives.
+    pub fn uri(&self) -> &str {
+        &self.uri
     }
 
     fn check_vector(&self, field: &'static str, v: &[f32]) -> Result<(), VectorError> {
@@ -447,6 +463,36 @@ impl VectorTable {
         let n = ivf.rows();
         install(&self.users, user_id, generation, ivf);
         Ok(n)
+    }
+
+    /// Rewrites the small fragments that single writes leave into large
+    /// ones, dropping deleted rows, then removes versions older than `keep`
+    /// and the files only they used. Writes wait meanwhile; searches of
+    /// loaded users do not.
+    pub async fn optimize(&self, keep: std::time::Duration) -> Result<Optimized, VectorError> {
+        let keep = chrono::Duration::from_std(keep).map_err(|_| invalid("keep", "too long"))?;
+        let mut slot = self.dataset.write().await;
+        let Some(ds) = slot.as_mut() else {
+            return Ok(Optimized::default());
+        };
+        let fragments_before = ds.count_fragments();
+        compact_files(ds, CompactionOptions::default(), None).await?;
+        let removed = ds.cleanup_old_versions(keep, None, None).await?;
+        Ok(Optimized {
+            fragments_before,
+            fragments_after: ds.count_fragments(),
+            versions_removed: removed.old_versions,
+            bytes_removed: removed.bytes_removed,
+        })
+    }
+
+    /// How many fragments (data files with their deletions) the table has.
+    pub async fn fragments(&self) -> usize {
+        self.dataset
+            .read()
+            .await
+            .as_ref()
+            .map_or(0, Dataset::count_fragments)
     }
 
     /// How many rows the table holds, over all users, as committed.

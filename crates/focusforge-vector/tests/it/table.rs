@@ -271,3 +271,71 @@ async fn a_killed_writer_leaves_whole_commits_only() {
         .expect("write after the crash");
     assert_eq!(table.count_rows().await.expect("count"), rows + 1);
 }
+
+#[tokio::test]
+async fn optimizing_compacts_single_writes_and_drops_old_versions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let table = VectorTable::open(&uri(&dir), DIMS).await.expect("open");
+    assert_eq!(
+        table
+            .optimize(std::time::Duration::ZERO)
+            .await
+            .expect("nothing yet"),
+        focusforge_vector::Optimized::default()
+    );
+    // One write of ten rows, then twenty single-row writes: a fragment each.
+    table
+        .add(
+            (0..10)
+                .map(|i| record("alice", &format!("a{i}"), i))
+                .collect(),
+        )
+        .await
+        .expect("add");
+    for i in 10..30 {
+        table
+            .add(vec![record("alice", &format!("a{i}"), i)])
+            .await
+            .expect("add");
+    }
+    // A deleted row of the first fragment is dropped by the rewrite.
+    assert!(table.delete("alice", "a3").await.expect("delete"));
+    let before = table.search("alice", &vector(7), 5).await.expect("search");
+    assert_eq!(table.fragments().await, 21);
+
+    let done = table
+        .optimize(std::time::Duration::ZERO)
+        .await
+        .expect("optimize");
+    assert_eq!(done.fragments_before, 21);
+    assert_eq!(done.fragments_after, 1);
+    assert!(done.versions_removed >= 21, "{done:?}");
+    assert!(done.bytes_removed > 0, "{done:?}");
+    assert_eq!(table.count_rows().await.expect("count"), 29);
+    let ids =
+        |hits: &[focusforge_vector::Hit]| hits.iter().map(|h| h.id.clone()).collect::<Vec<_>>();
+    let after = table.search("alice", &vector(7), 5).await.expect("search");
+    assert_eq!(ids(&after), ids(&before));
+    let manifests = std::fs::read_dir(dir.path().join("vectors.lance").join("_versions"))
+        .expect("versions")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "manifest"))
+        })
+        .count();
+    assert_eq!(manifests, 1, "only the newest version is left");
+
+    // Writes go on, and a reopened table sees the same rows.
+    table
+        .add(vec![record("alice", "a100", 100)])
+        .await
+        .expect("add after");
+    let reopened = VectorTable::open(&uri(&dir), DIMS).await.expect("reopen");
+    assert_eq!(reopened.count_rows().await.expect("count"), 30);
+    assert_eq!(reopened.text_of("alice", "a3").await.expect("text"), None);
+    let hits = reopened
+        .search("alice", &vector(7), 1)
+        .await
+        .expect("search");
+    assert_eq!(hits[0].id, "a7");
+}
