@@ -21,7 +21,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib
 
 import yaml
 
@@ -91,6 +94,9 @@ for name, args in [("defaults", []), ("production values", production)]:
 for name, args, says in [
     ("two API replicas without MongoDB and Redis", ["--set", "api.replicas=2"], "needs mongodb and redis"),
     ("the worker deployment without MongoDB and Redis", ["--set", "worker.enabled=true"], "needs mongodb and redis"),
+    ("a disruption budget for the single embedded pod", ["--set", "api.podDisruptionBudget.enabled=true"],
+     "would block node drains"),
+    ("a secret in the ConfigMap", ["--set", "config.redis.url=redis://x"], "would land in a ConfigMap"),
     ("memory in the API pods beside MongoDB and Redis",
      ["--set", f"mongodb.uri={MONGODB_URI}", "--set", f"redis.url={REDIS_URL}", "--set", "api.services={tasks,memory}"],
      "memory runs in its own deployment"),
@@ -135,9 +141,9 @@ check("one memory pod owns the data volume; the API and worker pods keep none",
       and "ff-focusforge-data" in by_kind["PersistentVolumeClaim"],
       [d["metadata"]["name"] for d in docs])
 service = by_kind["Service"]["ff-focusforge"]
-check("the service selects the API pods on the gRPC port",
-      service["spec"]["selector"].items() <= api["spec"]["template"]["metadata"]["labels"].items()
-      and not service["spec"]["selector"].items() <= worker["spec"]["template"]["metadata"]["labels"].items()
+selects = lambda d: service["spec"]["selector"].items() <= d["spec"]["template"]["metadata"]["labels"].items()
+check("the service selects the API pods, and only them, on the gRPC port",
+      selects(api) and not selects(worker) and not selects(memory)
       and service["spec"]["ports"][0]["targetPort"] == api["spec"]["template"]["spec"]["containers"][0]["ports"][0]["name"],
       service["spec"])
 
@@ -164,6 +170,26 @@ def volumes_of(pod, shared, scratch, pod_name):
             raise SystemExit(f"volume kind not simulated: {v}")
     return dirs
 
+
+for d in (api, memory):
+    c = d["spec"]["template"]["spec"]["containers"][0]
+    port = c["ports"][0]["containerPort"]
+    check(f"the {d['metadata']['name']} pod listens on its container port, which its probes check",
+          c["args"][c["args"].index("--listen") + 1].endswith(f":{port}")
+          and all(c[p]["grpc"]["port"] == port for p in ("startupProbe", "readinessProbe", "livenessProbe")), c)
+
+# An autoscaled API: the HPA owns the replica count, a PDB keeps one pod.
+r = helm("template", "ff", CHART, *production, "--set", "api.autoscaling.enabled=true",
+         "--set", "api.podDisruptionBudget.enabled=true")
+scaled = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(r.stdout) if d}
+hpa = scaled.get(("HorizontalPodAutoscaler", "ff-focusforge-api"), {})
+pdb = scaled.get(("PodDisruptionBudget", "ff-focusforge-api"), {})
+check("autoscaling: an HPA on the API deployment, which leaves it the replica count, and a PDB",
+      r.returncode == 0 and "replicas" not in scaled[("Deployment", "ff-focusforge-api")]["spec"]
+      and hpa["spec"]["scaleTargetRef"]["name"] == "ff-focusforge-api"
+      and hpa["spec"]["minReplicas"] == 2
+      and pdb["spec"]["selector"]["matchLabels"].items() <= api["spec"]["template"]["metadata"]["labels"].items(),
+      r.stderr or (hpa, pdb))
 
 # Service DNS names ("name:port") and the local address of the pod each selects.
 cluster_dns = {}

@@ -37,6 +37,15 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end -}}
 
+{{/*
+A checksum of what the Secret is made from, so pods restart when it
+changes (the values, not the rendered Secret, whose generated default
+differs on every render).
+*/}}
+{{- define "focusforge.secretChecksum" -}}
+{{ toJson (list .Values.auth .Values.mongodb .Values.redis .Values.openai) | sha256sum }}
+{{- end -}}
+
 {{/* The Secret this chart writes. */}}
 {{- define "focusforge.secretName" -}}
 {{ include "focusforge.fullname" . }}
@@ -66,6 +75,16 @@ chain,tasks,users,planner,jobs,mcp
 {{- end -}}
 {{- if and .Values.worker.enabled (not $shared) -}}
 {{- fail "worker.enabled needs mongodb and redis: workers share the queue and the store with the API" -}}
+{{- end -}}
+{{- if and .Values.api.podDisruptionBudget.enabled (not $several) -}}
+{{- fail "api.podDisruptionBudget with one API pod would block node drains: run several (api.replicas or api.autoscaling)" -}}
+{{- end -}}
+{{- range $section, $keys := dict "auth" (list "jwt_secret") "mongodb" (list "uri") "redis" (list "url") "openai" (list "api_key") -}}
+{{- range $keys -}}
+{{- if hasKey (get $.Values.config $section | default dict) . -}}
+{{- fail (printf "config.%s.%s would land in a ConfigMap: set it through the chart's %s values (a Secret)" $section . $section) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- if and $shared (has "memory" .Values.api.services) -}}
 {{- fail "api.services: memory runs in its own deployment when mongodb and redis are set (it owns the Lance tables)" -}}
@@ -143,6 +162,8 @@ as integers: the configuration's counts and sizes are integers.
 [{{ range $i, $v := . }}{{ if $i }}, {{ end }}{{ include "focusforge.tomlValue" $v }}{{ end }}]
 {{- else if kindIs "map" . -}}
 {{- fail "config: tables nest one level deep, e.g. config.jobs.workers" -}}
+{{- else if kindIs "invalid" . -}}
+{{- fail "config: a key has no value (null); remove it to keep the default" -}}
 {{- else -}}
 {{- . -}}
 {{- end -}}
