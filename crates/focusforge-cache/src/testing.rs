@@ -77,9 +77,15 @@ impl RedisServer {
             if matches!(child.try_wait(), Ok(Some(_))) {
                 return false;
             }
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                self.child = Some(child);
-                return true;
+            if let Some(pid) = server_pid(self.port) {
+                // Another test's server may hold the port: ours must answer.
+                if pid == child.id() {
+                    self.child = Some(child);
+                    return true;
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -114,6 +120,37 @@ impl RedisServer {
             }
             v
         })
+    }
+}
+
+/// The process id of the Redis server answering on `port`, if one does.
+fn server_pid(port: u16) -> Option<u32> {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    conn.write_all(b"*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n")
+        .ok()?;
+    let mut reply = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = conn.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        reply.extend_from_slice(&chunk[..n]);
+        // A bulk string: `$<length>\r\n<text>\r\n`; anything else (an
+        // error while loading, say) is no answer yet.
+        let text = String::from_utf8_lossy(&reply);
+        if let Some((head, body)) = text.split_once("\r\n") {
+            let length: usize = head.strip_prefix('$')?.parse().ok()?;
+            if body.len() >= length {
+                return body
+                    .get(..length)?
+                    .lines()
+                    .find_map(|l| l.strip_prefix("process_id:"))
+                    .and_then(|v| v.trim().parse().ok());
+            }
+        }
     }
 }
 

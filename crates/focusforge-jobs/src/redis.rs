@@ -468,7 +468,7 @@ impl Queue for RedisQueue {
         // Members already read at the `max` score: a read resumes after
         // them, however many jobs share that millisecond.
         let mut offset = 0usize;
-        let cursor = after.cloned();
+        let mut cursor = after.cloned();
         // Newest first, in batches, until the page is full or the index ends.
         // Within a millisecond Redis orders members (ids) from the highest,
         // as the cursor does.
@@ -489,9 +489,11 @@ impl Queue for RedisQueue {
             let done = rows.len() < batch;
             let ids: Vec<String> = rows.iter().map(|(id, _)| id.clone()).collect();
             for job in self.fetch(&ids).await?.into_iter().flatten() {
+                // A job seen already, when the index changed between reads.
                 if cursor.as_ref().is_some_and(|c| !c.precedes(&job)) {
                     continue;
                 }
+                cursor = Some(JobCursor::after(&job));
                 if filter.matches(&job) {
                     out.push(job);
                     if out.len() > limit {

@@ -173,8 +173,9 @@ impl McpHttp {
                 let (parts, body) = req.into_parts();
                 let mut res = unauthorized(&e.to_string());
                 // A body left unread ends an HTTP/1 connection the client
-                // thinks it may reuse; so read it, or say the connection ends.
-                if !drain(body).await && parts.version < http::Version::HTTP_2 {
+                // thinks it may reuse; so read it, or say the connection
+                // ends. HTTP/2 resets just the stream.
+                if parts.version < http::Version::HTTP_2 && !drain(body).await {
                     res.headers_mut().insert(
                         http::header::CONNECTION,
                         http::HeaderValue::from_static("close"),
