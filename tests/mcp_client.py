@@ -18,21 +18,10 @@ import jsonschema
 from mcp import ClientSession, MCPError, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
+from checks import Checks, free_port
+
 BIN = sys.argv[1]
-passed = 0
-failed = 0
-
-
-def check(name, ok, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-        print(f"ok   {name}")
-    else:
-        failed += 1
-        print(f"FAIL {name}")
-        if detail:
-            print("     " + str(detail)[:2000].replace("\n", "\n     "))
+check = Checks()
 
 
 def errors_in(group):
@@ -116,14 +105,6 @@ async def exercise(session, transport):
         check(f"{transport}: an unknown tool is a JSON-RPC error", False, "no error")
     except MCPError as e:
         check(f"{transport}: an unknown tool is a JSON-RPC error", e.code == -32602, e)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 async def over_http(addr, token):
@@ -214,8 +195,7 @@ async def main():
             server.wait(timeout=30)
     with tempfile.TemporaryDirectory() as data:
         await over_stdio(data, env)
-    print(f"mcp: {passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return check.summary("mcp")
 
 
 sys.exit(asyncio.run(main()))
