@@ -4,6 +4,7 @@
 //! callers asking to run ready actions now.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,6 +15,8 @@ use focusforge_jobs::{Handler, JobContext, JobError, JobSpec, Jobs};
 use focusforge_store::{
     Cursor, Document, Filter, NewDocument, Order, Query, SharedStore, SortKey, modify, page_token,
 };
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -546,144 +549,199 @@ impl Planner {
         Ok(ran)
     }
 
-    /// Starts the plan's ready actions under the limits, runs them, records
-    /// their outcomes and repeats until nothing is ready; then schedules the
-    /// next run for when a waiting action comes due. Returns the keys run.
+    /// Starts the plan's ready actions under the limits and runs them; each
+    /// outcome is recorded as it comes, and what it made ready starts at
+    /// once, until nothing runs or is ready. Then schedules the next run
+    /// for when a waiting action comes due. Returns the keys run.
     pub async fn advance(&self, user: &UserId, plan_id: &str) -> Result<Vec<String>, Error> {
-        let inner = &self.inner;
-        let mut ran = Vec::new();
-        let grace = chrono::Duration::from_std(inner.settings.action_timeout).unwrap_or_default()
+        let grace = chrono::Duration::from_std(self.inner.settings.action_timeout)
+            .unwrap_or_default()
             + chrono::Duration::seconds(30);
+        let mut ran = Vec::new();
+        let mut running = FuturesUnordered::new();
+        // A failure to reach the store stops new starts; what runs is still
+        // awaited and recorded, then the first failure is returned.
+        let mut failure = None;
         loop {
-            let mut counts = inner.counts.lock().await;
-            let mut started = Vec::new();
-            let doc = modify(
-                inner.store.as_ref(),
-                PLANS,
-                user,
-                plan_id,
-                "plan",
-                None,
-                |doc| {
-                    let mut b = body(doc)?;
-                    let now = inner.clock.now();
-                    // Runs that started long ago and are not running here
-                    // were cut short by a crash or restart: fail them so the
-                    // retry policy decides.
-                    let in_flight = inner.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-                    for key in b.plan.started_before(now - grace) {
-                        if in_flight.contains(&(plan_id.to_owned(), key.clone())) {
-                            continue;
-                        }
-                        let _ = b.plan.finish(
-                            &key,
-                            Outcome::Failed {
-                                kind: "interrupted".into(),
-                                message: "the run stopped before it finished".into(),
-                            },
-                            now,
-                            rand::random(),
-                        );
-                    }
-                    drop(in_flight);
-                    let mut running = counts.running(user);
-                    started = b.plan.start(now, &inner.settings.limits, &mut running);
-                    b.done = b.plan.is_done();
-                    let new = encode(&b)?;
-                    Ok((new != doc.body).then_some(new))
-                },
-            )
-            .await?;
-            let b = body(&doc)?;
-            if started.is_empty() {
-                drop(counts);
-                if !b.done {
-                    self.schedule_next(user, plan_id, &b.plan, grace).await;
-                }
-                return Ok(ran);
-            }
-            {
-                let mut in_flight = inner.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-                for k in &started {
-                    if let Some(a) = b.plan.get(k) {
-                        counts.add(user, a.spec.action_type, 1);
-                    }
-                    in_flight.insert((plan_id.to_owned(), k.clone()));
-                }
-            }
-            drop(counts);
-
-            let runs = started.iter().map(|key| {
-                let plan = &b.plan;
-                async move {
-                    let result = match (plan.get(key), plan.resolve_params(key)) {
-                        (Some(a), Ok(params)) => tokio::time::timeout(
-                            inner.settings.action_timeout,
-                            inner.executor.execute(user, &a.spec, params),
-                        )
-                        .await
-                        .unwrap_or_else(|_| {
-                            Err(Error::Unavailable(format!(
-                                "the action ran longer than {:?}",
-                                inner.settings.action_timeout
-                            )))
-                        }),
-                        (_, Err(e)) => Err(plan_error(e)),
-                        (None, _) => Err(Error::NotFound(format!("action {key:?}"))),
-                    };
-                    (key.clone(), result)
-                }
-            });
-            let results = futures::future::join_all(runs).await;
-            let recorded = modify(
-                inner.store.as_ref(),
-                PLANS,
-                user,
-                plan_id,
-                "plan",
-                None,
-                |doc| {
-                    let mut b = body(doc)?;
-                    let now = inner.clock.now();
-                    for (key, result) in &results {
-                        let outcome = match result {
-                            Ok(output) => {
-                                let _ = b.plan.set_output(key, output.clone());
-                                Outcome::Succeeded
+            if failure.is_none() {
+                match self.claim(user, plan_id, grace).await {
+                    Ok((plan, started)) => {
+                        if started.is_empty() && running.is_empty() {
+                            if !plan.is_done() {
+                                self.schedule_next(user, plan_id, &plan, grace).await;
                             }
-                            Err(e) => Outcome::Failed {
-                                kind: JobError::from(e.clone()).kind,
-                                message: e.to_string(),
-                            },
-                        };
-                        match b.plan.finish(key, outcome, now, rand::random()) {
-                            Ok(_) | Err(PlanError::NotRunning(_)) => {}
-                            Err(e) => return Err(plan_error(e)),
+                            return Ok(ran);
+                        }
+                        for key in started {
+                            running.push(self.run(user, &plan, key));
                         }
                     }
-                    b.done = b.plan.is_done();
-                    encode(&b).map(Some)
-                },
-            )
-            .await;
+                    Err(e) => failure = Some(e),
+                }
+            }
+            let Some((key, action_type, result)) = running.next().await else {
+                return match failure {
+                    Some(e) => Err(e),
+                    None => Ok(ran),
+                };
+            };
+            if let Err(e) = &result {
+                tracing::info!(plan = %plan_id, action = %key, error = %e, "action failed");
+            }
+            let recorded = self.record(user, plan_id, &key, result).await;
             {
-                let mut counts = inner.counts.lock().await;
-                let mut in_flight = inner.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-                for k in &started {
-                    if let Some(a) = b.plan.get(k) {
-                        counts.add(user, a.spec.action_type, -1);
-                    }
-                    in_flight.remove(&(plan_id.to_owned(), k.clone()));
+                let mut counts = self.inner.counts.lock().await;
+                if let Some(t) = action_type {
+                    counts.add(user, t, -1);
                 }
+                let mut in_flight = self
+                    .inner
+                    .in_flight
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                in_flight.remove(&(plan_id.to_owned(), key.clone()));
             }
-            recorded?;
-            for (key, result) in &results {
-                if let Err(e) = result {
-                    tracing::info!(plan = %plan_id, action = %key, error = %e, "action failed");
-                }
+            if let Err(e) = recorded {
+                failure.get_or_insert(e);
             }
-            ran.extend(started);
+            ran.push(key);
         }
+    }
+
+    /// Fails runs a crash cut short, starts the ready actions under the
+    /// limits and counts them as running here. Returns the plan as stored
+    /// and the keys started.
+    async fn claim(
+        &self,
+        user: &UserId,
+        plan_id: &str,
+        grace: chrono::Duration,
+    ) -> Result<(Plan, Vec<String>), Error> {
+        let inner = &self.inner;
+        let mut counts = inner.counts.lock().await;
+        let mut started = Vec::new();
+        let doc = modify(
+            inner.store.as_ref(),
+            PLANS,
+            user,
+            plan_id,
+            "plan",
+            None,
+            |doc| {
+                let mut b = body(doc)?;
+                let now = inner.clock.now();
+                // Runs that started long ago and are not running here were
+                // cut short by a crash or restart: fail them so the retry
+                // policy decides.
+                let in_flight = inner.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+                for key in b.plan.started_before(now - grace) {
+                    if in_flight.contains(&(plan_id.to_owned(), key.clone())) {
+                        continue;
+                    }
+                    let _ = b.plan.finish(
+                        &key,
+                        Outcome::Failed {
+                            kind: "interrupted".into(),
+                            message: "the run stopped before it finished".into(),
+                        },
+                        now,
+                        rand::random(),
+                    );
+                }
+                drop(in_flight);
+                let mut running = counts.running(user);
+                started = b.plan.start(now, &inner.settings.limits, &mut running);
+                b.done = b.plan.is_done();
+                let new = encode(&b)?;
+                Ok((new != doc.body).then_some(new))
+            },
+        )
+        .await?;
+        let plan = body(&doc)?.plan;
+        let mut in_flight = inner.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        for k in &started {
+            if let Some(a) = plan.get(k) {
+                counts.add(user, a.spec.action_type, 1);
+            }
+            in_flight.insert((plan_id.to_owned(), k.clone()));
+        }
+        Ok((plan, started))
+    }
+
+    /// Runs one started action with the plan's outputs so far, within the
+    /// action timeout.
+    fn run<'a>(
+        &'a self,
+        user: &'a UserId,
+        plan: &Plan,
+        key: String,
+    ) -> impl Future<Output = (String, Option<ActionType>, Result<Value, Error>)> + 'a {
+        let action = plan.get(&key).map(|a| a.spec.clone());
+        let params = plan.resolve_params(&key);
+        let inner = &self.inner;
+        async move {
+            let Some(spec) = action else {
+                let missing = Error::NotFound(format!("action {key:?}"));
+                return (key, None, Err(missing));
+            };
+            let result = match params {
+                Ok(params) => tokio::time::timeout(
+                    inner.settings.action_timeout,
+                    inner.executor.execute(user, &spec, params),
+                )
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Error::Unavailable(format!(
+                        "the action ran longer than {:?}",
+                        inner.settings.action_timeout
+                    )))
+                }),
+                Err(e) => Err(plan_error(e)),
+            };
+            (key, Some(spec.action_type), result)
+        }
+    }
+
+    /// Records one action's outcome: its output, or its failure for the
+    /// retry policy.
+    async fn record(
+        &self,
+        user: &UserId,
+        plan_id: &str,
+        key: &str,
+        result: Result<Value, Error>,
+    ) -> Result<(), Error> {
+        let inner = &self.inner;
+        modify(
+            inner.store.as_ref(),
+            PLANS,
+            user,
+            plan_id,
+            "plan",
+            None,
+            |doc| {
+                let mut b = body(doc)?;
+                let now = inner.clock.now();
+                let outcome = match &result {
+                    Ok(output) => {
+                        let _ = b.plan.set_output(key, output.clone());
+                        Outcome::Succeeded
+                    }
+                    Err(e) => Outcome::Failed {
+                        kind: JobError::from(e.clone()).kind,
+                        message: e.to_string(),
+                    },
+                };
+                match b.plan.finish(key, outcome, now, rand::random()) {
+                    Ok(_) | Err(PlanError::NotRunning(_)) => {}
+                    Err(e) => return Err(plan_error(e)),
+                }
+                b.done = b.plan.is_done();
+                encode(&b).map(Some)
+            },
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Schedules the next advance: when a waiting action comes due, or

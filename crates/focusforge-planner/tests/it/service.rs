@@ -671,3 +671,69 @@ async fn a_run_cut_short_by_a_crash_is_retried() {
         (Status::Succeeded, 2)
     );
 }
+
+/// Holds the action `slow` until the action `next` has started.
+#[derive(Default)]
+struct Gate {
+    started: Mutex<Vec<String>>,
+    next_started: tokio::sync::Notify,
+}
+
+#[async_trait]
+impl Executor for Gate {
+    async fn execute(&self, _: &UserId, action: &ActionSpec, _: Value) -> Result<Value, Error> {
+        self.started.lock().expect("lock").push(action.key.clone());
+        match action.key.as_str() {
+            "slow" => self.next_started.notified().await,
+            "next" => self.next_started.notify_one(),
+            _ => {}
+        }
+        Ok(json!({}))
+    }
+}
+
+#[tokio::test]
+async fn a_dependent_starts_when_its_dependency_ends_not_when_its_siblings_do() {
+    let env = env(Arc::new(SystemClock));
+    let gate = Arc::new(Gate::default());
+    let p = planner(&env, gate.clone(), Limits::default());
+    let alice = user("alice");
+    let mut next = ActionSpec::new("next", ActionType::Notification);
+    next.depends_on = vec!["fast".into()];
+    let plan = p
+        .create(
+            &alice,
+            "",
+            vec![
+                ActionSpec::new("fast", ActionType::Notification),
+                ActionSpec::new("slow", ActionType::Notification),
+                next,
+            ],
+        )
+        .await
+        .expect("create");
+    // `slow` ends only once `next` has started, so the plan finishes only
+    // if `fast` is recorded, and `next` started, while `slow` still runs.
+    let ran = tokio::time::timeout(
+        Duration::from_secs(5),
+        p.execute_ready(&alice, Some(&plan.id)),
+    )
+    .await
+    .expect("next did not wait for its dependency's sibling")
+    .expect("run");
+    assert_eq!(ran.len(), 3);
+    let view = p.get(&alice, &plan.id).await.expect("get");
+    for key in ["fast", "slow", "next"] {
+        assert_eq!(
+            view.plan.get(key).expect(key).status,
+            Status::Succeeded,
+            "{key}"
+        );
+    }
+    let started = gate.started.lock().expect("lock").clone();
+    assert_eq!(
+        started.last().map(String::as_str),
+        Some("next"),
+        "{started:?}"
+    );
+}
