@@ -508,7 +508,10 @@ impl Planner {
         plan_id: Option<&str>,
     ) -> Result<Vec<ActionView>, Error> {
         let plans: Vec<String> = match plan_id {
-            Some(id) => vec![self.get(user, id).await?.id],
+            Some(id) => {
+                check_id(id).map_err(|_| Error::invalid("plan_id", "must be 1-128 bytes"))?;
+                vec![id.to_owned()]
+            }
             None => {
                 let query = Query {
                     filters: vec![Filter::eq("done", false)],
@@ -532,13 +535,9 @@ impl Planner {
         };
         let mut ran = Vec::new();
         for id in plans {
-            let keys = self.advance(user, &id).await?;
-            if keys.is_empty() {
-                continue;
-            }
-            let plan = self.get(user, &id).await?;
+            let (keys, plan) = self.advance(user, &id).await?;
             for k in keys {
-                if let Some(a) = plan.plan.get(&k) {
+                if let Some(a) = plan.get(&k) {
                     ran.push(ActionView {
                         plan_id: id.clone(),
                         action: a.clone(),
@@ -552,8 +551,13 @@ impl Planner {
     /// Starts the plan's ready actions under the limits and runs them; each
     /// outcome is recorded as it comes, and what it made ready starts at
     /// once, until nothing runs or is ready. Then schedules the next run
-    /// for when a waiting action comes due. Returns the keys run.
-    pub async fn advance(&self, user: &UserId, plan_id: &str) -> Result<Vec<String>, Error> {
+    /// for when a waiting action comes due. Returns the keys run and the
+    /// plan as it was left.
+    pub async fn advance(
+        &self,
+        user: &UserId,
+        plan_id: &str,
+    ) -> Result<(Vec<String>, Plan), Error> {
         let grace = chrono::Duration::from_std(self.inner.settings.action_timeout)
             .unwrap_or_default()
             + chrono::Duration::seconds(30);
@@ -570,7 +574,7 @@ impl Planner {
                             if !plan.is_done() {
                                 self.schedule_next(user, plan_id, &plan, grace).await;
                             }
-                            return Ok(ran);
+                            return Ok((ran, plan));
                         }
                         for key in started {
                             running.push(self.run(user, &plan, key));
@@ -580,10 +584,9 @@ impl Planner {
                 }
             }
             let Some((key, action_type, result)) = running.next().await else {
-                return match failure {
-                    Some(e) => Err(e),
-                    None => Ok(ran),
-                };
+                // Nothing runs, and claims stopped: only after a failure.
+                return Err(failure
+                    .unwrap_or_else(|| Error::internal("a plan advance stopped without a cause")));
             };
             if let Err(e) = &result {
                 tracing::info!(plan = %plan_id, action = %key, error = %e, "action failed");
