@@ -3,8 +3,7 @@
 //! jobs (`planner.advance`) so a restart resumes where it stopped, and by
 //! callers asking to run ready actions now.
 
-use std::collections::{HashMap, HashSet};
-use std::future::Future;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -127,9 +126,82 @@ struct Inner {
     executor: Arc<dyn Executor>,
     clock: Arc<dyn Clock>,
     settings: PlannerSettings,
-    counts: tokio::sync::Mutex<Counts>,
-    /// (plan, action) pairs this process is running.
-    in_flight: Mutex<HashSet<(String, String)>>,
+    /// Held while claiming, so claims in this process see each other's counts.
+    claiming: tokio::sync::Mutex<()>,
+    counts: Mutex<Counts>,
+    /// (plan, action) pairs this process is running, with how many runs.
+    in_flight: Mutex<HashMap<(String, String), usize>>,
+}
+
+impl Inner {
+    fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
+        self.counts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), usize>> {
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// An action this process runs: its place in the counts and its in-flight
+/// mark, given back when dropped, however the run ends.
+struct Slot {
+    inner: Arc<Inner>,
+    user: UserId,
+    plan_id: String,
+    key: String,
+    action_type: ActionType,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.inner.counts().add(&self.user, self.action_type, -1);
+        let mut in_flight = self.inner.in_flight();
+        let id = (
+            std::mem::take(&mut self.plan_id),
+            std::mem::take(&mut self.key),
+        );
+        if let Some(n) = in_flight.get_mut(&id) {
+            *n -= 1;
+            if *n == 0 {
+                in_flight.remove(&id);
+            }
+        }
+    }
+}
+
+/// The runs an advance started. Dropped before they end (the caller gave
+/// up), they finish on their own, and a job advances the plan after them.
+struct Runs {
+    planner: Planner,
+    user: UserId,
+    plan_id: String,
+    handles: FuturesUnordered<tokio::task::JoinHandle<Result<(), Error>>>,
+}
+
+impl Drop for Runs {
+    fn drop(&mut self) {
+        if self.handles.is_empty() {
+            return;
+        }
+        let handles = std::mem::take(&mut self.handles);
+        let (planner, user, plan_id) = (
+            self.planner.clone(),
+            self.user.clone(),
+            std::mem::take(&mut self.plan_id),
+        );
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                handles.for_each(|_| async {}).await;
+                if let Ok(view) = planner.get(&user, &plan_id).await
+                    && !view.plan.is_done()
+                {
+                    let now = planner.inner.clock.now();
+                    planner.schedule(&user, &plan_id, &view.plan, now).await;
+                }
+            });
+        }
+    }
 }
 
 /// Plans: create, inspect, cancel and run.
@@ -211,8 +283,9 @@ impl Planner {
                 executor,
                 clock,
                 settings,
-                counts: tokio::sync::Mutex::new(Counts::default()),
-                in_flight: Mutex::new(HashSet::new()),
+                claiming: tokio::sync::Mutex::new(()),
+                counts: Mutex::new(Counts::default()),
+                in_flight: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -535,7 +608,12 @@ impl Planner {
         };
         let mut ran = Vec::new();
         for id in plans {
-            let (keys, plan) = self.advance(user, &id).await?;
+            let (keys, plan) = match self.advance(user, &id).await {
+                Ok(done) => done,
+                // Deleted since it was listed: nothing of it to run.
+                Err(Error::NotFound(_)) if plan_id.is_none() => continue,
+                Err(e) => return Err(e),
+            };
             for k in keys {
                 if let Some(a) = plan.get(&k) {
                     ran.push(ActionView {
@@ -551,8 +629,8 @@ impl Planner {
     /// Starts the plan's ready actions under the limits and runs them; each
     /// outcome is recorded as it comes, and what it made ready starts at
     /// once, until nothing runs or is ready. Then schedules the next run
-    /// for when a waiting action comes due. Returns the keys run and the
-    /// plan as it was left.
+    /// for when a waiting action comes due. Returns the keys started, in
+    /// order, and the plan as it was left.
     pub async fn advance(
         &self,
         user: &UserId,
@@ -562,66 +640,66 @@ impl Planner {
             .unwrap_or_default()
             + chrono::Duration::seconds(30);
         let mut ran = Vec::new();
-        let mut running = FuturesUnordered::new();
-        // A failure to reach the store stops new starts; what runs is still
-        // awaited and recorded, then the first failure is returned.
-        let mut failure = None;
+        let mut runs = Runs {
+            planner: self.clone(),
+            user: user.clone(),
+            plan_id: plan_id.to_owned(),
+            handles: FuturesUnordered::new(),
+        };
+        // A plan deleted meanwhile stops new starts; what runs is awaited.
+        let mut gone = None;
         loop {
-            if failure.is_none() {
+            if gone.is_none() {
                 match self.claim(user, plan_id, grace).await {
-                    Ok((plan, started)) => {
-                        if started.is_empty() && running.is_empty() {
+                    Ok((plan, slots)) => {
+                        if slots.is_empty() && runs.handles.is_empty() {
                             if !plan.is_done() {
                                 self.schedule_next(user, plan_id, &plan, grace).await;
                             }
                             return Ok((ran, plan));
                         }
-                        for key in started {
-                            running.push(self.run(user, &plan, key));
+                        for slot in slots {
+                            ran.push(slot.key.clone());
+                            runs.handles.push(self.spawn_run(&plan, slot));
                         }
                     }
-                    Err(e) => failure = Some(e),
+                    Err(e @ Error::NotFound(_)) => gone = Some(e),
+                    Err(e) if runs.handles.is_empty() => return Err(e),
+                    Err(e) => tracing::warn!(
+                        plan = %plan_id,
+                        error = %e,
+                        "claiming ready actions failed; trying again when a run ends"
+                    ),
                 }
             }
-            let Some((key, action_type, result)) = running.next().await else {
-                // Nothing runs, and claims stopped: only after a failure.
-                return Err(failure
-                    .unwrap_or_else(|| Error::internal("a plan advance stopped without a cause")));
-            };
-            if let Err(e) = &result {
-                tracing::info!(plan = %plan_id, action = %key, error = %e, "action failed");
-            }
-            let recorded = self.record(user, plan_id, &key, result).await;
-            {
-                let mut counts = self.inner.counts.lock().await;
-                if let Some(t) = action_type {
-                    counts.add(user, t, -1);
+            match runs.handles.next().await {
+                // Nothing runs and claims stopped: the plan is gone.
+                None => {
+                    return Err(gone.unwrap_or_else(|| Error::NotFound("plan".into())));
                 }
-                let mut in_flight = self
-                    .inner
-                    .in_flight
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
-                in_flight.remove(&(plan_id.to_owned(), key.clone()));
+                Some(Ok(Ok(()))) => {}
+                Some(Ok(Err(e @ Error::NotFound(_)))) => gone = Some(e),
+                Some(Ok(Err(e))) => {
+                    tracing::warn!(plan = %plan_id, error = %e, "recording an outcome failed");
+                }
+                Some(Err(e)) => {
+                    tracing::error!(plan = %plan_id, error = %e, "an action's run ended abnormally")
+                }
             }
-            if let Err(e) = recorded {
-                failure.get_or_insert(e);
-            }
-            ran.push(key);
         }
     }
 
     /// Fails runs a crash cut short, starts the ready actions under the
     /// limits and counts them as running here. Returns the plan as stored
-    /// and the keys started.
+    /// and a slot for each action started, in order.
     async fn claim(
         &self,
         user: &UserId,
         plan_id: &str,
         grace: chrono::Duration,
-    ) -> Result<(Plan, Vec<String>), Error> {
+    ) -> Result<(Plan, Vec<Slot>), Error> {
         let inner = &self.inner;
-        let mut counts = inner.counts.lock().await;
+        let _claiming = inner.claiming.lock().await;
         let mut started = Vec::new();
         let doc = modify(
             inner.store.as_ref(),
@@ -636,9 +714,9 @@ impl Planner {
                 // Runs that started long ago and are not running here were
                 // cut short by a crash or restart: fail them so the retry
                 // policy decides.
-                let in_flight = inner.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+                let in_flight = inner.in_flight();
                 for key in b.plan.started_before(now - grace) {
-                    if in_flight.contains(&(plan_id.to_owned(), key.clone())) {
+                    if in_flight.contains_key(&(plan_id.to_owned(), key.clone())) {
                         continue;
                     }
                     let _ = b.plan.finish(
@@ -652,7 +730,7 @@ impl Planner {
                     );
                 }
                 drop(in_flight);
-                let mut running = counts.running(user);
+                let mut running = inner.counts().running(user);
                 started = b.plan.start(now, &inner.settings.limits, &mut running);
                 b.done = b.plan.is_done();
                 let new = encode(&b)?;
@@ -661,36 +739,38 @@ impl Planner {
         )
         .await?;
         let plan = body(&doc)?.plan;
-        let mut in_flight = inner.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        for k in &started {
-            if let Some(a) = plan.get(k) {
-                counts.add(user, a.spec.action_type, 1);
-            }
-            in_flight.insert((plan_id.to_owned(), k.clone()));
+        let mut slots = Vec::new();
+        for key in started {
+            let Some(a) = plan.get(&key) else { continue };
+            inner.counts().add(user, a.spec.action_type, 1);
+            *inner
+                .in_flight()
+                .entry((plan_id.to_owned(), key.clone()))
+                .or_default() += 1;
+            slots.push(Slot {
+                inner: inner.clone(),
+                user: user.clone(),
+                plan_id: plan_id.to_owned(),
+                key,
+                action_type: a.spec.action_type,
+            });
         }
-        Ok((plan, started))
+        Ok((plan, slots))
     }
 
-    /// Runs one started action with the plan's outputs so far, within the
-    /// action timeout.
-    fn run<'a>(
-        &'a self,
-        user: &'a UserId,
-        plan: &Plan,
-        key: String,
-    ) -> impl Future<Output = (String, Option<ActionType>, Result<Value, Error>)> + 'a {
-        let action = plan.get(&key).map(|a| a.spec.clone());
-        let params = plan.resolve_params(&key);
-        let inner = &self.inner;
-        async move {
-            let Some(spec) = action else {
-                let missing = Error::NotFound(format!("action {key:?}"));
-                return (key, None, Err(missing));
-            };
-            let result = match params {
-                Ok(params) => tokio::time::timeout(
+    /// Runs one started action on its own task, with the plan's outputs so
+    /// far and within the action timeout, records the outcome, then gives
+    /// its slot back. The task goes on if whoever started it stops waiting.
+    fn spawn_run(&self, plan: &Plan, slot: Slot) -> tokio::task::JoinHandle<Result<(), Error>> {
+        let planner = self.clone();
+        let spec = plan.get(&slot.key).map(|a| a.spec.clone());
+        let params = plan.resolve_params(&slot.key);
+        tokio::spawn(async move {
+            let inner = &planner.inner;
+            let result = match (spec, params) {
+                (Some(spec), Ok(params)) => tokio::time::timeout(
                     inner.settings.action_timeout,
-                    inner.executor.execute(user, &spec, params),
+                    inner.executor.execute(&slot.user, &spec, params),
                 )
                 .await
                 .unwrap_or_else(|_| {
@@ -699,10 +779,16 @@ impl Planner {
                         inner.settings.action_timeout
                     )))
                 }),
-                Err(e) => Err(plan_error(e)),
+                (_, Err(e)) => Err(plan_error(e)),
+                (None, _) => Err(Error::NotFound(format!("action {:?}", slot.key))),
             };
-            (key, Some(spec.action_type), result)
-        }
+            if let Err(e) = &result {
+                tracing::info!(plan = %slot.plan_id, action = %slot.key, error = %e, "action failed");
+            }
+            planner
+                .record(&slot.user, &slot.plan_id, &slot.key, result)
+                .await
+        })
     }
 
     /// Records one action's outcome: its output, or its failure for the

@@ -672,20 +672,32 @@ async fn a_run_cut_short_by_a_crash_is_retried() {
     );
 }
 
-/// Holds the action `slow` until the action `next` has started.
+/// Holds the action `slow` until the action `next` has started (or, with
+/// `release`, until the test says); `fast` answers `{"x": "one"}`.
 #[derive(Default)]
 struct Gate {
-    started: Mutex<Vec<String>>,
+    started: Mutex<Vec<(String, Value)>>,
     next_started: tokio::sync::Notify,
+    release: Option<Arc<tokio::sync::Notify>>,
 }
 
 #[async_trait]
 impl Executor for Gate {
-    async fn execute(&self, _: &UserId, action: &ActionSpec, _: Value) -> Result<Value, Error> {
-        self.started.lock().expect("lock").push(action.key.clone());
-        match action.key.as_str() {
-            "slow" => self.next_started.notified().await,
-            "next" => self.next_started.notify_one(),
+    async fn execute(
+        &self,
+        _: &UserId,
+        action: &ActionSpec,
+        params: Value,
+    ) -> Result<Value, Error> {
+        self.started
+            .lock()
+            .expect("lock")
+            .push((action.key.clone(), params));
+        match (action.key.as_str(), &self.release) {
+            ("slow", Some(release)) => release.notified().await,
+            ("slow", None) => self.next_started.notified().await,
+            ("next", _) => self.next_started.notify_one(),
+            ("fast", _) => return Ok(json!({"x": "one"})),
             _ => {}
         }
         Ok(json!({}))
@@ -696,10 +708,16 @@ impl Executor for Gate {
 async fn a_dependent_starts_when_its_dependency_ends_not_when_its_siblings_do() {
     let env = env(Arc::new(SystemClock));
     let gate = Arc::new(Gate::default());
-    let p = planner(&env, gate.clone(), Limits::default());
+    // Two at a time: `next` gets the slot `fast` gives back.
+    let limits = Limits {
+        per_user: 2,
+        ..Limits::default()
+    };
+    let p = planner(&env, gate.clone(), limits);
     let alice = user("alice");
     let mut next = ActionSpec::new("next", ActionType::Notification);
     next.depends_on = vec!["fast".into()];
+    next.params = json!({"v": "${fast.x}"});
     let plan = p
         .create(
             &alice,
@@ -732,8 +750,78 @@ async fn a_dependent_starts_when_its_dependency_ends_not_when_its_siblings_do() 
     }
     let started = gate.started.lock().expect("lock").clone();
     assert_eq!(
-        started.last().map(String::as_str),
-        Some("next"),
-        "{started:?}"
+        started.last(),
+        Some(&("next".to_owned(), json!({"v": "one"}))),
+        "next ran last, with fast's recorded output: {started:?}"
+    );
+}
+
+#[tokio::test]
+async fn runs_outlive_a_caller_that_stops_waiting_and_give_their_slots_back() {
+    let env = env(Arc::new(SystemClock));
+    let release = Arc::new(tokio::sync::Notify::new());
+    let gate = Arc::new(Gate {
+        release: Some(release.clone()),
+        ..Gate::default()
+    });
+    // One at a time: a slot not given back would stop `after` for good.
+    let limits = Limits {
+        per_user: 1,
+        ..Limits::default()
+    };
+    let p = planner(&env, gate.clone(), limits);
+    let alice = user("alice");
+    let mut after = ActionSpec::new("after", ActionType::Notification);
+    after.depends_on = vec!["slow".into()];
+    let plan = p
+        .create(
+            &alice,
+            "",
+            vec![ActionSpec::new("slow", ActionType::Notification), after],
+        )
+        .await
+        .expect("create");
+    // The caller gives up while `slow` runs.
+    assert!(
+        tokio::time::timeout(
+            Duration::from_millis(300),
+            p.execute_ready(&alice, Some(&plan.id))
+        )
+        .await
+        .is_err()
+    );
+    release.notify_one();
+    // The run carries on without its caller and records its outcome.
+    let mut status = Status::Running;
+    for _ in 0..100 {
+        let view = p.get(&alice, &plan.id).await.expect("get");
+        status = view.plan.get("slow").expect("slow").status;
+        if status == Status::Succeeded {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, Status::Succeeded);
+    // Its slot is free again, and a job is queued to carry the plan on.
+    let ran = p.execute_ready(&alice, Some(&plan.id)).await.expect("run");
+    assert_eq!(
+        ran.iter()
+            .map(|a| a.action.spec.key.as_str())
+            .collect::<Vec<_>>(),
+        ["after"]
+    );
+    let queued = env
+        .jobs
+        .list(&alice, &JobFilter::default(), 100, None)
+        .await
+        .expect("jobs")
+        .0;
+    assert!(
+        queued
+            .iter()
+            .filter(|j| j.spec.payload["plan_id"] == plan.id)
+            .count()
+            >= 2,
+        "the first advance and the one queued after the dropped caller: {queued:?}"
     );
 }
