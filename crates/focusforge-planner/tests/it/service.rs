@@ -781,15 +781,21 @@ async fn runs_outlive_a_caller_that_stops_waiting_and_give_their_slots_back() {
         )
         .await
         .expect("create");
-    // The caller gives up while `slow` runs.
-    assert!(
-        tokio::time::timeout(
-            Duration::from_millis(300),
-            p.execute_ready(&alice, Some(&plan.id))
-        )
-        .await
-        .is_err()
-    );
+    // The caller gives up once `slow` runs.
+    {
+        let call = p.execute_ready(&alice, Some(&plan.id));
+        tokio::pin!(call);
+        loop {
+            tokio::select! {
+                _ = &mut call => panic!("the call ended while slow was held"),
+                () = tokio::time::sleep(Duration::from_millis(10)) => {
+                    if gate.started.lock().expect("lock").iter().any(|(k, _)| k == "slow") {
+                        break;
+                    }
+                }
+            }
+        }
+    }
     release.notify_one();
     // The run carries on without its caller and records its outcome.
     let mut status = Status::Running;
