@@ -535,15 +535,8 @@ impl Planner {
         };
         let mut cancelled = Vec::new();
         let now = self.inner.clock.now();
-        let doc = modify(
-            self.inner.store.as_ref(),
-            PLANS,
-            user,
-            plan_id,
-            "plan",
-            None,
-            |doc| {
-                let mut b = body(doc)?;
+        let doc = self
+            .modify_plan(user, plan_id, |b| {
                 cancelled = match key {
                     Some(k) => b.plan.cancel(k, reason, now).map_err(plan_error)?,
                     None => {
@@ -561,14 +554,9 @@ impl Planner {
                         all
                     }
                 };
-                if cancelled.is_empty() {
-                    return Ok(None);
-                }
-                b.done = b.plan.is_done();
-                encode(&b).map(Some)
-            },
-        )
-        .await?;
+                Ok(())
+            })
+            .await?;
         Ok((view(&doc)?, cancelled))
     }
 
@@ -701,15 +689,8 @@ impl Planner {
         let inner = &self.inner;
         let _claiming = inner.claiming.lock().await;
         let mut started = Vec::new();
-        let doc = modify(
-            inner.store.as_ref(),
-            PLANS,
-            user,
-            plan_id,
-            "plan",
-            None,
-            |doc| {
-                let mut b = body(doc)?;
+        let doc = self
+            .modify_plan(user, plan_id, |b| {
                 let now = inner.clock.now();
                 // Runs that started long ago and are not running here were
                 // cut short by a crash or restart: fail them so the retry
@@ -732,12 +713,9 @@ impl Planner {
                 drop(in_flight);
                 let mut running = inner.counts().running(user);
                 started = b.plan.start(now, &inner.settings.limits, &mut running);
-                b.done = b.plan.is_done();
-                let new = encode(&b)?;
-                Ok((new != doc.body).then_some(new))
-            },
-        )
-        .await?;
+                Ok(())
+            })
+            .await?;
         let plan = body(&doc)?.plan;
         let mut slots = Vec::new();
         for key in started {
@@ -800,9 +778,42 @@ impl Planner {
         key: &str,
         result: Result<Value, Error>,
     ) -> Result<(), Error> {
-        let inner = &self.inner;
+        self.modify_plan(user, plan_id, |b| {
+            let now = self.inner.clock.now();
+            let outcome = match &result {
+                Ok(output) => {
+                    let _ = b.plan.set_output(key, output.clone());
+                    Outcome::Succeeded
+                }
+                Err(e) => Outcome::Failed {
+                    kind: JobError::from(e.clone()).kind,
+                    message: e.to_string(),
+                },
+            };
+            match b.plan.finish(key, outcome, now, rand::random()) {
+                Ok(_) | Err(PlanError::NotRunning(_)) => Ok(()),
+                Err(e) => Err(plan_error(e)),
+            }
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Reads one of the user's plans, lets `change` alter it and writes it
+    /// back with `done` brought up to date, if anything changed; a write
+    /// that loses a race reads and changes again. Returns the plan as
+    /// stored.
+    async fn modify_plan<F>(
+        &self,
+        user: &UserId,
+        plan_id: &str,
+        mut change: F,
+    ) -> Result<Document, Error>
+    where
+        F: FnMut(&mut Body) -> Result<(), Error>,
+    {
         modify(
-            inner.store.as_ref(),
+            self.inner.store.as_ref(),
             PLANS,
             user,
             plan_id,
@@ -810,27 +821,13 @@ impl Planner {
             None,
             |doc| {
                 let mut b = body(doc)?;
-                let now = inner.clock.now();
-                let outcome = match &result {
-                    Ok(output) => {
-                        let _ = b.plan.set_output(key, output.clone());
-                        Outcome::Succeeded
-                    }
-                    Err(e) => Outcome::Failed {
-                        kind: JobError::from(e.clone()).kind,
-                        message: e.to_string(),
-                    },
-                };
-                match b.plan.finish(key, outcome, now, rand::random()) {
-                    Ok(_) | Err(PlanError::NotRunning(_)) => {}
-                    Err(e) => return Err(plan_error(e)),
-                }
+                change(&mut b)?;
                 b.done = b.plan.is_done();
-                encode(&b).map(Some)
+                let new = encode(&b)?;
+                Ok((new != doc.body).then_some(new))
             },
         )
         .await
-        .map(|_| ())
     }
 
     /// Schedules the next advance: when a waiting action comes due, or
