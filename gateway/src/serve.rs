@@ -2,6 +2,7 @@
 //! knowledge) and gRPC-web over HTTP/1.1 or HTTP/2, with CORS in front.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{HeaderName, HeaderValue};
@@ -60,7 +61,8 @@ fn cors(origins: &[String]) -> Result<Option<CorsLayer>, GatewayError> {
 #[derive(Clone)]
 struct MetricsRoute<S> {
     metrics: Option<Metrics>,
-    routes: Vec<HttpRoute>,
+    /// Shared: the service is cloned for every request.
+    routes: Arc<[HttpRoute]>,
     inner: S,
 }
 
@@ -153,7 +155,7 @@ pub fn serve(
         .option_layer(cors)
         .service(MetricsRoute {
             metrics,
-            routes: gateway.options().http_routes.clone(),
+            routes: gateway.options().http_routes.clone().into(),
             inner: ServiceBuilder::new()
                 .layer(GrpcWebLayer::new())
                 .service(gateway),

@@ -208,8 +208,7 @@ pub struct ToolStatus {
 /// All tools, ordered by category then name.
 #[derive(Clone)]
 pub struct Registry {
-    tools: Arc<BTreeMap<(Category, String), Tool>>,
-    by_name: Arc<BTreeMap<String, (Category, String)>>,
+    tools: Arc<Vec<Tool>>,
     mesh: Mesh,
 }
 
@@ -226,22 +225,15 @@ impl Registry {
     /// # Panics
     /// On an invalid or duplicate tool name: the tool set is fixed at
     /// build time, so this is a programming error caught by the tests.
-    pub fn new(mesh: Mesh, tools: Vec<Tool>) -> Self {
-        let mut map = BTreeMap::new();
-        let mut by_name = BTreeMap::new();
-        for t in tools {
+    pub fn new(mesh: Mesh, mut tools: Vec<Tool>) -> Self {
+        let mut names = std::collections::HashSet::new();
+        for t in &tools {
             assert!(valid_name(&t.name), "bad tool name {:?}", t.name);
-            let key = (t.category, t.name.clone());
-            assert!(
-                by_name.insert(t.name.clone(), key.clone()).is_none(),
-                "duplicate tool {:?}",
-                t.name
-            );
-            map.insert(key, t);
+            assert!(names.insert(t.name.as_str()), "duplicate tool {:?}", t.name);
         }
+        tools.sort_by(|a, b| (a.category, &a.name).cmp(&(b.category, &b.name)));
         Self {
-            tools: Arc::new(map),
-            by_name: Arc::new(by_name),
+            tools: Arc::new(tools),
             mesh,
         }
     }
@@ -249,13 +241,13 @@ impl Registry {
     /// The tools, optionally of one category, in a stable order.
     pub fn list(&self, category: Option<Category>) -> Vec<&Tool> {
         self.tools
-            .values()
+            .iter()
             .filter(|t| category.is_none_or(|c| t.category == c))
             .collect()
     }
 
     pub fn get(&self, name: &str) -> Option<&Tool> {
-        self.by_name.get(name).and_then(|k| self.tools.get(k))
+        self.tools.iter().find(|t| t.name == name)
     }
 
     /// Validates the arguments against the tool's input schema, then runs
@@ -280,7 +272,7 @@ impl Registry {
     /// SERVING through the mesh.
     pub async fn status(&self) -> Vec<ToolStatus> {
         let services: std::collections::BTreeSet<&'static str> =
-            self.tools.values().map(|t| t.service).collect();
+            self.tools.iter().map(|t| t.service).collect();
         // One health check per service, all at once.
         let checks = services.into_iter().map(|service| {
             let mut health = HealthClient::new(self.mesh.channel.clone());
@@ -311,7 +303,7 @@ impl Registry {
             .into_iter()
             .collect();
         self.tools
-            .values()
+            .iter()
             .map(|t| {
                 let (available, detail) = services.get(t.service).cloned().unwrap_or_default();
                 ToolStatus {

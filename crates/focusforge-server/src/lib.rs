@@ -360,6 +360,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
             routes,
             reporter,
             vector_tables,
+            mcp,
         } = service_routes(config, &backends, verifier.clone(), local_addr).await?;
         if config.memory.maintenance_interval_secs > 0 && !vector_tables.is_empty() {
             background.push(spawn_vector_maintenance(
@@ -374,8 +375,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         if config.jobs.workers > 0 {
             worker = Some(spawn_worker(config, &backends, config.jobs.workers));
         }
-        if config.services.iter().any(|s| s == "mcp") {
-            let registry = mcp_registry(config, &gateway_url(config, local_addr))?;
+        if let Some(registry) = mcp {
             options.http_routes.push(HttpRoute {
                 path: MCP_PATH.into(),
                 service: tower::util::BoxCloneSyncService::new(McpHttp::new(
@@ -432,6 +432,7 @@ pub async fn service_routes(
     let mut routes = Routes::new(health);
     let mut names = Vec::new();
     let mut vector_tables = Vec::new();
+    let mut mcp = None;
     for (short, full) in SERVICES {
         if !config.services.iter().any(|s| s == short) {
             continue;
@@ -479,14 +480,14 @@ pub async fn service_routes(
                     .max_decoding_message_size(limit),
                 auth.clone(),
             )),
-            "mcp" => routes.add_service(InterceptedService::new(
-                McpServiceServer::new(McpApi(mcp_registry(
-                    config,
-                    &gateway_url(config, local_addr),
-                )?))
-                .max_decoding_message_size(limit),
-                auth.clone(),
-            )),
+            "mcp" => {
+                let registry = mcp_registry(config, &gateway_url(config, local_addr))?;
+                mcp = Some(registry.clone());
+                routes.add_service(InterceptedService::new(
+                    McpServiceServer::new(McpApi(registry)).max_decoding_message_size(limit),
+                    auth.clone(),
+                ))
+            }
             other => anyhow::bail!("service {other} has no wiring"),
         };
         reporter
@@ -499,6 +500,7 @@ pub async fn service_routes(
         routes,
         reporter,
         vector_tables,
+        mcp,
     })
 }
 
@@ -510,6 +512,8 @@ pub struct ServiceRoutes {
     pub reporter: HealthReporter,
     /// The vector tables this process writes, kept compact in the background.
     pub vector_tables: Vec<Arc<VectorTable>>,
+    /// The MCP tools, when this process serves them, for the `/mcp` endpoint.
+    pub mcp: Option<Registry>,
 }
 
 /// This process's gateway, where its services call each other.
