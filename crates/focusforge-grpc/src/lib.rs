@@ -17,7 +17,7 @@ pub use auth::{AuthInterceptor, caller};
 pub use chain::ChainApi;
 pub use error::into_status;
 pub use jobs::JobApi;
-pub use mcp::{McpApi, tool_status};
+pub use mcp::McpApi;
 pub use memory::MemoryApi;
 pub use planner::PlannerApi;
 pub use tasks::TaskApi;

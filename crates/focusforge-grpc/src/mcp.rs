@@ -54,7 +54,7 @@ fn tool_pb(t: &Tool) -> pb::Tool {
 
 /// Tool failures as statuses: the registry's kinds keep their code, the
 /// upstream's status passes through.
-pub fn tool_status(e: ToolError) -> Status {
+fn tool_status(e: ToolError) -> Status {
     match e {
         ToolError::NotFound(name) => into_status(Error::NotFound(format!("tool {name:?}"))),
         ToolError::Invalid(violations) => into_status(Error::InvalidArgument(

@@ -27,14 +27,11 @@ pub const GAMIFICATION: &str = "focusforge.gamification.v1.GamificationService";
 pub const INTEGRATIONS: &str = "focusforge.integrations.v1.IntegrationService";
 
 fn ts(t: Option<prost_types::Timestamp>) -> Option<DateTime<Utc>> {
-    t.and_then(|t| DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0)))
+    std::time::SystemTime::try_from(t?).ok().map(DateTime::from)
 }
 
 fn pb_ts(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
-    }
+    std::time::SystemTime::from(t).into()
 }
 
 fn missing(what: &str) -> ToolError {
