@@ -56,6 +56,22 @@ fn join(violations: &[FieldViolation]) -> String {
 }
 
 impl Error {
+    /// The kind as a snake_case word: what retry policies name as
+    /// non-retryable (`invalid_argument`, `not_found`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::InvalidArgument(_) => "invalid_argument",
+            Error::NotFound(_) => "not_found",
+            Error::AlreadyExists(_) => "already_exists",
+            Error::FailedPrecondition(_) => "failed_precondition",
+            Error::VersionMismatch { .. } => "aborted",
+            Error::Unimplemented(_) => "unimplemented",
+            Error::ResourceExhausted(_) => "resource_exhausted",
+            Error::Unavailable(_) => "unavailable",
+            Error::Internal(_) => "internal",
+        }
+    }
+
     pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
         Error::InvalidArgument(vec![FieldViolation {
             field: field.into(),

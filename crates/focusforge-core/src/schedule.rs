@@ -20,21 +20,9 @@ pub enum Priority {
 }
 
 impl Priority {
-    pub const ALL: [Priority; 5] = [
-        Priority::Critical,
-        Priority::High,
-        Priority::Medium,
-        Priority::Low,
-        Priority::Background,
-    ];
-
     /// 0 (critical) to 4 (background).
     pub fn rank(self) -> u8 {
         self as u8
-    }
-
-    pub fn from_rank(rank: u8) -> Option<Self> {
-        Self::ALL.get(usize::from(rank)).copied()
     }
 
     pub fn as_str(self) -> &'static str {

@@ -2,7 +2,7 @@
 //! new jobs go to the embedded file and workers drain both, so no job is
 //! dropped because Redis went away.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -23,7 +23,6 @@ const FALLBACK_EVERY: u64 = 8;
 pub struct ResilientQueue {
     primary: RedisQueue,
     fallback: EmbeddedQueue,
-    degraded: AtomicBool,
     /// While Redis is down, new work skips it until this instant, so each
     /// enqueue does not wait on a dead connection first.
     retry_at: std::sync::Mutex<Option<std::time::Instant>>,
@@ -42,7 +41,6 @@ impl ResilientQueue {
         Self {
             primary,
             fallback,
-            degraded: AtomicBool::new(false),
             retry_at: std::sync::Mutex::new(None),
             spilled: AtomicU64::new(0),
             reserves: AtomicU64::new(0),
@@ -62,9 +60,13 @@ impl ResilientQueue {
 
     fn note<T>(&self, r: &Result<T, QueueError>) {
         let down = matches!(r, Err(QueueError::Unavailable(_)));
-        *self.retry_at.lock().unwrap_or_else(|e| e.into_inner()) =
-            down.then(|| std::time::Instant::now() + RETRY_REDIS_AFTER);
-        if self.degraded.swap(down, Ordering::Relaxed) != down {
+        let was_down = {
+            let mut retry_at = self.retry_at.lock().unwrap_or_else(|e| e.into_inner());
+            let was_down = retry_at.is_some();
+            *retry_at = down.then(|| std::time::Instant::now() + RETRY_REDIS_AFTER);
+            was_down
+        };
+        if was_down != down {
             if down {
                 tracing::warn!("job queue: redis unavailable, using the embedded queue");
             } else {

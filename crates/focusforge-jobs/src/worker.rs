@@ -144,19 +144,7 @@ impl JobError {
 
 impl From<focusforge_core::Error> for JobError {
     fn from(e: focusforge_core::Error) -> Self {
-        use focusforge_core::Error as E;
-        let kind = match &e {
-            E::InvalidArgument(_) => "invalid_argument",
-            E::NotFound(_) => "not_found",
-            E::AlreadyExists(_) => "already_exists",
-            E::FailedPrecondition(_) => "failed_precondition",
-            E::VersionMismatch { .. } => "aborted",
-            E::Unimplemented(_) => "unimplemented",
-            E::ResourceExhausted(_) => "resource_exhausted",
-            E::Unavailable(_) => "unavailable",
-            E::Internal(_) => "internal",
-        };
-        Self::new(kind, e.to_string())
+        Self::new(e.kind(), e.to_string())
     }
 }
 

@@ -786,7 +786,7 @@ impl Planner {
                     Outcome::Succeeded
                 }
                 Err(e) => Outcome::Failed {
-                    kind: JobError::from(e.clone()).kind,
+                    kind: e.kind().into(),
                     message: e.to_string(),
                 },
             };
