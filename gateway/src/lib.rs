@@ -10,6 +10,7 @@
 //! remaining time on), limits message sizes, answers CORS preflights, and
 //! serves health and reflection for everything it routes.
 
+mod conn;
 mod deadline;
 mod health;
 mod limit;
@@ -26,6 +27,7 @@ use focusforge_auth::Verifier;
 use http::Uri;
 use tonic::service::Routes;
 
+pub use conn::{ClientAddr, ConnectionOptions, IpNet};
 pub use deadline::{format_grpc_timeout, parse_grpc_timeout};
 pub use serve::{GatewayHandle, serve};
 pub use service::GatewayService;
@@ -73,6 +75,8 @@ pub struct GatewayOptions {
     pub metrics: Option<Metrics>,
     /// Plain HTTP endpoints, matched by exact path before gRPC.
     pub http_routes: Vec<HttpRoute>,
+    /// Connection limits and timeouts.
+    pub connections: ConnectionOptions,
 }
 
 impl Default for GatewayOptions {
@@ -83,6 +87,7 @@ impl Default for GatewayOptions {
             max_message_bytes: 4 * 1024 * 1024,
             metrics: None,
             http_routes: Vec::new(),
+            connections: ConnectionOptions::default(),
         }
     }
 }

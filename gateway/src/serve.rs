@@ -1,6 +1,7 @@
 //! The listener: one port for native gRPC (HTTP/2 cleartext, prior
 //! knowledge) and gRPC-web over HTTP/1.1 or HTTP/2, with CORS in front.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,16 +10,17 @@ use http::header::{HeaderName, HeaderValue};
 use http::{Method, Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
 use tonic::body::Body;
 use tonic_web::GrpcWebLayer;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer, ExposeHeaders};
 
+use crate::conn::{Activity, ConnectionOptions, IpNet, Tracked, Tracker};
 use crate::service::REQUEST_ID;
 use crate::{GatewayError, GatewayService, HttpRoute, Metrics};
 
@@ -61,6 +63,7 @@ fn cors(origins: &[String]) -> Result<Option<CorsLayer>, GatewayError> {
 #[derive(Clone)]
 struct MetricsRoute<S> {
     metrics: Option<Metrics>,
+    tracker: Arc<Tracker>,
     /// Shared: the service is cloned for every request.
     routes: Arc<[HttpRoute]>,
     inner: S,
@@ -92,7 +95,17 @@ where
             && req.method() == Method::GET
             && req.uri().path() == "/metrics"
         {
-            let text = (metrics.0)();
+            let mut text = (metrics.0)();
+            text.push_str(&format!(
+                "# HELP focusforge_gateway_connections Client connections open now.\n\
+                 # TYPE focusforge_gateway_connections gauge\n\
+                 focusforge_gateway_connections {}\n\
+                 # HELP focusforge_gateway_connections_refused_total Connections closed on accept at a connection limit.\n\
+                 # TYPE focusforge_gateway_connections_refused_total counter\n\
+                 focusforge_gateway_connections_refused_total {}\n",
+                self.tracker.open(),
+                self.tracker.refused()
+            ));
             let res = Response::builder()
                 .header("content-type", "text/plain; version=0.0.4")
                 .body(Body::new(http_body_util::Full::new(bytes::Bytes::from(
@@ -120,6 +133,7 @@ pub struct GatewayHandle {
     pub local_addr: SocketAddr,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
+    tracker: Arc<Tracker>,
 }
 
 impl GatewayHandle {
@@ -128,6 +142,16 @@ impl GatewayHandle {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
+    }
+
+    /// Connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.tracker.open()
+    }
+
+    /// Connections closed on accept because a limit was reached.
+    pub fn refused_connections(&self) -> u64 {
+        self.tracker.refused()
     }
 
     /// Resolves when the listener stops on its own or is shut down.
@@ -149,60 +173,196 @@ pub fn serve(
         })?;
     let cors = cors(&gateway.options().cors_origins)?;
     let metrics = gateway.options().metrics.clone();
+    let tracker = Tracker::new(gateway.options().connections.clone());
     // CORS covers everything on the port: gRPC-web and the plain HTTP
     // routes (browser MCP clients call /mcp).
     let stack = ServiceBuilder::new()
         .option_layer(cors)
         .service(MetricsRoute {
             metrics,
+            tracker: tracker.clone(),
             routes: gateway.options().http_routes.clone().into(),
             inner: ServiceBuilder::new()
                 .layer(GrpcWebLayer::new())
                 .service(gateway),
         });
-    let (stop, mut stopped) = watch::channel(false);
-    let task = tokio::spawn(async move {
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .keep_alive_interval(Some(Duration::from_secs(30)));
-        let graceful = GracefulShutdown::new();
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => {
-                    let (stream, peer) = match accepted {
-                        Ok(a) => a,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
-                    let _ = stream.set_nodelay(true);
-                    let svc = TowerToHyperService::new(stack.clone());
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                    let conn = graceful.watch(conn.into_owned());
-                    tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!(%peer, error = %e, "connection ended with an error");
-                        }
-                    });
-                }
-                _ = stopped.changed() => break,
-            }
-        }
-        drop(listener);
-        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::warn!("calls still in flight after the drain timeout were cut");
-        }
-    });
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(accept_loop(listener, stack, tracker.clone(), stopped));
     Ok(GatewayHandle {
         local_addr,
         stop,
         task,
+        tracker,
     })
+}
+
+async fn accept_loop<S>(
+    listener: TcpListener,
+    stack: S,
+    tracker: Arc<Tracker>,
+    mut stopped: watch::Receiver<bool>,
+) where
+    S: tower::Service<
+            Request<hyper::body::Incoming>,
+            Response = Response<Body>,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let opts = tracker.options().clone();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(opts.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(opts.http2_keepalive_interval))
+        .keep_alive_timeout(opts.http2_keepalive_timeout);
+    let trusted: Arc<[IpNet]> = opts.trusted_proxies.clone().into();
+    let mut conns = JoinSet::new();
+    loop {
+        while conns.try_join_next().is_some() {}
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of descriptors, say: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let slot = match tracker.admit(peer.ip()) {
+                    Ok(slot) => slot,
+                    Err(why) => {
+                        tracing::debug!(%peer, ?why, open = tracker.open(), "connection refused");
+                        drop(stream);
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let activity = Activity::new();
+                let svc = TowerToHyperService::new(Tracked {
+                    inner: stack.clone(),
+                    activity: activity.clone(),
+                    peer: peer.ip(),
+                    trusted: trusted.clone(),
+                });
+                let conn = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                    .into_owned();
+                let stopped = stopped.clone();
+                let opts = opts.clone();
+                conns.spawn(async move {
+                    let _slot = slot;
+                    watch_connection(conn, activity, stopped, &opts, peer).await;
+                });
+            }
+            _ = stopped.changed() => break,
+        }
+    }
+    drop(listener);
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while conns.join_next().await.is_some() {}
+    });
+    if drained.await.is_err() {
+        tracing::warn!("calls still in flight after the drain timeout were cut");
+        conns.abort_all();
+        while conns.join_next().await.is_some() {}
+    }
+}
+
+/// How long a connection asked to close may take before it is dropped,
+/// when nothing is in flight on it.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Drives one connection to its end, closing it when the server stops, when
+/// its first request does not come within the header timeout, or when it
+/// has been idle for the idle timeout.
+async fn watch_connection<C>(
+    conn: C,
+    activity: Arc<Activity>,
+    mut stopped: watch::Receiver<bool>,
+    opts: &ConnectionOptions,
+    peer: SocketAddr,
+) where
+    C: GracefulConnection,
+{
+    let mut conn = std::pin::pin!(conn);
+    let started = Instant::now();
+    let mut closing: Option<Instant> = None;
+    loop {
+        let next_check = match closing {
+            Some(since) => since + CLOSE_GRACE,
+            None if activity.requests() == 0 => started + opts.header_read_timeout,
+            None => match activity.idle_since() {
+                Some(since) => since + opts.idle_timeout,
+                // Busy: look again in a while.
+                None => Instant::now() + opts.idle_timeout,
+            },
+        };
+        tokio::select! {
+            res = conn.as_mut() => {
+                if let Err(e) = res {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = stopped.changed(), if closing.is_none() => {
+                conn.as_mut().graceful_shutdown();
+                // Calls in flight finish; the drain timeout bounds them.
+                closing = Some(Instant::now() + DRAIN_TIMEOUT);
+            }
+            _ = tokio::time::sleep_until(next_check) => {
+                let now = Instant::now();
+                match closing {
+                    Some(_) if activity.idle_since().is_some() => {
+                        tracing::debug!(%peer, "connection dropped: it did not close when asked");
+                        return;
+                    }
+                    Some(_) => closing = Some(now),
+                    None => {
+                        let idle = match activity.idle_since() {
+                            Some(_) if activity.requests() == 0 => true,
+                            Some(since) => now >= since + opts.idle_timeout,
+                            None => false,
+                        };
+                        if idle {
+                            tracing::debug!(%peer, requests = activity.requests(), "closing an idle connection");
+                            conn.as_mut().graceful_shutdown();
+                            closing = Some(now);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A hyper connection that can be asked to finish.
+trait GracefulConnection:
+    std::future::Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>>
+{
+    fn graceful_shutdown(self: std::pin::Pin<&mut Self>);
+}
+
+impl<I, S, B> GracefulConnection for auto::UpgradeableConnection<'static, I, S, TokioExecutor>
+where
+    S: hyper::service::Service<Request<hyper::body::Incoming>, Response = Response<B>>,
+    S::Future: 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    TokioExecutor: auto::HttpServerConnExec<S::Future, B>,
+{
+    fn graceful_shutdown(self: std::pin::Pin<&mut Self>) {
+        auto::UpgradeableConnection::graceful_shutdown(self);
+    }
 }

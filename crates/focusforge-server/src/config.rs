@@ -52,6 +52,7 @@ pub struct Config {
     pub openai: OpenAiSection,
     pub jobs: JobsConfig,
     pub planner: PlannerConfig,
+    pub connections: ConnectionsConfig,
     /// Remote upstreams by fully qualified service name.
     pub upstreams: BTreeMap<String, String>,
     /// Things worth a warning once logging is up (unknown variables, ...).
@@ -59,7 +60,7 @@ pub struct Config {
     pub warnings: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// HS256 secret (at least 32 bytes). Without it and without a public key,
@@ -71,6 +72,77 @@ pub struct AuthConfig {
     pub jwt_private_key_file: Option<PathBuf>,
     /// When set, tokens must carry this `iss`.
     pub issuer: Option<String>,
+    /// Clock skew allowed on `exp`, `nbf` and `iat`, in seconds.
+    pub leeway_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            jwt_secret: None,
+            jwt_public_key_file: None,
+            jwt_private_key_file: None,
+            issuer: None,
+            leeway_secs: focusforge_auth::DEFAULT_LEEWAY_SECS,
+        }
+    }
+}
+
+/// What one client may hold open on the listener.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConnectionsConfig {
+    /// Connections open at once, in total (lowered to fit the process's
+    /// descriptor limit).
+    pub max: usize,
+    /// Connections open at once from one client address.
+    pub max_per_client: usize,
+    /// A request head (and an HTTP/1.1 keep-alive wait, and any
+    /// connection's first request) must come within this, in milliseconds.
+    pub header_read_timeout_ms: u64,
+    /// A connection with nothing in flight for this long is closed, in seconds.
+    pub idle_timeout_secs: u64,
+    /// HTTP/2 keep-alive ping interval and answer timeout, in seconds.
+    pub http2_keepalive_interval_secs: u64,
+    pub http2_keepalive_timeout_secs: u64,
+    /// Proxies (addresses or CIDR blocks) whose `X-Forwarded-For` names
+    /// the client; they are exempt from `max_per_client`.
+    pub trusted_proxies: Vec<String>,
+}
+
+impl Default for ConnectionsConfig {
+    fn default() -> Self {
+        let d = focusforge_gateway::ConnectionOptions::default();
+        Self {
+            max: d.max_connections,
+            max_per_client: d.max_connections_per_client,
+            header_read_timeout_ms: d.header_read_timeout.as_millis() as u64,
+            idle_timeout_secs: d.idle_timeout.as_secs(),
+            http2_keepalive_interval_secs: d.http2_keepalive_interval.as_secs(),
+            http2_keepalive_timeout_secs: d.http2_keepalive_timeout.as_secs(),
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+impl ConnectionsConfig {
+    /// The gateway's options; the addresses are checked by `validate`.
+    pub fn options(&self) -> focusforge_gateway::ConnectionOptions {
+        use std::time::Duration;
+        focusforge_gateway::ConnectionOptions {
+            max_connections: self.max,
+            max_connections_per_client: self.max_per_client,
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+            http2_keepalive_interval: Duration::from_secs(self.http2_keepalive_interval_secs),
+            http2_keepalive_timeout: Duration::from_secs(self.http2_keepalive_timeout_secs),
+            trusted_proxies: self
+                .trusted_proxies
+                .iter()
+                .filter_map(|p| p.parse().ok())
+                .collect(),
+        }
+    }
 }
 
 /// The production document store. Without a URI, the embedded SQLite
@@ -317,6 +389,7 @@ impl Default for Config {
             openai: OpenAiSection::default(),
             jobs: JobsConfig::default(),
             planner: PlannerConfig::default(),
+            connections: ConnectionsConfig::default(),
             upstreams: BTreeMap::new(),
             warnings: Vec::new(),
         }
@@ -411,6 +484,7 @@ impl Config {
                     self.auth.jwt_private_key_file = Some(PathBuf::from(value));
                 }
                 "FOCUSFORGE_JWT_ISSUER" => self.auth.issuer = Some(value.clone()),
+                "FOCUSFORGE_JWT_LEEWAY_SECS" => self.auth.leeway_secs = number(key)?,
                 "FOCUSFORGE_MONGODB_URI" => self.mongodb.uri = Some(value.clone()),
                 "FOCUSFORGE_MONGODB_DATABASE" => self.mongodb.database.clone_from(value),
                 "FOCUSFORGE_MONGODB_WRITE_CONCERN" => self.mongodb.write_concern.clone_from(value),
@@ -495,6 +569,25 @@ impl Config {
                 "FOCUSFORGE_PLANNER_ACTION_TIMEOUT_SECS" => {
                     self.planner.action_timeout_secs = number(key)?;
                 }
+                "FOCUSFORGE_CONNECTIONS_MAX" => self.connections.max = number(key)? as usize,
+                "FOCUSFORGE_CONNECTIONS_MAX_PER_CLIENT" => {
+                    self.connections.max_per_client = number(key)? as usize;
+                }
+                "FOCUSFORGE_CONNECTIONS_HEADER_READ_TIMEOUT_MS" => {
+                    self.connections.header_read_timeout_ms = number(key)?;
+                }
+                "FOCUSFORGE_CONNECTIONS_IDLE_TIMEOUT_SECS" => {
+                    self.connections.idle_timeout_secs = number(key)?;
+                }
+                "FOCUSFORGE_CONNECTIONS_HTTP2_KEEPALIVE_INTERVAL_SECS" => {
+                    self.connections.http2_keepalive_interval_secs = number(key)?;
+                }
+                "FOCUSFORGE_CONNECTIONS_HTTP2_KEEPALIVE_TIMEOUT_SECS" => {
+                    self.connections.http2_keepalive_timeout_secs = number(key)?;
+                }
+                "FOCUSFORGE_CONNECTIONS_TRUSTED_PROXIES" => {
+                    self.connections.trusted_proxies = list(value);
+                }
                 "FOCUSFORGE_UPSTREAMS" => {
                     self.upstreams = list(value)
                         .into_iter()
@@ -544,6 +637,32 @@ impl Config {
         }
         if !(1..=600_000).contains(&self.connect_timeout_ms) {
             return Err(err("connect_timeout_ms must be between 1 and 600000"));
+        }
+        let c = &self.connections;
+        if !(1..=1_000_000).contains(&c.max) || !(1..=c.max).contains(&c.max_per_client) {
+            return Err(err(
+                "connections max must be 1-1000000 and max_per_client 1 to max",
+            ));
+        }
+        if !(100..=600_000).contains(&c.header_read_timeout_ms) {
+            return Err(err(
+                "connections header_read_timeout_ms must be between 100 and 600000",
+            ));
+        }
+        if !(1..=86_400).contains(&c.idle_timeout_secs)
+            || !(1..=3_600).contains(&c.http2_keepalive_interval_secs)
+            || !(1..=3_600).contains(&c.http2_keepalive_timeout_secs)
+        {
+            return Err(err(
+                "connections idle_timeout_secs must be 1-86400 and the http2 keepalive settings 1-3600",
+            ));
+        }
+        for p in &c.trusted_proxies {
+            p.parse::<focusforge_gateway::IpNet>()
+                .map_err(|e| err(format!("connections trusted_proxies: {e}")))?;
+        }
+        if self.auth.leeway_secs > 300 {
+            return Err(err("auth leeway_secs must be at most 300"));
         }
         if self.sweep_interval_secs == 0 {
             return Err(err("sweep_interval_secs must be at least 1"));

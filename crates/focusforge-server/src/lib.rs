@@ -86,7 +86,7 @@ pub fn key_material(config: &Config) -> anyhow::Result<KeyMaterial> {
 /// Mints a token for `user` with the configured keys.
 pub fn mint_token(config: &Config, user: &str, ttl: Duration) -> anyhow::Result<String> {
     let user = focusforge_core::UserId::parse(user)
-        .map_err(|_| anyhow::anyhow!("bad user id {user:?}"))?;
+        .map_err(|e| anyhow::anyhow!("bad user id {user:?}: {e}"))?;
     let keys = key_material(config)?;
     let minter = Minter::new(&keys, config.auth.issuer.as_deref())?;
     Ok(minter.mint(&user, ttl.as_secs())?)
@@ -332,17 +332,49 @@ pub fn spawn_worker(config: &Config, backends: &Backends, workers: usize) -> Wor
     )
 }
 
+/// The configured connection limits, the total lowered to leave room under
+/// the process's descriptor limit for the backends' own files and sockets.
+fn connection_options(config: &Config) -> focusforge_gateway::ConnectionOptions {
+    /// Descriptors kept for the store, Lance, logs and upstream connections.
+    const RESERVED: usize = 256;
+    let mut options = config.connections.options();
+    if let Some(limit) = open_files_limit() {
+        let room = limit.saturating_sub(RESERVED).max(16);
+        if options.max_connections > room {
+            tracing::warn!(
+                configured = options.max_connections,
+                open_files_limit = limit,
+                using = room,
+                "connections max lowered to fit the open files limit"
+            );
+            options.max_connections = room;
+            options.max_connections_per_client = options.max_connections_per_client.min(room);
+        }
+    }
+    options
+}
+
+/// The soft limit on open files (Linux: `/proc/self/limits`).
+fn open_files_limit() -> Option<usize> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
 /// Starts the configured services and the gateway on an already bound
 /// listener (tests bind `127.0.0.1:0`).
 pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Running> {
     let keys = key_material(config)?;
-    let verifier = Arc::new(Verifier::new(&keys, config.auth.issuer.as_deref())?);
+    let verifier = Arc::new(
+        Verifier::new(&keys, config.auth.issuer.as_deref())?.with_leeway(config.auth.leeway_secs),
+    );
     let mut options = GatewayOptions {
         cors_origins: config.cors_origins.clone(),
         connect_timeout: Duration::from_millis(config.connect_timeout_ms),
         max_message_bytes: config.max_message_bytes,
         metrics: None,
         http_routes: Vec::new(),
+        connections: connection_options(config),
     };
     let mut background = Vec::new();
     let mut local = None;
