@@ -7,11 +7,11 @@ use std::task::{Context, Poll};
 
 use focusforge_auth::Verifier;
 use http::header::{AUTHORIZATION, HeaderName, HeaderValue};
-use http::{Request, Response};
+use http::{HeaderMap, Request, Response};
 use tokio::time::Instant;
-use tonic::Status;
 use tonic::body::Body;
 use tonic::service::Routes;
+use tonic::{Code, Status};
 use tonic_health::pb::health_server::HealthServer;
 use tower::ServiceExt;
 use tracing::Instrument;
@@ -109,6 +109,7 @@ fn request_id(req: &Request<Body>) -> HeaderValue {
 
 impl Inner {
     async fn handle(&self, mut req: Request<Body>) -> Response<Body> {
+        let path = req.uri().path().to_owned();
         let Some(service) = service_name(req.uri().path()).map(str::to_owned) else {
             return reply(Status::unimplemented("not a grpc method path"));
         };
@@ -163,7 +164,7 @@ impl Inner {
             return reply(Status::invalid_argument(reason.clone()));
         }
         match res {
-            Ok(res) => res,
+            Ok(res) => name_unimplemented(res, &path),
             Err(CallError::Unreachable(status)) => reply(status),
             Err(CallError::DeadlineExceeded) => {
                 reply(Status::deadline_exceeded("deadline exceeded"))
@@ -195,21 +196,163 @@ impl tower::Service<Request<Body>> for GatewayService {
                 let started = Instant::now();
                 let mut res = inner.handle(req).await;
                 res.headers_mut().insert(REQUEST_ID, id);
-                let status = res
-                    .headers()
-                    .get("grpc-status")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("in trailers")
-                    .to_owned();
-                tracing::info!(
-                    grpc_status = %status,
-                    elapsed_us = started.elapsed().as_micros() as u64,
-                    "rpc"
-                );
-                Ok(res)
+                // A trailers-only answer has its status in the headers; any
+                // other is logged when its trailers pass.
+                let status = grpc_status(res.headers());
+                let log = CallLog {
+                    span: tracing::Span::current(),
+                    started,
+                    status,
+                    done: false,
+                };
+                Ok(res.map(|inner| Body::new(Logged { inner, log })))
             }
             .instrument(span),
         )
+    }
+}
+
+/// A service answers a method it does not have with a bare
+/// `UNIMPLEMENTED`; say which method of which service it was.
+fn name_unimplemented(mut res: Response<Body>, path: &str) -> Response<Body> {
+    if grpc_status(res.headers()) == Some(Code::Unimplemented as i32)
+        && res
+            .headers()
+            .get("grpc-message")
+            .is_none_or(|m| m.is_empty())
+    {
+        let (service, method) = path
+            .trim_start_matches('/')
+            .split_once('/')
+            .unwrap_or_default();
+        let method: String = method.chars().take(100).collect();
+        let message = format!("method {method} is not a method of {service}");
+        // Percent-encoded as gRPC requires; names from a matched path are
+        // plain, but the method part is the client's.
+        let encoded: String = message
+            .bytes()
+            .map(|b| {
+                if (0x20..0x7f).contains(&b) && b != b'%' {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        if let Ok(v) = HeaderValue::from_str(&encoded) {
+            res.headers_mut().insert("grpc-message", v);
+        }
+    }
+    res
+}
+
+fn grpc_status(headers: &HeaderMap) -> Option<i32> {
+    headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// The name of a gRPC status code as the gRPC specification writes it.
+pub(crate) fn code_name(code: i32) -> &'static str {
+    match code {
+        0 => "OK",
+        1 => "CANCELLED",
+        2 => "UNKNOWN",
+        3 => "INVALID_ARGUMENT",
+        4 => "DEADLINE_EXCEEDED",
+        5 => "NOT_FOUND",
+        6 => "ALREADY_EXISTS",
+        7 => "PERMISSION_DENIED",
+        8 => "RESOURCE_EXHAUSTED",
+        9 => "FAILED_PRECONDITION",
+        10 => "ABORTED",
+        11 => "OUT_OF_RANGE",
+        12 => "UNIMPLEMENTED",
+        13 => "INTERNAL",
+        14 => "UNAVAILABLE",
+        15 => "DATA_LOSS",
+        16 => "UNAUTHENTICATED",
+        _ => "UNKNOWN",
+    }
+}
+
+/// The one log line of a call, written when its response ends.
+struct CallLog {
+    span: tracing::Span,
+    started: Instant,
+    status: Option<i32>,
+    done: bool,
+}
+
+impl CallLog {
+    fn finish(&mut self, trailers: Option<&HeaderMap>) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        if let Some(code) = trailers.and_then(grpc_status) {
+            self.status = Some(code);
+        }
+        let elapsed_us = self.started.elapsed().as_micros() as u64;
+        let _enter = self.span.enter();
+        match self.status {
+            Some(code) => tracing::info!(
+                grpc_status = code,
+                code = code_name(code),
+                elapsed_us,
+                "rpc"
+            ),
+            // The response stream ended without a status: the client went
+            // away or the connection broke.
+            None => tracing::info!(code = %"INCOMPLETE", elapsed_us, "rpc"),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that logs its call when it ends or is dropped.
+    struct Logged {
+        #[pin]
+        inner: Body,
+        log: CallLog,
+    }
+
+    impl PinnedDrop for Logged {
+        fn drop(this: Pin<&mut Self>) {
+            this.project().log.finish(None);
+        }
+    }
+}
+
+impl http_body::Body for Logged {
+    type Data = bytes::Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, Status>>> {
+        let this = self.project();
+        let out = this.inner.poll_frame(cx);
+        match &out {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(trailers) = frame.trailers_ref() {
+                    this.log.finish(Some(trailers));
+                }
+            }
+            Poll::Ready(None) => this.log.finish(None),
+            _ => {}
+        }
+        out
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

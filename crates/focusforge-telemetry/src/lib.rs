@@ -23,6 +23,9 @@ pub fn init(format: LogFormat, filter: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_span_events(FmtSpan::NONE)
+        // Colours only on a terminal: a log file or collector gets plain
+        // text that `grep grpc_status=5` finds.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         // A closed log pipe must not take requests down: the fallback report
         // of a failed write is an `eprintln!`, which panics on a closed stderr.
         .log_internal_errors(false);
