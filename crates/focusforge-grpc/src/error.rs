@@ -1,6 +1,6 @@
 use std::collections::HashMap;
 
-use focusforge_core::Error;
+use focusforge_core::{Error, FieldViolation, Violations};
 use focusforge_proto::ERROR_DOMAIN;
 use focusforge_proto::common::v1::ErrorReason;
 use tonic::{Code, Status};
@@ -15,6 +15,7 @@ pub fn into_status(err: Error) -> Status {
     };
     match err {
         Error::InvalidArgument(violations) => {
+            let violations = bounded(violations);
             let message = err_message(&violations);
             let mut details = reason(ErrorReason::InvalidField);
             for v in violations {
@@ -49,8 +50,77 @@ pub fn into_status(err: Error) -> Status {
     }
 }
 
-fn err_message(violations: &[focusforge_core::FieldViolation]) -> String {
-    let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
+/// Longest field path and description sent, in bytes.
+const FIELD_BYTES: usize = 128;
+const DESCRIPTION_BYTES: usize = 256;
+/// Bytes of field violations in one error's details, before base64: the
+/// whole error stays well under the 8 KiB of metadata clients accept.
+const DETAILS_BUDGET: usize = 4096;
+/// Fields named in `grpc-message`; the details name them all.
+const MESSAGE_FIELDS: usize = 5;
+const MESSAGE_FIELD_BYTES: usize = 64;
+
+/// `text` cut to at most `max` bytes at a character boundary.
+fn clip(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max.saturating_sub(3);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("...");
+    }
+    text
+}
+
+/// The violations an error reports: each clipped, at most
+/// [`Violations::MAX_REPORTED`] of them within [`DETAILS_BUDGET`], and
+/// one more counting those left out.
+fn bounded(violations: Vec<FieldViolation>) -> Vec<FieldViolation> {
+    let mut out = Vec::new();
+    let mut used = 0;
+    let mut left_out = 0;
+    for v in violations {
+        if let Some(n) = v.not_shown() {
+            left_out += n;
+            continue;
+        }
+        let v = FieldViolation {
+            field: clip(v.field, FIELD_BYTES),
+            description: clip(v.description, DESCRIPTION_BYTES),
+        };
+        let size = v.field.len() + v.description.len();
+        if out.len() >= Violations::MAX_REPORTED || used + size > DETAILS_BUDGET {
+            left_out += 1;
+            continue;
+        }
+        used += size;
+        out.push(v);
+    }
+    if left_out > 0 {
+        out.push(FieldViolation::not_shown_count(left_out));
+    }
+    out
+}
+
+fn err_message(violations: &[FieldViolation]) -> String {
+    let named: Vec<&FieldViolation> = violations
+        .iter()
+        .filter(|v| v.not_shown().is_none())
+        .collect();
+    let mut fields: Vec<String> = named
+        .iter()
+        .take(MESSAGE_FIELDS)
+        .map(|v| clip(v.field.clone(), MESSAGE_FIELD_BYTES))
+        .collect();
+    let more = named.len().saturating_sub(MESSAGE_FIELDS)
+        + violations
+            .iter()
+            .filter_map(FieldViolation::not_shown)
+            .sum::<usize>();
+    if more > 0 {
+        fields.push(format!("and {more} more"));
+    }
     format!("invalid {}", fields.join(", "))
 }
 

@@ -90,8 +90,7 @@ fn new_task(req: pb::CreateTaskRequest) -> Result<NewTask, Error> {
     let mut v = Violations::new();
     let priority = priority(&mut v, "priority", req.priority);
     let due_at = from_timestamp(&mut v, "due_time", req.due_time);
-    v.finish()?;
-    Ok(NewTask {
+    let new = NewTask {
         title: req.title,
         description: req.description,
         priority,
@@ -99,7 +98,13 @@ fn new_task(req: pb::CreateTaskRequest) -> Result<NewTask, Error> {
         due_at,
         tags: req.tags,
         blocks: blocks(req.blocks),
-    })
+    };
+    if !v.is_empty() {
+        // Report the domain's violations with ours, not one round trip later.
+        new.check(&mut v);
+    }
+    v.finish()?;
+    Ok(new)
 }
 
 const UPDATABLE: &[&str] = &[
@@ -133,6 +138,9 @@ fn patch(req: pb::UpdateTaskRequest) -> Result<(String, TaskPatch, Option<i64>),
             "blocks" => p.blocks = Some(blocks(task.blocks.clone())),
             _ => {}
         }
+    }
+    if !v.is_empty() {
+        p.check(&mut v);
     }
     v.finish()?;
     let expected = (req.expected_version != 0).then_some(req.expected_version);

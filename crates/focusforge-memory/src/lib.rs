@@ -405,21 +405,18 @@ impl Memories {
         let mut v = Violations::new();
         check_kind(&mut v, "kind", &new.kind);
         v.text("content", &new.content, self.policy.max_content_chars);
-        v.check(new.tags.len() <= 32, "tags", "must have at most 32 entries");
+        let tags_ok = v.list("tags", &new.tags, 32);
         let mut tags: Vec<String> = Vec::new();
-        for (i, tag) in new.tags.iter().enumerate() {
+        for (i, tag) in new.tags.iter().enumerate().filter(|_| tags_ok) {
             let tag = tag.trim();
             v.text(&format!("tags[{i}]"), tag, 64);
             if !tags.iter().any(|t| t == tag) {
                 tags.push(tag.to_owned());
             }
         }
-        v.check(
-            new.metadata.len() <= 32,
-            "metadata",
-            "must have at most 32 entries",
-        );
-        for (key, value) in &new.metadata {
+        let metadata_ok = new.metadata.len() <= 32;
+        v.check(metadata_ok, "metadata", "must have at most 32 entries");
+        for (key, value) in new.metadata.iter().filter(|_| metadata_ok) {
             v.text(&format!("metadata[{key}]"), key, 64);
             v.optional_text(&format!("metadata[{key}]"), value, 1000);
         }

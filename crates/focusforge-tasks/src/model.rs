@@ -101,6 +101,37 @@ impl TaskPatch {
     pub fn is_empty(&self) -> bool {
         *self == TaskPatch::default()
     }
+
+    /// Records every violation `Tasks::update` would refuse, so a caller
+    /// with violations of its own (an unknown enum value) reports them all.
+    pub fn check(&self, v: &mut Violations) {
+        if let Some(t) = &self.title {
+            check_title(v, "task.title", t.trim());
+        }
+        if let Some(d) = &self.description {
+            v.optional_text("task.description", d, limits::DESCRIPTION);
+        }
+        if let Some(m) = self.estimated_minutes {
+            check_minutes(v, m);
+        }
+        if let Some(t) = &self.tags {
+            normalize_tags(v, t.clone());
+        }
+        if let Some(b) = &self.blocks {
+            normalize_blocks(v, b.clone());
+        }
+    }
+}
+
+impl NewTask {
+    /// Records every violation `Tasks::create` would refuse.
+    pub fn check(&self, v: &mut Violations) {
+        check_title(v, "title", self.title.trim());
+        v.optional_text("description", &self.description, limits::DESCRIPTION);
+        check_minutes(v, self.estimated_minutes);
+        normalize_tags(v, self.tags.clone());
+        normalize_blocks(v, self.blocks.clone());
+    }
 }
 
 /// Which of a user's tasks to list; every set field must match.
@@ -128,11 +159,8 @@ pub(crate) fn check_minutes(v: &mut Violations, minutes: i32) {
 
 /// Trims, drops duplicates and checks tags.
 pub(crate) fn normalize_tags(v: &mut Violations, tags: Vec<String>) -> Vec<String> {
-    if tags.len() > limits::TAGS {
-        v.add(
-            "tags",
-            format!("must have at most {} entries", limits::TAGS),
-        );
+    if !v.list("tags", &tags, limits::TAGS) {
+        return Vec::new();
     }
     let mut out: Vec<String> = Vec::with_capacity(tags.len());
     for (i, tag) in tags.into_iter().enumerate() {
@@ -147,11 +175,8 @@ pub(crate) fn normalize_tags(v: &mut Violations, tags: Vec<String>) -> Vec<Strin
 
 /// Checks blocks and returns them sorted by order.
 pub(crate) fn normalize_blocks(v: &mut Violations, blocks: Vec<WorkBlock>) -> Vec<WorkBlock> {
-    if blocks.len() > limits::BLOCKS {
-        v.add(
-            "blocks",
-            format!("must have at most {} entries", limits::BLOCKS),
-        );
+    if !v.list("blocks", &blocks, limits::BLOCKS) {
+        return Vec::new();
     }
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::with_capacity(blocks.len());

@@ -9,7 +9,7 @@ use focusforge_store::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::model::{check_minutes, check_title, normalize_blocks, normalize_tags};
+use crate::model::{normalize_blocks, normalize_tags};
 use crate::{
     COLLECTION, NewTask, Priority, Status, Task, TaskFilter, TaskPatch, WorkBlock, limits,
 };
@@ -66,7 +66,7 @@ fn to_json(body: &Body) -> Result<Value> {
     serde_json::to_value(body).map_err(Error::internal)
 }
 
-fn not_found(e: StoreError) -> Error {
+pub(crate) fn not_found(e: StoreError) -> Error {
     e.into_domain("task")
 }
 
@@ -80,7 +80,7 @@ pub struct TaskPage {
 /// The task service. Every method acts on the given user's tasks only.
 #[derive(Clone)]
 pub struct Tasks {
-    store: SharedStore,
+    pub(crate) store: SharedStore,
     clock: Arc<dyn Clock>,
 }
 
@@ -91,13 +91,12 @@ impl Tasks {
 
     pub async fn create(&self, user: &UserId, new: NewTask) -> Result<Task> {
         let mut v = Violations::new();
+        new.check(&mut v);
+        v.finish()?;
+        let mut v = Violations::new();
         let title = new.title.trim().to_owned();
-        check_title(&mut v, "title", &title);
-        v.optional_text("description", &new.description, limits::DESCRIPTION);
-        check_minutes(&mut v, new.estimated_minutes);
         let tags = normalize_tags(&mut v, new.tags);
         let blocks = normalize_blocks(&mut v, new.blocks);
-        v.finish()?;
 
         let estimated_minutes = if new.estimated_minutes == 0 {
             // Bounded: at most 100 blocks of at most 480 minutes.
@@ -213,19 +212,12 @@ impl Tasks {
             "update_mask",
             "must name at least one field",
         );
+        patch.check(&mut v);
+        v.finish()?;
+        let mut v = Violations::new();
         let title = patch.title.map(|t| t.trim().to_owned());
-        if let Some(title) = &title {
-            check_title(&mut v, "task.title", title);
-        }
-        if let Some(d) = &patch.description {
-            v.optional_text("task.description", d, limits::DESCRIPTION);
-        }
-        if let Some(m) = patch.estimated_minutes {
-            check_minutes(&mut v, m);
-        }
         let tags = patch.tags.map(|t| normalize_tags(&mut v, t));
         let blocks = patch.blocks.map(|b| normalize_blocks(&mut v, b));
-        v.finish()?;
 
         self.modify(user, id, expected_version, |body, _now| {
             if let Some(t) = &title {
