@@ -23,6 +23,9 @@ pub struct Claims {
     pub iat: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
+    /// Not valid before this time (seconds since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
 }
 
 /// Why a request is unauthenticated. The messages are safe to send to clients.
@@ -34,10 +37,12 @@ pub enum AuthError {
     Malformed,
     #[error("token expired")]
     Expired,
+    #[error("token not valid yet")]
+    NotYetValid,
     #[error("invalid token")]
     Invalid,
-    #[error("token subject is not a valid user id")]
-    BadSubject,
+    #[error("token subject is not a valid user id: {0}")]
+    BadSubject(String),
 }
 
 /// How tokens are signed.
@@ -95,6 +100,9 @@ pub fn bearer_token(header: &str) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
+/// Clock skew allowed between token issuers and this server, by default.
+pub const DEFAULT_LEEWAY_SECS: u64 = 30;
+
 /// Verifies tokens. Cheap to clone and share.
 #[derive(Clone)]
 pub struct Verifier {
@@ -116,13 +124,20 @@ impl Verifier {
             ),
         };
         let mut validation = Validation::new(alg);
-        validation.leeway = 5;
+        validation.leeway = DEFAULT_LEEWAY_SECS;
+        validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
         validation.validate_aud = false;
         if let Some(iss) = issuer {
             validation.set_issuer(&[iss]);
         }
         Ok(Self { key, validation })
+    }
+
+    /// Allows this much clock skew on `exp`, `nbf` and `iat`.
+    pub fn with_leeway(mut self, secs: u64) -> Self {
+        self.validation.leeway = secs;
+        self
     }
 
     /// Verifies the value of an `authorization` header.
@@ -137,10 +152,25 @@ impl Verifier {
         let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(
             |e| match e.kind() {
                 ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::ImmatureSignature => AuthError::NotYetValid,
                 _ => AuthError::Invalid,
             },
         )?;
-        UserId::parse(&data.claims.sub).map_err(|_| AuthError::BadSubject)
+        // A token issued in the future is not valid yet either.
+        let now = jsonwebtoken::get_current_timestamp();
+        if data.claims.iat > now.saturating_add(self.validation.leeway) {
+            return Err(AuthError::NotYetValid);
+        }
+        UserId::parse(&data.claims.sub).map_err(|e| AuthError::BadSubject(subject_reason(&e)))
+    }
+}
+
+fn subject_reason(e: &focusforge_core::Error) -> String {
+    match e {
+        focusforge_core::Error::InvalidArgument(v) => {
+            v.first().map(|v| v.description.clone()).unwrap_or_default()
+        }
+        other => other.to_string(),
     }
 }
 
@@ -184,6 +214,7 @@ impl Minter {
             iat: now,
             exp: now + ttl_secs,
             iss: self.issuer.clone(),
+            nbf: None,
         })
     }
 

@@ -75,6 +75,7 @@ fn expired_tokens_are_rejected() {
         exp: now() - 3600,
         iat: now() - 7200,
         iss: None,
+        nbf: None,
     };
     let token = minter.mint_claims(&claims).expect("mint");
     let verifier = Verifier::new(&hs(), None).expect("verifier");
@@ -122,9 +123,13 @@ fn missing_claims_are_rejected() {
         exp: now() + 60,
         iat: now(),
         iss: None,
+        nbf: None,
     };
     let token = minter.mint_claims(&no_sub).expect("mint");
-    assert_eq!(verifier.verify(&token), Err(AuthError::BadSubject));
+    assert_eq!(
+        verifier.verify(&token),
+        Err(AuthError::BadSubject("must be 1-128 bytes".into()))
+    );
     // A token without exp at all.
     let header = jsonwebtoken::Header::new(Algorithm::HS256);
     let token = jsonwebtoken::encode(
