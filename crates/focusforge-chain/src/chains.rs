@@ -72,7 +72,13 @@ pub(crate) trait Chain: Send + Sync {
     fn instructions(&self) -> String;
     fn input(&self, context: &UserContext) -> String;
     /// Semantic checks beyond the schema; may normalise the answer.
-    fn check(&self, out: &mut Self::Output) -> std::result::Result<(), String>;
+    /// Sees the context the answer was given, to hold it to the user's real
+    /// figures.
+    fn check(
+        &self,
+        out: &mut Self::Output,
+        context: &UserContext,
+    ) -> std::result::Result<(), String>;
     fn fallback(&self, context: &UserContext) -> Self::Output;
     fn cache_input(&self) -> serde_json::Value;
     fn max_tokens(&self) -> usize;
@@ -173,7 +179,11 @@ impl Chain for BreakdownChain {
         self.task.fenced(self.now)
     }
 
-    fn check(&self, out: &mut Breakdown) -> std::result::Result<(), String> {
+    fn check(
+        &self,
+        out: &mut Breakdown,
+        _context: &UserContext,
+    ) -> std::result::Result<(), String> {
         let (_, _, lo, _) = bounds(self.granularity);
         for b in &mut out.blocks {
             b.title = b.title.trim().to_owned();
@@ -273,7 +283,7 @@ impl Chain for AnalysisChain {
         self.task.fenced(self.now)
     }
 
-    fn check(&self, out: &mut Analysis) -> std::result::Result<(), String> {
+    fn check(&self, out: &mut Analysis, _context: &UserContext) -> std::result::Result<(), String> {
         out.skills.iter_mut().for_each(|s| *s = s.trim().to_owned());
         out.risks.iter_mut().for_each(|s| *s = s.trim().to_owned());
         out.skills.dedup();
@@ -343,16 +353,46 @@ impl Chain for MotivationChain {
     }
 
     fn input(&self, context: &UserContext) -> String {
-        let (streak, today) = fallback::progress(context, self.now);
-        let mut s = format!("Streak: {streak} days. Tasks completed today: {today}.");
+        let p = fallback::progress(context, self.now);
+        let mut s = format!(
+            "Streak: {} days. Tasks completed today: {}.",
+            p.streak_days, p.completed_today
+        );
         if !self.task_title.trim().is_empty() {
             s.push_str(&format!("\nNext task: <<<{}>>>", self.task_title.trim()));
         }
         s
     }
 
-    fn check(&self, out: &mut Motivation) -> std::result::Result<(), String> {
+    fn check(
+        &self,
+        out: &mut Motivation,
+        context: &UserContext,
+    ) -> std::result::Result<(), String> {
         out.message = out.message.trim().to_owned();
+        if out.message.is_empty() {
+            return Err("the message is empty".into());
+        }
+        let p = fallback::progress(context, self.now);
+        // The figures are the user's, whatever the model wrote.
+        out.streak_days = p.streak_days;
+        out.completed_today = p.completed_today;
+        let mut given: Vec<String> = vec![p.streak_days.to_string(), p.completed_today.to_string()];
+        given.extend(numbers(&self.task_title));
+        if let Some(m) = context.focus_minutes {
+            given.push(m.to_string());
+        }
+        if let Some(n) = numbers(&out.message)
+            .into_iter()
+            .find(|n| !given.contains(n))
+        {
+            return Err(format!(
+                "the message states the number {n}, which the user's figures do not have"
+            ));
+        }
+        if leaks_prompt(&out.message, &self.instructions()) {
+            return Err("the message repeats the instructions".into());
+        }
         Ok(())
     }
 
@@ -368,6 +408,40 @@ impl Chain for MotivationChain {
     fn max_tokens(&self) -> usize {
         120
     }
+}
+
+/// The whole numbers written in `text`, as written (leading zeros dropped).
+fn numbers(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_ascii_digit())
+        .filter(|d| !d.is_empty())
+        .map(|d| {
+            let t = d.trim_start_matches('0');
+            if t.is_empty() {
+                "0".to_owned()
+            } else {
+                t.to_owned()
+            }
+        })
+        .collect()
+}
+
+/// Whether an answer shows the prompt: its fences, or a run of six words
+/// of the instructions.
+pub(crate) fn leaks_prompt(answer: &str, instructions: &str) -> bool {
+    if answer.contains("<<<") || answer.contains(">>>") {
+        return true;
+    }
+    let words = |t: &str| -> Vec<String> {
+        t.split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect()
+    };
+    let prompt = words(instructions);
+    let said = words(answer);
+    const RUN: usize = 6;
+    let runs: std::collections::HashSet<&[String]> = prompt.windows(RUN).collect();
+    said.windows(RUN).any(|w| runs.contains(w))
 }
 
 // ---- proof ----
@@ -457,7 +531,11 @@ impl Chain for ProofChain {
         s
     }
 
-    fn check(&self, out: &mut ProofCheck) -> std::result::Result<(), String> {
+    fn check(
+        &self,
+        out: &mut ProofCheck,
+        _context: &UserContext,
+    ) -> std::result::Result<(), String> {
         out.reasons
             .iter_mut()
             .for_each(|r| *r = r.trim().to_owned());
@@ -566,7 +644,7 @@ impl Chain for RitualChain {
         )
     }
 
-    fn check(&self, out: &mut Ritual) -> std::result::Result<(), String> {
+    fn check(&self, out: &mut Ritual, _context: &UserContext) -> std::result::Result<(), String> {
         out.title = out.title.trim().to_owned();
         out.steps.iter_mut().for_each(|s| *s = s.trim().to_owned());
         Ok(())

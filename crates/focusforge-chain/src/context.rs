@@ -36,6 +36,16 @@ pub struct UserContext {
     pub similar_tasks: Vec<SimilarTask>,
     pub insights: Vec<String>,
     pub memories: Vec<String>,
+    /// Counted by the tasks domain over every completion, in the user's
+    /// time zone; absent without a Memory service.
+    pub progress: Option<Progress>,
+}
+
+/// Tasks completed today and the streak of days with a completion.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Progress {
+    pub completed_today: u32,
+    pub streak_days: u32,
 }
 
 impl UserContext {

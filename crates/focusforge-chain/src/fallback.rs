@@ -6,7 +6,7 @@ use crate::chains::{
     Analysis, Block, Breakdown, Motivation, ProofCheck, Ritual, RitualRequest, TaskInput, Verdict,
     bounds,
 };
-use crate::context::UserContext;
+use crate::context::{Progress, UserContext};
 
 const STOPWORDS: &[&str] = &[
     "a", "an", "and", "the", "to", "of", "for", "in", "on", "my", "our", "with", "at", "by", "is",
@@ -236,14 +236,23 @@ pub fn analysis(task: &TaskInput, now: DateTime<Utc>, context: &UserContext) -> 
     }
 }
 
-/// Days in a row (ending today or yesterday) with a completed task, and the
-/// tasks completed today.
-pub fn progress(context: &UserContext, now: DateTime<Utc>) -> (u32, u32) {
-    let today = now.date_naive();
+/// The user's progress: the context's count when it has one, else counted
+/// over the recent tasks it carries (a lower bound), with days in the
+/// user's time zone.
+pub fn progress(context: &UserContext, now: DateTime<Utc>) -> Progress {
+    if let Some(p) = context.progress {
+        return p;
+    }
+    let tz: chrono_tz::Tz = context
+        .timezone
+        .as_deref()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(chrono_tz::UTC);
+    let today = now.with_timezone(&tz).date_naive();
     let mut days: Vec<_> = context
         .recent_tasks
         .iter()
-        .filter_map(|t| t.completed_at.map(|c| c.date_naive()))
+        .filter_map(|t| t.completed_at.map(|c| c.with_timezone(&tz).date_naive()))
         .collect();
     let completed_today = days.iter().filter(|d| **d == today).count() as u32;
     days.sort();
@@ -258,11 +267,17 @@ pub fn progress(context: &UserContext, now: DateTime<Utc>) -> (u32, u32) {
         streak += 1;
         day -= Duration::days(1);
     }
-    (streak, completed_today)
+    Progress {
+        completed_today,
+        streak_days: streak,
+    }
 }
 
 pub fn motivation(task_title: &str, context: &UserContext, now: DateTime<Utc>) -> Motivation {
-    let (streak, today) = progress(context, now);
+    let Progress {
+        completed_today: today,
+        streak_days: streak,
+    } = progress(context, now);
     let mood = context
         .moods
         .first()
@@ -492,6 +507,12 @@ mod tests {
             recent_tasks: vec![done(0), done(0), done(1), done(2), done(4)],
             ..UserContext::default()
         };
-        assert_eq!(progress(&context, now), (3, 2));
+        assert_eq!(
+            progress(&context, now),
+            Progress {
+                completed_today: 2,
+                streak_days: 3
+            }
+        );
     }
 }

@@ -27,7 +27,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 pub use chains::{
     Analysis, Block, Breakdown, Motivation, ProofCheck, Ritual, RitualRequest, TaskInput, Verdict,
 };
-pub use context::{ContextSource, NoContext, SimilarTask, TaskBrief, UserContext};
+pub use context::{ContextSource, NoContext, Progress, SimilarTask, TaskBrief, UserContext};
 pub use stream::BlockStream;
 
 use chains::Chain;
@@ -234,7 +234,11 @@ impl Chains {
         if let (Some(cache), Some(_), false) = (&self.cache, &self.model, options.no_cache) {
             match cache.get(&key).await {
                 Ok(Some(bytes)) => {
-                    if let Ok(out) = serde_json::from_slice::<C::Output>(&bytes) {
+                    // Held to today's figures again: a cached answer may
+                    // have been right yesterday or an hour ago.
+                    if let Ok(mut out) = serde_json::from_slice::<C::Output>(&bytes)
+                        && chain.check(&mut out, &context).is_ok()
+                    {
                         return Ok((out, info(self.backend(), String::new(), true)));
                     }
                 }
@@ -310,7 +314,7 @@ impl Chains {
                 "the answer ran out of tokens".to_owned()
             } else {
                 match parse::<C::Output>(&chain.schema(), &generation.text) {
-                    Ok(mut out) => match chain.check(&mut out) {
+                    Ok(mut out) => match chain.check(&mut out, context) {
                         Ok(()) => return Ok(out),
                         Err(e) => e,
                     },

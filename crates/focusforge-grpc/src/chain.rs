@@ -3,8 +3,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use focusforge_chain::{
-    Analysis, BlockStream, Breakdown, Chains, ContextSource, Info, NoContext, Options, ProofCheck,
-    Ritual, RitualRequest, SimilarTask, TaskBrief, TaskInput, UserContext, Verdict,
+    Analysis, BlockStream, Breakdown, Chains, ContextSource, Info, NoContext, Options, Progress,
+    ProofCheck, Ritual, RitualRequest, SimilarTask, TaskBrief, TaskInput, UserContext, Verdict,
 };
 use focusforge_core::{Error, UserId, Violations};
 use focusforge_proto::chain::v1 as pb;
@@ -100,6 +100,10 @@ impl ContextSource for MemoryContext {
                 .into_iter()
                 .filter_map(|h| h.memory.map(|m| m.content))
                 .collect(),
+            progress: ctx.progress.map(|p| Progress {
+                completed_today: p.completed_today.max(0) as u32,
+                streak_days: p.streak_days.max(0) as u32,
+            }),
         })
     }
 }

@@ -243,6 +243,10 @@ impl MemoryService for MemoryApi {
                 })
                 .collect(),
             insights: ctx.insights.into_iter().map(to_pb).collect(),
+            progress: Some(pb::Progress {
+                completed_today: ctx.progress.completed_today as i32,
+                streak_days: ctx.progress.streak_days as i32,
+            }),
             relevant_memories: ctx.relevant_memories.into_iter().map(hit_to_pb).collect(),
         }))
     }

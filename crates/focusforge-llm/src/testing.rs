@@ -2,7 +2,8 @@
 //! (request and answer shapes, error bodies, 401, 429 with `Retry-After`,
 //! 500), for tests of the OpenAI-compatible backend. Structured requests get
 //! the smallest value valid against their JSON schema. The model name picks
-//! a behaviour: `rate-limited`, `broken`, `slow` (3 s), anything else answers.
+//! a behaviour: `rate-limited`, `broken`, `slow` (3 s), `say:TEXT` (every
+//! string of the answer is TEXT), anything else answers.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -19,24 +20,25 @@ use serde_json::{Value, json};
 /// The API key the server accepts.
 pub const KEY: &str = "sk-test-0123456789";
 
-/// The smallest value of a JSON Schema (as OpenAI renders structured output).
-fn sample(schema: &Value) -> Value {
+/// The smallest value of a JSON Schema (as OpenAI renders structured
+/// output), with `text` for free strings.
+fn sample(schema: &Value, text: &str) -> Value {
     match schema["type"].as_str() {
         Some("object") => {
             let mut out = serde_json::Map::new();
             for (k, v) in schema["properties"].as_object().into_iter().flatten() {
-                out.insert(k.clone(), sample(v));
+                out.insert(k.clone(), sample(v, text));
             }
             Value::Object(out)
         }
         Some("array") => {
             let n = schema["minItems"].as_u64().unwrap_or(1);
-            Value::Array((0..n).map(|_| sample(&schema["items"])).collect())
+            Value::Array((0..n).map(|_| sample(&schema["items"], text)).collect())
         }
         Some("integer") => json!(schema["minimum"].as_u64().unwrap_or(0)),
         Some("string") => match schema["enum"].as_array() {
             Some(options) => options[0].clone(),
-            None => json!("from the test server"),
+            None => json!(text),
         },
         _ => Value::Null,
     }
@@ -131,7 +133,11 @@ async fn handle(
         _ => {}
     }
     let content = match body["response_format"]["json_schema"]["schema"].as_object() {
-        Some(_) => sample(&body["response_format"]["json_schema"]["schema"]).to_string(),
+        Some(_) => sample(
+            &body["response_format"]["json_schema"]["schema"],
+            model.strip_prefix("say:").unwrap_or("from the test server"),
+        )
+        .to_string(),
         None => "Hello from the test server".to_owned(),
     };
     let answer = json!({

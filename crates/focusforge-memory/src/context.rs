@@ -31,6 +31,8 @@ pub struct UserContext {
     pub similar_tasks: Vec<(Task, f32)>,
     pub insights: Vec<Memory>,
     pub relevant_memories: Vec<Found>,
+    /// Completions today and the streak, in the user's time zone.
+    pub progress: focusforge_tasks::Progress,
 }
 
 /// The text a task is embedded by.
@@ -137,6 +139,9 @@ impl Memories {
         v.finish()?;
         let limit = if limit == 0 { 5 } else { limit as usize };
         let preferences = self.users.get(user).await?.preferences;
+        // Validated on write; an unreadable zone counts days in UTC.
+        let tz = preferences.timezone.parse().unwrap_or(chrono_tz::UTC);
+        let progress = self.tasks.progress(user, tz, self.clock.now()).await?;
 
         let mut recent_moods = Vec::new();
         for tier in [Tier::ShortTerm, Tier::Working, Tier::LongTerm] {
@@ -242,6 +247,7 @@ impl Memories {
             similar_tasks,
             insights,
             relevant_memories,
+            progress,
         })
     }
 }

@@ -3,9 +3,11 @@
 //! through the document store port, and nothing here knows about gRPC.
 
 mod model;
+mod progress;
 mod service;
 
 pub use model::{NewTask, Priority, Status, Task, TaskFilter, TaskPatch, WorkBlock};
+pub use progress::{Progress, STREAK_MAX_DAYS, day_start};
 pub use service::{TaskPage, Tasks};
 
 /// The collection tasks live in.
