@@ -4,6 +4,7 @@
 //! caller's behalf. Arguments are validated against the input schema before
 //! a handler runs.
 
+mod jsonrpc;
 mod registry;
 pub mod schema;
 mod server;

@@ -74,6 +74,21 @@ fn push(out: &mut Vec<Violation>, path: &str, rule: impl Into<String>) {
     });
 }
 
+/// The values of a choice whose every option is a `const` or an `enum`.
+fn constants(options: &[Value]) -> Option<Vec<&Value>> {
+    let mut out = Vec::new();
+    for o in options {
+        if let Some(c) = o.get("const") {
+            out.push(c);
+        } else if let Some(e) = o.get("enum").and_then(Value::as_array) {
+            out.extend(e);
+        } else {
+            return None;
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
 fn check(
     schema: &Value,
     value: &Value,
@@ -219,6 +234,15 @@ fn check(
     }
     for (key, need) in [("anyOf", 1usize), ("oneOf", 1)] {
         if let Some(options) = s.get(key).and_then(Value::as_array) {
+            // An enum whose values carry descriptions comes as a choice of
+            // constants: name every allowed value, not the nearest one.
+            if let Some(allowed) = constants(options) {
+                if !allowed.contains(&value) {
+                    let names: Vec<String> = allowed.iter().map(ToString::to_string).collect();
+                    push(out, path, format!("must be one of {}", names.join(", ")));
+                }
+                continue;
+            }
             let mut best: Option<Vec<Violation>> = None;
             let mut passing = 0;
             for o in options {
@@ -327,6 +351,22 @@ mod tests {
         assert_eq!(
             rules(&schema, json!("mid")),
             [r#"arguments: must be one of "low", "high""#]
+        );
+    }
+
+    #[test]
+    fn a_choice_of_constants_names_every_allowed_value() {
+        let schema = json!({
+            "oneOf": [
+                {"type": "string", "const": "low", "description": "whenever"},
+                {"type": "string", "const": "high", "description": "soon"},
+                {"type": "string", "enum": ["urgent"]}
+            ]
+        });
+        assert!(rules(&schema, json!("high")).is_empty());
+        assert_eq!(
+            rules(&schema, json!("mid")),
+            [r#"arguments: must be one of "low", "high", "urgent""#]
         );
     }
 }

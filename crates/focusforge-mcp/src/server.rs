@@ -4,8 +4,9 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use focusforge_auth::Verifier;
+use focusforge_auth::{AuthError, Verifier};
 use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
     JsonObject, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
@@ -17,6 +18,7 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
 use serde_json::Value;
 
+use crate::jsonrpc;
 use crate::registry::{Caller, Registry, Tool, ToolError};
 
 const INSTRUCTIONS: &str = "FocusForge helps people do focused work. Tools act on the \
@@ -166,8 +168,14 @@ impl McpHttp {
         let header = req
             .headers()
             .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        let user = match self.verifier.verify_header(header) {
+            .map(|v| v.to_str().map_err(|_| AuthError::Malformed));
+        let verified = match &header {
+            Some(Err(e)) => Err(e.clone()),
+            Some(Ok(v)) => self.verifier.verify_header(Some(v)),
+            None => self.verifier.verify_header(None),
+        };
+        let header = header.and_then(Result::ok);
+        let user = match verified {
             Ok(user) => user,
             Err(e) => {
                 let (parts, body) = req.into_parts();
@@ -189,8 +197,57 @@ impl McpHttp {
             .unwrap_or_default()
             .to_owned();
         req.extensions_mut().insert(Caller { user, token });
-        let res = self.inner.handle(req).await;
-        res.map(tonic::body::Body::new)
+        // Messages are checked here, so a malformed one is answered as
+        // JSON-RPC says, then handed on whole.
+        if req.method() == http::Method::POST {
+            let (parts, body) = req.into_parts();
+            let bytes = match read_body(body).await {
+                Ok(bytes) => bytes,
+                Err(res) => return res,
+            };
+            if let Err(e) = jsonrpc::check(&bytes) {
+                return e.into_response();
+            }
+            let req = Request::from_parts(parts, http_body_util::Full::new(bytes));
+            return self.inner.handle(req).await.map(tonic::body::Body::new);
+        }
+        self.inner.handle(req).await.map(tonic::body::Body::new)
+    }
+}
+
+/// Largest MCP request body read.
+const MAX_BODY: usize = 4 * 1024 * 1024;
+/// How long a client may take to send one.
+const BODY_TIME: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Reads a request body whole, within [`MAX_BODY`] and [`BODY_TIME`].
+async fn read_body<B>(body: B) -> Result<bytes::Bytes, Response<tonic::body::Body>>
+where
+    B: http_body::Body,
+    B::Error: std::fmt::Display,
+{
+    let body = body.map_err(|e| std::io::Error::other(e.to_string()));
+    let limited = http_body_util::Limited::new(body, MAX_BODY);
+    match tokio::time::timeout(BODY_TIME, limited.collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(jsonrpc::Failure::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            jsonrpc::INVALID_REQUEST,
+            format!("the request body is over {MAX_BODY} bytes"),
+        )
+        .into_response()),
+        Ok(Err(_)) => Err(jsonrpc::Failure::new(
+            StatusCode::BAD_REQUEST,
+            jsonrpc::PARSE_ERROR,
+            "the request body could not be read",
+        )
+        .into_response()),
+        Err(_) => Err(jsonrpc::Failure::new(
+            StatusCode::REQUEST_TIMEOUT,
+            jsonrpc::PARSE_ERROR,
+            "the request body did not arrive in time",
+        )
+        .into_response()),
     }
 }
 
