@@ -596,12 +596,35 @@ impl Planner {
         };
         let mut ran = Vec::new();
         for id in plans {
-            let (keys, plan) = match self.advance(user, &id).await {
+            // What this call is for: the actions ready now, and those a
+            // worker of this process took up a moment ago. A worker may
+            // claim some of them before this call can; they ran because
+            // they were ready now, so they are reported too, once run.
+            let wanted = match self.get(user, &id).await {
+                Ok(view) => self.ready_or_just_started(&id, view.plan),
+                Err(Error::NotFound(_)) if plan_id.is_none() => continue,
+                Err(e) => return Err(e),
+            };
+            let (mut keys, mut plan) = match self.advance(user, &id).await {
                 Ok(done) => done,
                 // Deleted since it was listed: nothing of it to run.
                 Err(Error::NotFound(_)) if plan_id.is_none() => continue,
                 Err(e) => return Err(e),
             };
+            let others: Vec<String> = wanted.into_iter().filter(|k| !keys.contains(k)).collect();
+            if !others.is_empty() {
+                plan = self.settled(user, &id, &others, plan).await?;
+                // Those that ran (a ready one may also still wait for a
+                // slot under the limits).
+                keys.extend(others.into_iter().filter(|k| {
+                    plan.get(k).is_some_and(|a| {
+                        matches!(
+                            a.status,
+                            Status::Running | Status::Succeeded | Status::Failed | Status::Dead
+                        )
+                    })
+                }));
+            }
             for k in keys {
                 if let Some(a) = plan.get(&k) {
                     ran.push(ActionView {
@@ -612,6 +635,54 @@ impl Planner {
             }
         }
         Ok(ran)
+    }
+
+    /// The keys of actions that are ready to start, or that this process
+    /// started within the last second.
+    fn ready_or_just_started(&self, plan_id: &str, mut plan: Plan) -> Vec<String> {
+        let now = self.inner.clock.now();
+        plan.refresh(now);
+        let in_flight = self.inner.in_flight();
+        plan.actions()
+            .iter()
+            .filter(|a| match a.status {
+                Status::Ready => true,
+                Status::Running => {
+                    in_flight.contains_key(&(plan_id.to_owned(), a.spec.key.clone()))
+                        && a.started_at
+                            .is_some_and(|t| now - t <= chrono::Duration::seconds(1))
+                }
+                _ => false,
+            })
+            .map(|a| a.spec.key.clone())
+            .collect()
+    }
+
+    /// The plan once `keys` no longer run (or after a bounded wait, as it
+    /// is then).
+    async fn settled(
+        &self,
+        user: &UserId,
+        plan_id: &str,
+        keys: &[String],
+        mut plan: Plan,
+    ) -> Result<Plan, Error> {
+        const WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+        let until = tokio::time::Instant::now() + WAIT;
+        loop {
+            let running = keys
+                .iter()
+                .any(|k| plan.get(k).is_some_and(|a| a.status == Status::Running));
+            if !running || tokio::time::Instant::now() >= until {
+                return Ok(plan);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            plan = match self.get(user, plan_id).await {
+                Ok(view) => view.plan,
+                Err(Error::NotFound(_)) => return Ok(plan),
+                Err(e) => return Err(e),
+            };
+        }
     }
 
     /// Starts the plan's ready actions under the limits and runs them; each
