@@ -190,24 +190,31 @@ impl VectorTable {
             ),
             Field::new("created_at", DataType::Int64, false),
         ]));
-        let dataset = match Dataset::open(uri).await {
-            Ok(ds) => {
-                let found = lance::deps::arrow_schema::Schema::from(ds.schema());
-                if found.fields().len() != schema.fields().len()
-                    || found
-                        .field_with_name("vector")
-                        .map(|f| f.data_type().clone())
-                        .ok()
-                        != Some(schema.field(3).data_type().clone())
-                {
-                    return Err(VectorError::Storage(format!(
-                        "{uri} holds a table of another shape than {dims}-d vectors"
-                    )));
+        // A table not written yet is not an error: on a local path, look
+        // before opening (an open that fails is logged as an error).
+        let absent = !uri.contains("://") && !std::path::Path::new(uri).exists();
+        let dataset = if absent {
+            None
+        } else {
+            match Dataset::open(uri).await {
+                Ok(ds) => {
+                    let found = lance::deps::arrow_schema::Schema::from(ds.schema());
+                    if found.fields().len() != schema.fields().len()
+                        || found
+                            .field_with_name("vector")
+                            .map(|f| f.data_type().clone())
+                            .ok()
+                            != Some(schema.field(3).data_type().clone())
+                    {
+                        return Err(VectorError::Storage(format!(
+                            "{uri} holds a table of another shape than {dims}-d vectors"
+                        )));
+                    }
+                    Some(ds)
                 }
-                Some(ds)
+                Err(lance::Error::DatasetNotFound { .. }) => None,
+                Err(e) => return Err(e.into()),
             }
-            Err(lance::Error::DatasetNotFound { .. }) => None,
-            Err(e) => return Err(e.into()),
         };
         Ok(Self {
             uri: uri.to_owned(),
