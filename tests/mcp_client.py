@@ -96,6 +96,10 @@ async def exercise(session, transport):
     wrong = await session.call_tool("ai.break_down_task", {"title": "x", "granularity": 9})
     message = wrong.content[0].text if wrong.content else ""
     check(f"{transport}: a value out of range names the rule", wrong.is_error and "granularity" in message and "at most 5" in message, wrong)
+    enum = await session.call_tool("tasks.create", {"title": "x", "priority": "extreme"})
+    message = enum.content[0].text if enum.content else ""
+    check(f"{transport}: a bad enum value names every allowed value",
+          enum.is_error and all(v in message for v in ("low", "medium", "high", "urgent")), enum)
     missing = await session.call_tool("tasks.get", {"id": "no-such-task"})
     check(f"{transport}: a missing task is a tool error", missing.is_error and "not found" in missing.content[0].text, missing)
     mood = await session.call_tool("mood.log", {"score": 7})
@@ -143,6 +147,29 @@ async def over_http(addr, token):
         check("http 2026-07-28: tools/call returns structuredContent",
               result.get("structuredContent", {}).get("title") == "stateless" and not result.get("isError"),
               r.text[:500])
+
+        # Malformed messages are answered as JSON-RPC 2.0 says.
+        auth = {"accept": "application/json, text/event-stream", "authorization": f"Bearer {token}",
+                "content-type": "application/json"}
+        for name, body, status, code in [
+            ("invalid JSON", b"{not json", 400, -32700),
+            ("a batch", b'[{"jsonrpc":"2.0","id":1,"method":"tools/list"}]', 400, -32600),
+            ("a missing method", b'{"jsonrpc":"2.0","id":1}', 400, -32600),
+            ('"jsonrpc": "1.0"', b'{"jsonrpc":"1.0","id":1,"method":"tools/list"}', 400, -32600),
+            ("params that are not an object", b'{"jsonrpc":"2.0","id":1,"method":"tools/list","params":"x"}', 400, -32600),
+            ("tools/call without a name", b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}', 200, -32602),
+            ("tools/call with string arguments",
+             b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"tasks.list","arguments":"{}"}}', 200, -32602),
+        ]:
+            r = await raw.post(url, headers=auth, content=body)
+            try:
+                reply = r.json()
+            except ValueError:
+                reply = {}
+            check(f"http: {name} is JSON-RPC error {code}",
+                  r.status_code == status and reply.get("jsonrpc") == "2.0"
+                  and reply.get("error", {}).get("code") == code,
+                  (r.status_code, r.text[:300]))
 
     try:
         async with httpx2.AsyncClient() as hc:

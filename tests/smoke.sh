@@ -121,5 +121,23 @@ job_stats() {
 }
 check "grpcurl reads the job statistics" job_stats
 
+logs_the_status_code() {
+  "$grpcurl" -plaintext -H "authorization: Bearer $token" -d '{"id":"no-such-task"}' \
+    "$addr" focusforge.tasks.v1.TaskService/GetTask >/dev/null 2>&1 || true
+  for _ in $(seq 50); do
+    grep -q 'grpc_status=5 code=NOT_FOUND' "$data/serve.log" && break
+    sleep 0.1
+  done
+  grep -q 'grpc_status=5 code=NOT_FOUND' "$data/serve.log" &&
+    grep -q 'GetTask' "$data/serve.log" && ! grep -q 'in trailers' "$data/serve.log"
+}
+check "the request log names the status each call ended with" logs_the_status_code
+
+fresh_start_logs_no_error() {
+  # A fresh data directory: nothing is wrong, so nothing reads as a failure.
+  ! grep -Ei 'status="?error|\bERROR\b' "$data/serve.log"
+}
+check "a fresh start logs no error" fresh_start_logs_no_error
+
 echo "smoke: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

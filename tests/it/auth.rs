@@ -27,6 +27,7 @@ fn bad_tokens() -> Vec<(&'static str, Option<String>)> {
         exp: now() - 600,
         iat: now() - 1200,
         iss: None,
+        nbf: None,
     });
     let wrong_key = Minter::new(
         &KeyMaterial::Hs256(b"some-other-secret-some-other-sec".to_vec()),

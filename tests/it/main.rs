@@ -7,6 +7,7 @@ mod backends;
 mod chain;
 mod context;
 mod grpc_web;
+mod hardening;
 mod harness;
 mod mcp;
 mod memory;
