@@ -299,7 +299,7 @@ impl CallLog {
         match self.status {
             Some(code) => tracing::info!(
                 grpc_status = code,
-                code = code_name(code),
+                code = %code_name(code),
                 elapsed_us,
                 "rpc"
             ),
