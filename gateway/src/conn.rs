@@ -150,13 +150,34 @@ pub(crate) fn client_addr(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) 
     client
 }
 
-/// Counts open connections, in total and per client address.
+/// Counts open connections, in total and per client address. At the total
+/// limit a new connection takes the place of the oldest one that has not
+/// sent a whole request yet (a half-open or silent connection), so a flood
+/// of those cannot lock out real clients; only when every connection is in
+/// use is the new one refused.
 #[derive(Debug)]
 pub(crate) struct Tracker {
     options: ConnectionOptions,
-    total: AtomicUsize,
-    per_client: Mutex<HashMap<IpAddr, usize>>,
+    state: Mutex<State>,
     refused: AtomicU64,
+    evicted: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    next: u64,
+    /// Open connections by age.
+    open: std::collections::BTreeMap<u64, Entry>,
+    /// Of `open`, those asked to close to make room.
+    evicting: usize,
+    per_client: HashMap<IpAddr, usize>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    activity: Arc<Activity>,
+    evict: Arc<tokio::sync::Notify>,
+    evicted: bool,
 }
 
 /// Why a connection was closed on accept.
@@ -170,63 +191,90 @@ impl Tracker {
     pub fn new(options: ConnectionOptions) -> Arc<Self> {
         Arc::new(Self {
             options,
-            total: AtomicUsize::new(0),
-            per_client: Mutex::new(HashMap::new()),
+            state: Mutex::new(State::default()),
             refused: AtomicU64::new(0),
+            evicted: AtomicU64::new(0),
         })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn options(&self) -> &ConnectionOptions {
         &self.options
     }
 
+    /// Connections open and not asked to close.
     pub fn open(&self) -> usize {
-        self.total.load(Ordering::Relaxed)
+        let s = self.state();
+        s.open.len() - s.evicting
     }
 
     pub fn refused(&self) -> u64 {
         self.refused.load(Ordering::Relaxed)
     }
 
-    /// A place for a new connection from `peer`, or why there is none.
-    pub fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<Slot, Refused> {
+    /// Connections closed to make room for a new one.
+    pub fn evicted(&self) -> u64 {
+        self.evicted.load(Ordering::Relaxed)
+    }
+
+    /// A place for a new connection from `peer` doing `activity`, or why
+    /// there is none.
+    pub fn admit(self: &Arc<Self>, peer: IpAddr, activity: Arc<Activity>) -> Result<Slot, Refused> {
         let peer = canonical(peer);
         let exempt = self
             .options
             .trusted_proxies
             .iter()
             .any(|n| n.contains(peer));
+        let mut s = self.state();
         let refuse = |why| {
             self.refused.fetch_add(1, Ordering::Relaxed);
             Err(why)
         };
-        if self
-            .total
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.options.max_connections).then_some(n + 1)
-            })
-            .is_err()
+        if !exempt
+            && s.per_client.get(&peer).copied().unwrap_or(0)
+                >= self.options.max_connections_per_client
         {
-            return refuse(Refused::Total);
-        }
-        let slot = Slot {
-            tracker: self.clone(),
-            client: None,
-        };
-        if exempt {
-            return Ok(slot);
-        }
-        let mut map = self.per_client.lock().unwrap_or_else(|p| p.into_inner());
-        let n = map.entry(peer).or_insert(0);
-        if *n >= self.options.max_connections_per_client {
-            drop(map);
-            drop(slot);
             return refuse(Refused::PerClient);
         }
-        *n += 1;
-        let mut slot = slot;
-        slot.client = Some(peer);
-        Ok(slot)
+        if s.open.len() - s.evicting >= self.options.max_connections {
+            let victim = s
+                .open
+                .values_mut()
+                .find(|e| !e.evicted && e.activity.requests() == 0);
+            match victim {
+                Some(e) => {
+                    e.evicted = true;
+                    e.evict.notify_one();
+                    s.evicting += 1;
+                    self.evicted.fetch_add(1, Ordering::Relaxed);
+                }
+                None => return refuse(Refused::Total),
+            }
+        }
+        let id = s.next;
+        s.next += 1;
+        let evict = Arc::new(tokio::sync::Notify::new());
+        s.open.insert(
+            id,
+            Entry {
+                activity,
+                evict: evict.clone(),
+                evicted: false,
+            },
+        );
+        if !exempt {
+            *s.per_client.entry(peer).or_insert(0) += 1;
+        }
+        Ok(Slot {
+            tracker: self.clone(),
+            id,
+            client: (!exempt).then_some(peer),
+            evict,
+        })
     }
 }
 
@@ -234,25 +282,32 @@ impl Tracker {
 #[derive(Debug)]
 pub(crate) struct Slot {
     tracker: Arc<Tracker>,
+    id: u64,
     client: Option<IpAddr>,
+    evict: Arc<tokio::sync::Notify>,
+}
+
+impl Slot {
+    /// Resolves when the connection is to close at once to make room.
+    pub async fn evicted(&self) {
+        self.evict.notified().await;
+    }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if let Some(ip) = self.client {
-            let mut map = self
-                .tracker
-                .per_client
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if let Some(n) = map.get_mut(&ip) {
-                *n -= 1;
-                if *n == 0 {
-                    map.remove(&ip);
-                }
+        let mut s = self.tracker.state();
+        if s.open.remove(&self.id).is_some_and(|e| e.evicted) {
+            s.evicting -= 1;
+        }
+        if let Some(ip) = self.client
+            && let Some(n) = s.per_client.get_mut(&ip)
+        {
+            *n -= 1;
+            if *n == 0 {
+                s.per_client.remove(&ip);
             }
         }
-        self.tracker.total.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -437,16 +492,48 @@ mod tests {
         let a: IpAddr = "192.0.2.1".parse().expect("ip");
         let b: IpAddr = "192.0.2.2".parse().expect("ip");
         let proxy: IpAddr = "10.0.0.1".parse().expect("ip");
-        let a1 = t.admit(a).expect("a1");
-        let _a2 = t.admit(a).expect("a2");
-        assert_eq!(t.admit(a).err(), Some(Refused::PerClient));
-        let _b1 = t.admit(b).expect("b1");
-        assert_eq!(t.admit(b).err(), Some(Refused::Total));
+        let busy = || {
+            let activity = Activity::new();
+            std::mem::forget(activity.begin());
+            activity
+        };
+        let a1 = t.admit(a, busy()).expect("a1");
+        let _a2 = t.admit(a, busy()).expect("a2");
+        assert_eq!(t.admit(a, busy()).err(), Some(Refused::PerClient));
+        let _b1 = t.admit(b, busy()).expect("b1");
+        // Every connection is in use: no room.
+        assert_eq!(t.admit(b, busy()).err(), Some(Refused::Total));
         drop(a1);
         assert_eq!(t.open(), 2);
         let _p = t
-            .admit(proxy)
+            .admit(proxy, busy())
             .expect("a proxy is exempt from the per-client cap");
         assert_eq!(t.refused(), 2);
+    }
+
+    #[tokio::test]
+    async fn at_the_limit_the_oldest_connection_without_a_request_makes_room() {
+        let t = Tracker::new(ConnectionOptions {
+            max_connections: 2,
+            max_connections_per_client: 2,
+            ..ConnectionOptions::default()
+        });
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        let silent = t.admit(ip("192.0.2.1"), Activity::new()).expect("silent");
+        let working = Activity::new();
+        let _guard = working.begin();
+        let _served = t.admit(ip("192.0.2.2"), working).expect("served");
+        let newcomer = t.admit(ip("192.0.2.3"), Activity::new()).expect("newcomer");
+        // The silent one is told to go; the one with a request stays.
+        tokio::time::timeout(Duration::from_secs(1), silent.evicted())
+            .await
+            .expect("the silent connection was evicted");
+        assert_eq!((t.open(), t.evicted()), (2, 1));
+        drop(silent);
+        // Now the newcomer is the only one without a request.
+        let _next = t.admit(ip("192.0.2.4"), Activity::new()).expect("next");
+        tokio::time::timeout(Duration::from_secs(1), newcomer.evicted())
+            .await
+            .expect("the newcomer was evicted in turn");
     }
 }

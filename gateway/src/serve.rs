@@ -102,9 +102,13 @@ where
                  focusforge_gateway_connections {}\n\
                  # HELP focusforge_gateway_connections_refused_total Connections closed on accept at a connection limit.\n\
                  # TYPE focusforge_gateway_connections_refused_total counter\n\
-                 focusforge_gateway_connections_refused_total {}\n",
+                 focusforge_gateway_connections_refused_total {}\n\
+                 # HELP focusforge_gateway_connections_evicted_total Connections without a request closed to make room for a new one.\n\
+                 # TYPE focusforge_gateway_connections_evicted_total counter\n\
+                 focusforge_gateway_connections_evicted_total {}\n",
                 self.tracker.open(),
-                self.tracker.refused()
+                self.tracker.refused(),
+                self.tracker.evicted()
             ));
             let res = Response::builder()
                 .header("content-type", "text/plain; version=0.0.4")
@@ -238,7 +242,8 @@ async fn accept_loop<S>(
                         continue;
                     }
                 };
-                let slot = match tracker.admit(peer.ip()) {
+                let activity = Activity::new();
+                let slot = match tracker.admit(peer.ip(), activity.clone()) {
                     Ok(slot) => slot,
                     Err(why) => {
                         tracing::debug!(%peer, ?why, open = tracker.open(), "connection refused");
@@ -247,7 +252,6 @@ async fn accept_loop<S>(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let activity = Activity::new();
                 let svc = TowerToHyperService::new(Tracked {
                     inner: stack.clone(),
                     activity: activity.clone(),
@@ -260,8 +264,14 @@ async fn accept_loop<S>(
                 let stopped = stopped.clone();
                 let opts = opts.clone();
                 conns.spawn(async move {
-                    let _slot = slot;
-                    watch_connection(conn, activity, stopped, &opts, peer).await;
+                    tokio::select! {
+                        () = watch_connection(conn, activity, stopped, &opts, peer) => {}
+                        // Its place went to a newer connection.
+                        () = slot.evicted() => {
+                            tracing::debug!(%peer, "connection closed to make room");
+                        }
+                    }
+                    drop(slot);
                 });
             }
             _ = stopped.changed() => break,

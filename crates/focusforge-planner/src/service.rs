@@ -131,7 +131,18 @@ struct Inner {
     counts: Mutex<Counts>,
     /// (plan, action) pairs this process is running, with how many runs.
     in_flight: Mutex<HashMap<(String, String), usize>>,
+    /// (plan, action) pairs a background job of this process finished
+    /// running lately, and when: an `ExecuteReady` racing the job reports them.
+    worker_finished: Mutex<HashMap<(String, String), tokio::time::Instant>>,
 }
+
+tokio::task_local! {
+    /// Set while a background job advances a plan.
+    static BY_WORKER: ();
+}
+
+/// How recent "at the same moment" is for `ExecuteReady`.
+const SAME_MOMENT: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Inner {
     fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
@@ -140,6 +151,14 @@ impl Inner {
 
     fn in_flight(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), usize>> {
         self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn worker_finished(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(String, String), tokio::time::Instant>> {
+        self.worker_finished
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -151,6 +170,7 @@ struct Slot {
     plan_id: String,
     key: String,
     action_type: ActionType,
+    by_worker: bool,
 }
 
 impl Drop for Slot {
@@ -161,6 +181,12 @@ impl Drop for Slot {
             std::mem::take(&mut self.plan_id),
             std::mem::take(&mut self.key),
         );
+        if self.by_worker {
+            let now = tokio::time::Instant::now();
+            let mut done = self.inner.worker_finished();
+            done.retain(|_, at| now.duration_since(*at) <= SAME_MOMENT);
+            done.insert(id.clone(), now);
+        }
         if let Some(n) = in_flight.get_mut(&id) {
             *n -= 1;
             if *n == 0 {
@@ -286,6 +312,7 @@ impl Planner {
                 claiming: tokio::sync::Mutex::new(()),
                 counts: Mutex::new(Counts::default()),
                 in_flight: Mutex::new(HashMap::new()),
+                worker_finished: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -600,10 +627,15 @@ impl Planner {
             // worker of this process took up a moment ago. A worker may
             // claim some of them before this call can; they ran because
             // they were ready now, so they are reported too, once run.
-            let wanted = match self.get(user, &id).await {
-                Ok(view) => self.ready_or_just_started(&id, view.plan),
-                Err(Error::NotFound(_)) if plan_id.is_none() => continue,
-                Err(e) => return Err(e),
+            let wanted = {
+                // Between claims, so the stored plan and this process's
+                // running marks agree.
+                let _claiming = self.inner.claiming.lock().await;
+                match self.get(user, &id).await {
+                    Ok(view) => self.ready_or_just_started(&id, view.plan),
+                    Err(Error::NotFound(_)) if plan_id.is_none() => continue,
+                    Err(e) => return Err(e),
+                }
             };
             let (mut keys, mut plan) = match self.advance(user, &id).await {
                 Ok(done) => done,
@@ -637,22 +669,29 @@ impl Planner {
         Ok(ran)
     }
 
-    /// The keys of actions that are ready to start, or that this process
-    /// started within the last second.
+    /// The keys of actions that are ready to start, or that a background
+    /// job of this process started or finished a moment ago.
     fn ready_or_just_started(&self, plan_id: &str, mut plan: Plan) -> Vec<String> {
         let now = self.inner.clock.now();
         plan.refresh(now);
         let in_flight = self.inner.in_flight();
+        let finished = self.inner.worker_finished();
+        let moment = chrono::Duration::from_std(SAME_MOMENT).unwrap_or_default();
         plan.actions()
             .iter()
-            .filter(|a| match a.status {
-                Status::Ready => true,
-                Status::Running => {
-                    in_flight.contains_key(&(plan_id.to_owned(), a.spec.key.clone()))
-                        && a.started_at
-                            .is_some_and(|t| now - t <= chrono::Duration::seconds(1))
+            .filter(|a| {
+                let id = (plan_id.to_owned(), a.spec.key.clone());
+                match a.status {
+                    Status::Ready => true,
+                    Status::Running => {
+                        in_flight.contains_key(&id)
+                            && a.started_at.is_some_and(|t| now - t <= moment)
+                    }
+                    Status::Succeeded | Status::Failed | Status::Dead => finished
+                        .get(&id)
+                        .is_some_and(|at| at.elapsed() <= SAME_MOMENT),
+                    _ => false,
                 }
-                _ => false,
             })
             .map(|a| a.spec.key.clone())
             .collect()
@@ -802,6 +841,7 @@ impl Planner {
                 plan_id: plan_id.to_owned(),
                 key,
                 action_type: a.spec.action_type,
+                by_worker: BY_WORKER.try_with(|()| ()).is_ok(),
             });
         }
         Ok((plan, slots))
@@ -954,7 +994,10 @@ impl Handler for AdvanceHandler {
             .get("plan_id")
             .and_then(Value::as_str)
             .ok_or_else(|| JobError::new("invalid_argument", "payload.plan_id is missing"))?;
-        match self.0.advance(&ctx.job.spec.user, plan_id).await {
+        match BY_WORKER
+            .scope((), self.0.advance(&ctx.job.spec.user, plan_id))
+            .await
+        {
             // A plan deleted meanwhile has nothing left to run.
             Ok(_) | Err(Error::NotFound(_)) => Ok(()),
             Err(e) => Err(e.into()),
