@@ -373,6 +373,30 @@ async fn an_unknown_enum_value_does_not_hide_the_other_violations() {
             "title"
         ]
     );
+    // The same for a memory whose tier is unknown.
+    let err = server
+        .memory()
+        .await
+        .remember(authed(
+            "alice",
+            focusforge_proto::memory::v1::RememberRequest {
+                tier: 42,
+                kind: "Bad Kind".into(),
+                content: " ".into(),
+                tags: vec!["x".into(); 40],
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect_err("invalid");
+    let bad = err.get_details_bad_request().expect("details");
+    let mut fields: Vec<&str> = bad
+        .field_violations
+        .iter()
+        .map(|v| v.field.as_str())
+        .collect();
+    fields.sort_unstable();
+    assert_eq!(fields, ["content", "kind", "tags", "tier"]);
     server.stop().await;
 }
 

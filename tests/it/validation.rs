@@ -42,8 +42,18 @@ async fn create_names_every_invalid_field() {
         ))
         .await
         .expect_err("invalid");
-    // Enum and timestamp problems are found while decoding, before the rest.
-    assert_eq!(violated_fields(&err), ["priority", "due_time"]);
+    // Enum and timestamp problems are found while decoding; the domain's
+    // checks are reported with them, not one round trip later.
+    assert_eq!(
+        violated_fields(&err),
+        [
+            "priority",
+            "due_time",
+            "title",
+            "estimated_minutes",
+            "blocks[0].minutes"
+        ]
+    );
     let err = tasks
         .create_task(authed(
             "alice",

@@ -348,16 +348,22 @@ impl Chain for MotivationChain {
     fn instructions(&self) -> String {
         format!(
             "You write one short, warm, specific message (at most two sentences) that helps the user start \
-             or keep focusing. Mention their progress or streak when it helps. {DATA_RULE}"
+             or keep focusing. Mention their progress when it helps, in words: write no numbers, the app \
+             shows the user's figures beside your message. {DATA_RULE}"
         )
     }
 
     fn input(&self, context: &UserContext) -> String {
         let p = fallback::progress(context, self.now);
-        let mut s = format!(
-            "Streak: {} days. Tasks completed today: {}.",
-            p.streak_days, p.completed_today
-        );
+        // In words: a small model copies digits wrongly.
+        let mut s = match p.completed_today {
+            0 => "No task completed yet today.".to_owned(),
+            1 => "One task completed today.".to_owned(),
+            _ => "Several tasks completed today.".to_owned(),
+        };
+        if p.streak_days >= 2 {
+            s.push_str(" The user is on a streak of days in a row with completed tasks.");
+        }
         if !self.task_title.trim().is_empty() {
             s.push_str(&format!("\nNext task: <<<{}>>>", self.task_title.trim()));
         }

@@ -56,26 +56,28 @@ fn to_pb(m: Memory) -> pb::Memory {
     }
 }
 
-fn new_memory(req: pb::RememberRequest) -> Result<(Tier, NewMemory), Error> {
+fn new_memory(memories: &Memories, req: pb::RememberRequest) -> Result<(Tier, NewMemory), Error> {
     let mut v = Violations::new();
     let t = tier(&mut v, "tier", req.tier);
     v.check(req.ttl_seconds >= 0, "ttl_seconds", "must not be negative");
-    v.finish()?;
-    let t = t.ok_or_else(|| Error::invalid("tier", "must be specified"))?;
     let ttl = u64::try_from(req.ttl_seconds)
         .ok()
         .filter(|s| *s > 0)
         .map(Duration::from_secs);
-    Ok((
-        t,
-        NewMemory {
-            kind: req.kind,
-            content: req.content,
-            tags: req.tags,
-            metadata: req.metadata.into_iter().collect(),
-            ttl,
-        },
-    ))
+    let new = NewMemory {
+        kind: req.kind,
+        content: req.content,
+        tags: req.tags,
+        metadata: req.metadata.into_iter().collect(),
+        ttl,
+    };
+    if !v.is_empty() {
+        // Report the domain's violations with ours, not one round trip later.
+        memories.check_new(&mut v, &new);
+    }
+    v.finish()?;
+    let t = t.ok_or_else(|| Error::invalid("tier", "must be specified"))?;
+    Ok((t, new))
 }
 
 fn search_mode(raw: i32) -> Result<SearchMode, Error> {
@@ -131,7 +133,7 @@ fn filter(req: &pb::ListMemoriesRequest) -> Result<(Tier, MemoryFilter), Error> 
 impl MemoryService for MemoryApi {
     async fn remember(&self, req: Request<pb::RememberRequest>) -> Reply<pb::RememberResponse> {
         let user = caller(&req)?;
-        let (t, new) = new_memory(req.into_inner()).map_err(into_status)?;
+        let (t, new) = new_memory(&self.0, req.into_inner()).map_err(into_status)?;
         let memory = self.0.remember(&user, t, new).await.map_err(into_status)?;
         Ok(Response::new(pb::RememberResponse {
             memory: Some(to_pb(memory)),

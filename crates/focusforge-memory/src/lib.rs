@@ -401,9 +401,11 @@ impl Memories {
         Ok(found)
     }
 
-    pub async fn remember(&self, user: &UserId, tier: Tier, new: NewMemory) -> Result<Memory> {
-        let mut v = Violations::new();
-        check_kind(&mut v, "kind", &new.kind);
+    /// Records what `remember` would refuse in `new` whatever its tier, so a
+    /// caller that could not read the tier still reports the rest; returns
+    /// the tags trimmed and without repeats.
+    pub fn check_new(&self, v: &mut Violations, new: &NewMemory) -> Vec<String> {
+        check_kind(v, "kind", &new.kind);
         v.text("content", &new.content, self.policy.max_content_chars);
         let tags_ok = v.list("tags", &new.tags, 32);
         let mut tags: Vec<String> = Vec::new();
@@ -420,6 +422,12 @@ impl Memories {
             v.text(&format!("metadata[{key}]"), key, 64);
             v.optional_text(&format!("metadata[{key}]"), value, 1000);
         }
+        tags
+    }
+
+    pub async fn remember(&self, user: &UserId, tier: Tier, new: NewMemory) -> Result<Memory> {
+        let mut v = Violations::new();
+        let tags = self.check_new(&mut v, &new);
         let ttl = match (self.policy.ttl(tier), new.ttl) {
             (Some(policy), Some(ttl)) => {
                 v.check(
