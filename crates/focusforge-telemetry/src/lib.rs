@@ -76,6 +76,9 @@ mod tests {
         let f = with_quiet_dependencies("info");
         assert!(f.starts_with("info,lance::dataset_events=warn"));
         assert!(valid_filter(&f));
-        assert_eq!(with_quiet_dependencies("lance=debug,info"), "lance=debug,info");
+        assert_eq!(
+            with_quiet_dependencies("lance=debug,info"),
+            "lance=debug,info"
+        );
     }
 }
