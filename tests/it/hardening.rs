@@ -356,12 +356,7 @@ async fn an_unknown_enum_value_does_not_hide_the_other_violations() {
         ))
         .await
         .expect_err("invalid");
-    let bad = err.get_details_bad_request().expect("details");
-    let mut fields: Vec<&str> = bad
-        .field_violations
-        .iter()
-        .map(|v| v.field.as_str())
-        .collect();
+    let mut fields = crate::validation::violated_fields(&err);
     fields.sort_unstable();
     assert_eq!(
         fields,
@@ -389,12 +384,7 @@ async fn an_unknown_enum_value_does_not_hide_the_other_violations() {
         ))
         .await
         .expect_err("invalid");
-    let bad = err.get_details_bad_request().expect("details");
-    let mut fields: Vec<&str> = bad
-        .field_violations
-        .iter()
-        .map(|v| v.field.as_str())
-        .collect();
+    let mut fields = crate::validation::violated_fields(&err);
     fields.sort_unstable();
     assert_eq!(fields, ["content", "kind", "tags", "tier"]);
     server.stop().await;

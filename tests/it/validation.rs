@@ -8,7 +8,7 @@ use tonic_types::StatusExt;
 
 use crate::harness::{Server, authed, config};
 
-fn violated_fields(status: &tonic::Status) -> Vec<String> {
+pub(crate) fn violated_fields(status: &tonic::Status) -> Vec<String> {
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     let bad = status
         .get_details_bad_request()
