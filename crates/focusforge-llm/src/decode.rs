@@ -19,6 +19,11 @@ pub struct Tables {
     /// Usable inside a JSON string: valid UTF-8, no quote, backslash or
     /// control character.
     string_ok: Vec<bool>,
+    /// Usable inside a [`Schema::Phrase`]: also no digit, markup or link.
+    plain: Vec<bool>,
+    /// Usable inside one clause of a [`Schema::Phrase`]: plain, and no
+    /// `.`, `;`, `!` or `?`.
+    clause: Vec<bool>,
     chars: Vec<u16>,
     leading_space: Vec<bool>,
     /// Tokens made of ASCII digits only, with their text.
@@ -34,6 +39,8 @@ impl Tables {
     pub fn new(bytes: Vec<Option<Vec<u8>>>, stop: Vec<u32>) -> Self {
         let n = bytes.len();
         let mut string_ok = vec![false; n];
+        let mut plain = vec![false; n];
+        let mut clause = vec![false; n];
         let mut chars = vec![0u16; n];
         let mut leading_space = vec![false; n];
         let mut digits = Vec::new();
@@ -56,6 +63,8 @@ impl Tables {
             string_ok[i] = !text
                 .chars()
                 .any(|c| c == '"' || c == '\\' || c.is_control());
+            plain[i] = string_ok[i] && crate::schema::is_plain(text);
+            clause[i] = plain[i] && !text.contains(|c| crate::schema::CLAUSE_ENDS.contains(c));
             chars[i] = text.chars().count().min(u16::MAX as usize) as u16;
             leading_space[i] = text.starts_with(char::is_whitespace);
             if text.bytes().all(|c| c.is_ascii_digit()) {
@@ -65,6 +74,8 @@ impl Tables {
         Self {
             bytes,
             string_ok,
+            plain,
+            clause,
             chars,
             leading_space,
             digits,
@@ -225,6 +236,15 @@ impl<'a> Decoder<'a> {
         self.feed(&ids)
     }
 
+    /// Raises a token's logit for the next choice.
+    fn boost(&mut self, token: u32, by: f32) -> Result<(), Stop> {
+        self.flush()?;
+        if let Some(l) = self.logits.get_mut(token as usize) {
+            *l += by;
+        }
+        Ok(())
+    }
+
     /// Samples one of the allowed tokens (not yet fed).
     fn choose(&mut self, allowed: impl Fn(u32) -> bool) -> Result<u32, Stop> {
         self.flush()?;
@@ -373,6 +393,84 @@ impl<'a> Decoder<'a> {
                     }
                     n += usize::from(tables.chars[t as usize]);
                     blank &= tables.token_text(t).trim().is_empty();
+                }
+            }
+            Schema::Phrase {
+                max_chars,
+                first_words,
+                one_clause,
+            } => {
+                self.force("\"");
+                let mut n = 0usize;
+                let mut blank = true;
+                // The first word, while one of `first_words` is being chosen.
+                let mut word: Option<String> = (!first_words.is_empty()).then(String::new);
+                let ok = if *one_clause {
+                    &tables.clause
+                } else {
+                    &tables.plain
+                };
+                // Past this length, ending the phrase grows likelier with
+                // every character, so a small model ends it instead of
+                // rambling to the limit.
+                let soft = max_chars * 3 / 5;
+                loop {
+                    if n >= *max_chars {
+                        self.force("\"");
+                        break;
+                    }
+                    let quote = tables.quote;
+                    let room = max_chars - n;
+                    let t = match &word {
+                        Some(current) => {
+                            let open: Vec<&str> = first_words
+                                .iter()
+                                .filter_map(|w| w.strip_prefix(current.as_str()))
+                                .collect();
+                            let complete = open.contains(&"");
+                            self.choose(|t| {
+                                let i = t as usize;
+                                if !ok[i] || usize::from(tables.chars[i]) > room {
+                                    return false;
+                                }
+                                if tables.leading_space[i] {
+                                    return complete;
+                                }
+                                let text = tables.token_text(t);
+                                open.iter()
+                                    .any(|rest| rest.len() >= text.len() && rest.starts_with(text))
+                            })?
+                        }
+                        None => {
+                            if let Some(q) = quote
+                                && n > soft
+                                && !blank
+                            {
+                                self.boost(q, (n - soft) as f32 * 0.25)?;
+                            }
+                            self.choose(|t| {
+                                let i = t as usize;
+                                (Some(t) == quote && !blank)
+                                    || (ok[i]
+                                        && usize::from(tables.chars[i]) <= room
+                                        && !(n == 0 && tables.leading_space[i]))
+                            })?
+                        }
+                    };
+                    self.accept(t)?;
+                    if Some(t) == quote {
+                        break;
+                    }
+                    let text = tables.token_text(t);
+                    if let Some(current) = &mut word {
+                        if tables.leading_space[t as usize] {
+                            word = None;
+                        } else {
+                            current.push_str(text);
+                        }
+                    }
+                    n += usize::from(tables.chars[t as usize]);
+                    blank &= text.trim().is_empty();
                 }
             }
             Schema::Enum(options) => {

@@ -12,6 +12,15 @@ pub enum Schema {
     String { max_chars: usize },
     /// One of these strings.
     Enum(Vec<String>),
+    /// A phrase of `1..=max_chars` characters without digits, markup or
+    /// links ([`is_plain`]); when `first_words` has any, it starts with one
+    /// of them and a space; when `one_clause`, it has no `.`, `;`, `!` or
+    /// `?`.
+    Phrase {
+        max_chars: usize,
+        first_words: Vec<String>,
+        one_clause: bool,
+    },
     /// An integer in `min..=max` (`min >= 0`).
     Integer { min: u64, max: u64 },
     /// `min..=max` items of one schema.
@@ -44,6 +53,24 @@ impl Schema {
 
     pub fn string(max_chars: usize) -> Self {
         Schema::String { max_chars }
+    }
+
+    /// A plain phrase; one clause when it has first words.
+    pub fn phrase(max_chars: usize, first_words: &[&str]) -> Self {
+        Schema::Phrase {
+            max_chars,
+            first_words: first_words.iter().map(|s| (*s).to_owned()).collect(),
+            one_clause: !first_words.is_empty(),
+        }
+    }
+
+    /// One plain clause.
+    pub fn clause(max_chars: usize) -> Self {
+        Schema::Phrase {
+            max_chars,
+            first_words: Vec::new(),
+            one_clause: true,
+        }
     }
 
     pub fn one_of(options: &[&str]) -> Self {
@@ -96,6 +123,32 @@ impl Schema {
                 }
                 Ok(())
             }
+            Schema::Phrase {
+                max_chars,
+                first_words,
+                one_clause,
+            } => {
+                Schema::String {
+                    max_chars: *max_chars,
+                }
+                .check(value, path)?;
+                let s = value.as_str().unwrap_or_default();
+                if !is_plain(s) {
+                    return Err(fail(path, "must not hold digits, markup or links"));
+                }
+                if *one_clause && s.contains(|c| CLAUSE_ENDS.contains(c)) {
+                    return Err(fail(path, "must be one clause, without . ; ! or ?"));
+                }
+                if !first_words.is_empty()
+                    && !first_words.iter().any(|w| {
+                        s.strip_prefix(w.as_str())
+                            .is_some_and(|r| r.starts_with(' '))
+                    })
+                {
+                    return Err(fail(path, "must start with one of the allowed words"));
+                }
+                Ok(())
+            }
             Schema::Enum(options) => match value {
                 Value::String(s) if options.contains(s) => Ok(()),
                 _ => Err(fail(path, format!("must be one of {}", options.join(", ")))),
@@ -134,6 +187,20 @@ impl Schema {
             Schema::String { max_chars } => {
                 json!({"type": "string", "minLength": 1, "maxLength": max_chars})
             }
+            Schema::Phrase {
+                max_chars,
+                first_words,
+                one_clause,
+            } => {
+                let ends = if *one_clause { CLAUSE_ENDS } else { "" };
+                let rest = format!("[^0-9{}{}]*", regex_class(FORBIDDEN), regex_class(ends));
+                let pattern = if first_words.is_empty() {
+                    format!("^{rest}$")
+                } else {
+                    format!("^(?:{}) {rest}$", first_words.join("|"))
+                };
+                json!({"type": "string", "minLength": 1, "maxLength": max_chars, "pattern": pattern})
+            }
             Schema::Enum(options) => json!({"type": "string", "enum": options}),
             Schema::Integer { min, max } => {
                 json!({"type": "integer", "minimum": min, "maximum": max})
@@ -146,6 +213,34 @@ impl Schema {
             }),
         }
     }
+}
+
+/// Characters that end a clause, which a one-clause [`Schema::Phrase`]
+/// may not hold.
+pub const CLAUSE_ENDS: &str = ".;!?";
+
+/// Characters a [`Schema::Phrase`] may not hold, besides digits.
+pub const FORBIDDEN: &str = "<>[]{}*#`|\\~^_=@$&/";
+
+/// Whether `text` has no digit or other numeral ("¾"), no character of
+/// [`FORBIDDEN`] and no control character.
+pub fn is_plain(text: &str) -> bool {
+    !text
+        .chars()
+        .any(|c| c.is_numeric() || c.is_control() || FORBIDDEN.contains(c))
+}
+
+fn regex_class(chars: &str) -> String {
+    chars
+        .chars()
+        .map(|c| {
+            if "[]\\^-".contains(c) {
+                format!("\\{c}")
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -196,6 +291,30 @@ mod tests {
             let err = s.validate(&bad).expect_err("invalid");
             assert_eq!(err.path, path, "{bad}");
         }
+    }
+
+    #[test]
+    fn phrases_start_with_an_allowed_word_and_hold_no_digits_or_markup() {
+        let s = Schema::phrase(40, &["Book", "Draft"]);
+        assert_eq!(s.validate(&json!("Book the venue")), Ok(()));
+        for bad in [
+            "Booking the venue",
+            "The venue",
+            "Book the 3 rooms",
+            "Book ¾ of it",
+            "Draft </br>",
+            "Book",
+        ] {
+            assert!(s.validate(&json!(bad)).is_err(), "{bad}");
+        }
+        let js = s.to_json_schema();
+        assert_eq!(
+            js["pattern"],
+            "^(?:Book|Draft) [^0-9<>\\[\\]{}*#`|\\\\~\\^_=@$&/.;!?]*$"
+        );
+        assert!(s.validate(&json!("Book the venue. Then")).is_err());
+        assert_eq!(Schema::phrase(9, &[]).validate(&json!("any words")), Ok(()));
+        assert!(Schema::clause(20).validate(&json!("One. Two")).is_err());
     }
 
     #[test]

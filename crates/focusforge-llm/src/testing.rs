@@ -3,7 +3,10 @@
 //! 500), for tests of the OpenAI-compatible backend. Structured requests get
 //! the smallest value valid against their JSON schema. The model name picks
 //! a behaviour: `rate-limited`, `broken`, `slow` (3 s), `say:TEXT` (every
-//! string of the answer is TEXT), anything else answers.
+//! string of the answer is TEXT), `keep-draft` (answers with the JSON draft
+//! the prompt offers after `Draft: `, as a model that keeps it would),
+//! `sloppy` (the smallest valid value first, then, asked to repair it, the
+//! draft), anything else answers.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -38,7 +41,24 @@ fn sample(schema: &Value, text: &str) -> Value {
         Some("integer") => json!(schema["minimum"].as_u64().unwrap_or(0)),
         Some("string") => match schema["enum"].as_array() {
             Some(options) => options[0].clone(),
-            None => json!(text),
+            // A phrase: its first allowed word, then the text without what
+            // a phrase may not hold.
+            None => match schema["pattern"].as_str() {
+                Some(pattern) => {
+                    let plain: String = text
+                        .chars()
+                        .filter(|c| crate::schema::is_plain(&c.to_string()))
+                        .collect();
+                    let first = pattern
+                        .strip_prefix("^(?:")
+                        .and_then(|p| p.split(['|', ')']).next());
+                    json!(match first {
+                        Some(w) => format!("{w} {plain}"),
+                        None => plain,
+                    })
+                }
+                None => json!(text),
+            },
         },
         _ => Value::Null,
     }
@@ -132,7 +152,19 @@ async fn handle(
         "slow" => tokio::time::sleep(Duration::from_secs(3)).await,
         _ => {}
     }
+    let messages = body["messages"].as_array().cloned().unwrap_or_default();
+    let repairing = messages.iter().any(|m| m["role"] == "assistant");
+    let draft = || {
+        messages
+            .iter()
+            .filter(|m| m["role"] == "user")
+            .filter_map(|m| m["content"].as_str())
+            .filter_map(|c| c.rsplit_once("Draft: ").map(|(_, d)| d.trim().to_owned()))
+            .next_back()
+    };
+    let keep_draft = model == "keep-draft" || (model == "sloppy" && repairing);
     let content = match body["response_format"]["json_schema"]["schema"].as_object() {
+        Some(_) if keep_draft && draft().is_some() => draft().unwrap_or_default(),
         Some(_) => sample(
             &body["response_format"]["json_schema"]["schema"],
             model.strip_prefix("say:").unwrap_or("from the test server"),
