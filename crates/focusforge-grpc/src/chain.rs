@@ -137,12 +137,18 @@ fn task_input(task: Option<pb::TaskInput>) -> Result<TaskInput, Error> {
         0,
         1440,
     );
+    v.check(
+        t.estimated_minutes == 0 || (5..=1440).contains(&t.estimated_minutes),
+        "task.estimated_minutes",
+        "must be 0 (not said) or between 5 and 1440",
+    );
     v.finish()?;
     Ok(TaskInput {
         title: t.title,
         description: t.description,
         deadline,
         available_minutes: t.available_minutes.max(0) as u32,
+        estimated_minutes: t.estimated_minutes.max(0) as u32,
     })
 }
 
@@ -154,6 +160,9 @@ fn info(i: Info) -> pb::ChainInfo {
         cached: i.cached,
         latency: prost_types::Duration::try_from(i.took).ok(),
         context_used: i.context_used,
+        failed_rule: i.failed_rule,
+        repaired: i.repaired,
+        failures: i.failures,
     }
 }
 

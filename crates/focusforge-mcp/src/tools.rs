@@ -64,6 +64,9 @@ pub struct Provenance {
     pub fallback_used: bool,
     /// Whether a cached answer was returned.
     pub cached: bool,
+    /// The usefulness rule the model's last rejected answer broke; empty
+    /// when its first answer was kept.
+    pub failed_rule: String,
 }
 
 fn provenance(info: Option<chain::ChainInfo>) -> Provenance {
@@ -72,6 +75,7 @@ fn provenance(info: Option<chain::ChainInfo>) -> Provenance {
         backend: info.backend,
         fallback_used: info.fallback_used,
         cached: info.cached,
+        failed_rule: info.failed_rule,
     }
 }
 
@@ -97,6 +101,11 @@ pub struct BreakDownInput {
     #[serde(default)]
     #[schemars(range(min = 1, max = 5))]
     pub granularity: Option<i32>,
+    /// The minutes the whole task takes, as the user estimates them
+    /// (5-1440); the blocks add up to about this.
+    #[serde(default)]
+    #[schemars(range(min = 5, max = 1440))]
+    pub estimated_minutes: Option<i32>,
 }
 
 /// One focus block.
@@ -216,10 +225,13 @@ async fn break_down(
 ) -> Result<BreakDownOutput, ToolError> {
     let r = chain_client(&mesh)
         .break_down_task(caller.request(chain::BreakDownTaskRequest {
-            task: Some(task_input(TaskText {
-                title: i.title,
-                description: i.description,
-            })),
+            task: Some(chain::TaskInput {
+                estimated_minutes: i.estimated_minutes.unwrap_or(0),
+                ..task_input(TaskText {
+                    title: i.title,
+                    description: i.description,
+                })
+            }),
             granularity: i.granularity.unwrap_or(3),
             no_cache: false,
         }))

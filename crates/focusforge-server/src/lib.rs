@@ -12,9 +12,9 @@ use focusforge_auth::{KeyMaterial, Minter, Verifier};
 use focusforge_cache::{
     BreakerSettings, CacheNames, MemoryCache, RedisCache, RedisSettings, ResilientCache,
 };
-use focusforge_chain::{ChainSettings, Chains};
+use focusforge_chain::{ChainSettings, Chains, Library};
 use focusforge_core::{Clock, SystemClock};
-use focusforge_embed::{Batcher, BatcherSettings, MiniLm};
+use focusforge_embed::{Batcher, BatcherSettings, Embedder, MiniLm};
 use focusforge_gateway::{Gateway, GatewayHandle, GatewayOptions, HttpRoute, Metrics};
 use focusforge_grpc::{
     AuthInterceptor, ChainApi, JobApi, McpApi, MemoryApi, PlannerApi, TaskApi, UserApi,
@@ -465,18 +465,23 @@ pub async fn service_routes(
     let mut names = Vec::new();
     let mut vector_tables = Vec::new();
     let mut mcp = None;
+    // One embedding model for every service that needs one.
+    let embedder = tokio::sync::OnceCell::<Arc<dyn Embedder>>::new();
+    let embedder = || embedder.get_or_try_init(|| load_embedder(config));
     for (short, full) in SERVICES {
         if !config.services.iter().any(|s| s == short) {
             continue;
         }
         routes = match *short {
             "chain" => routes.add_service(InterceptedService::new(
-                ChainServiceServer::new(chain_api(config, backends, local_addr).await?)
-                    .max_decoding_message_size(limit),
+                ChainServiceServer::new(
+                    chain_api(config, backends, local_addr, embedder().await.ok().cloned()).await?,
+                )
+                .max_decoding_message_size(limit),
                 auth.clone(),
             )),
             "memory" => {
-                let semantic = semantic(config).await?;
+                let semantic = semantic(config, embedder().await?.clone()).await?;
                 vector_tables.extend([semantic.table.clone(), semantic.task_table.clone()]);
                 routes.add_service(InterceptedService::new(
                     MemoryServiceServer::new(MemoryApi(Memories::new(
@@ -573,10 +578,13 @@ pub fn mcp_registry(config: &Config, base: &str) -> anyhow::Result<Registry> {
 
 /// The chains: the configured model, the chain cache, and a client of the
 /// Memory service (in this process, or the configured upstream).
+/// The chains; `embedder` finds the example library's nearest breakdowns
+/// (without it, shared words do).
 async fn chain_api(
     config: &Config,
     backends: &Backends,
     local_addr: Option<std::net::SocketAddr>,
+    embedder: Option<Arc<dyn Embedder>>,
 ) -> anyhow::Result<ChainApi> {
     let model: Option<Arc<dyn LanguageModel>> = match config.llm.backend.as_str() {
         "local" => {
@@ -630,25 +638,36 @@ async fn chain_api(
         )),
         None => None,
     };
+    if embedder.is_none() {
+        tracing::warn!("chains: no embedding model; library examples are matched by words");
+    }
+    let library = Library::new(embedder);
+    library.warm().await;
+    tracing::info!(examples = library.len(), "chains: example library ready");
     Ok(ChainApi {
         chains: Chains::new(
             model,
             Some(backends.caches.chain_results.clone()),
             backends.clock.clone(),
             settings,
-        ),
+        )
+        .with_library(library),
         memory,
     })
 }
 
-/// The embedding model and the semantic memories' vector table.
-async fn semantic(config: &Config) -> anyhow::Result<Semantic> {
+/// The embedding model, batched.
+async fn load_embedder(config: &Config) -> anyhow::Result<Arc<dyn Embedder>> {
     let dir = config.models_dir.join("all-MiniLM-L6-v2");
     let model = tokio::task::spawn_blocking(move || MiniLm::load(&dir))
         .await
         .context("loading the embedding model")??;
-    let dims = model.dimensions();
-    let embedder = Arc::new(Batcher::new(model, BatcherSettings::default()));
+    Ok(Arc::new(Batcher::new(model, BatcherSettings::default())))
+}
+
+/// The semantic memories' vector tables, for `embedder`'s vectors.
+async fn semantic(config: &Config, embedder: Arc<dyn Embedder>) -> anyhow::Result<Semantic> {
+    let dims = embedder.dimensions();
     let open = |name: &str| {
         let path = config.data_dir.join("vectors").join(name);
         async move {
