@@ -14,4 +14,5 @@ mod memory;
 mod mesh;
 mod planner;
 mod tasks;
+mod usefulness;
 mod validation;
