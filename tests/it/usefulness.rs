@@ -149,9 +149,10 @@ async fn openai_answers_are_kept_mended_or_replaced_by_the_rubric() {
     );
     good.stop().await;
 
-    // One whose answer repeats the same block: mended from the draft, and
-    // the info names the rule.
-    let sloppy = openai("say:Sort out the boxes in the corner", &llm).await;
+    // One whose first answer repeats the same block everywhere: beyond
+    // mending, so it is asked again with the rule named, and its second
+    // answer is kept.
+    let sloppy = openai("sloppy", &llm).await;
     let r = sloppy
         .chain()
         .await
@@ -164,9 +165,40 @@ async fn openai_answers_are_kept_mended_or_replaced_by_the_rubric() {
         !info.fallback_used && info.repaired && !info.failed_rule.is_empty(),
         "{info:?}"
     );
+    assert_eq!(info.failures.len(), 1, "{info:?}");
     assert!(info.failures[0].starts_with(&info.failed_rule), "{info:?}");
+    let asked = llm.requests().pop().expect("a request");
+    let repair = asked["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(repair.contains("breaks a rule"), "{repair}");
     passes(&judge, "Clean out the attic", 0, &r).await;
     sloppy.stop().await;
+
+    // One whose answer has one broken block: that block is mended from the
+    // draft, the others kept, without asking again.
+    let before = llm.requests().len();
+    let one_bad = openai("keep-draft-plus: and the", &llm).await;
+    let r = one_bad
+        .chain()
+        .await
+        .break_down_task(authed("alice", request("Clean out the attic", 0)))
+        .await
+        .expect("breakdown")
+        .into_inner();
+    let info = r.info.clone().expect("info");
+    assert!(!info.fallback_used && info.repaired, "{info:?}");
+    assert_eq!(info.failed_rule, "unfinished", "{info:?}");
+    assert_eq!(llm.requests().len(), before + 1, "mended, not asked again");
+    assert!(
+        r.blocks.iter().all(|b| b.title != "The attic is a mess"),
+        "{r:#?}"
+    );
+    passes(&judge, "Clean out the attic", 0, &r).await;
+    one_bad.stop().await;
 
     // With no example to mend from, the model is asked again, then the
     // fallback answers and says which rule the answers broke.

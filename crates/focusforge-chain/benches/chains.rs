@@ -4,7 +4,8 @@
 //! fallback), its final answers, the rule-based fallback alone (with the
 //! example library found by MiniLM, and by shared words only), and the
 //! OpenAI-compatible backend against the local test server (a model that
-//! keeps the offered draft, and one whose first answer is sloppy); p50
+//! keeps the offered draft, and one whose first answer is sloppy), each
+//! asked with a new user's context (25-minute focus blocks); p50
 //! latency of each; and the accuracy of proof validation on a labelled set.
 //!
 //! `cargo bench -p focusforge-chain --bench chains`
@@ -27,7 +28,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use focusforge_chain::{
-    Breakdown, ChainSettings, Chains, Info, Library, NoContext, Options, TaskInput, Verdict,
+    Breakdown, ChainSettings, Chains, ContextSource, Info, Library, NoContext, Options, TaskInput,
+    UserContext, Verdict,
 };
 use focusforge_core::{SystemClock, UserId};
 use focusforge_embed::{Batcher, BatcherSettings, Embedder, MiniLm};
@@ -56,6 +58,26 @@ fn p50(mut v: Vec<Duration>) -> f64 {
     }
     v.sort();
     v[v.len() / 2].as_secs_f64() * 1e3
+}
+
+/// What a new user's context holds: the default focus block length.
+struct NewUser;
+
+#[async_trait::async_trait]
+impl ContextSource for NewUser {
+    async fn user_context(&self, _query: &str) -> focusforge_core::Result<UserContext> {
+        Ok(new_user())
+    }
+}
+
+fn new_user() -> UserContext {
+    if std::env::var("FOCUSFORGE_BENCH_CONTEXT").is_ok_and(|v| v == "none") {
+        return UserContext::default();
+    }
+    UserContext {
+        focus_minutes: Some(25),
+        ..UserContext::default()
+    }
 }
 
 fn task(title: &str) -> TaskInput {
@@ -96,12 +118,12 @@ async fn run(name: &str, chains: &Chains, titles: &[String]) -> Run {
         };
         let started = Instant::now();
         let (b, info) = chains
-            .break_down(&user, &NoContext, task(t), 3, options)
+            .break_down(&user, &NewUser, task(t), 3, options)
             .await
             .expect("breakdown");
         r.took.push(started.elapsed());
         let verdict = chains
-            .judge_breakdown(&task(t), 3, &Default::default(), &b)
+            .judge_breakdown(&task(t), 3, &new_user(), &b)
             .await
             .map_err(|f| f.to_string());
         r.passed += usize::from(verdict.is_ok());
@@ -216,21 +238,25 @@ async fn score_answers(judge: &Chains, path: &Path) {
         let v: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
         let title = v["title"].as_str().unwrap_or_default().to_owned();
         let answer = v["answer"].as_str().unwrap_or_default();
-        took.push(Duration::from_secs_f64(v["ms"].as_f64().unwrap_or(0.0) / 1e3));
+        took.push(Duration::from_secs_f64(
+            v["ms"].as_f64().unwrap_or(0.0) / 1e3,
+        ));
         n += 1;
         let (_, schema) = judge
-            .breakdown_prompt(task(&title), 3, &Default::default())
+            .breakdown_prompt(task(&title), 3, &new_user())
             .await
             .expect("prompt");
         let verdict = serde_json::from_str::<serde_json::Value>(answer)
             .map_err(|e| format!("schema: not JSON ({e})"))
             .and_then(|value| {
-                schema.validate(&value).map_err(|e| format!("schema: {e}"))?;
+                schema
+                    .validate(&value)
+                    .map_err(|e| format!("schema: {e}"))?;
                 serde_json::from_value::<Breakdown>(value).map_err(|e| format!("schema: {e}"))
             });
         let verdict = match verdict {
             Ok(b) => judge
-                .judge_breakdown(&task(&title), 3, &Default::default(), &b)
+                .judge_breakdown(&task(&title), 3, &new_user(), &b)
                 .await
                 .map_err(|f| f.to_string()),
             Err(e) => Err(e),
@@ -324,7 +350,7 @@ async fn main() {
         let mut out = String::new();
         for t in &titles {
             let (messages, schema) = c
-                .breakdown_prompt(task(t), 3, &Default::default())
+                .breakdown_prompt(task(t), 3, &new_user())
                 .await
                 .expect("prompt");
             let messages: Vec<serde_json::Value> = messages
@@ -338,7 +364,11 @@ async fn main() {
             out.push('\n');
         }
         std::fs::write(&path, out).expect("prompts");
-        println!("{} requests written to {}", titles.len(), PathBuf::from(path).display());
+        println!(
+            "{} requests written to {}",
+            titles.len(),
+            PathBuf::from(path).display()
+        );
         return;
     }
     if let Some(path) = std::env::var_os("FOCUSFORGE_BENCH_ANSWERS") {

@@ -136,6 +136,46 @@ fn generic(task: &TaskInput, granularity: u8) -> Breakdown {
     )
 }
 
+/// The user's own steps: a similar past task's blocks (the best template
+/// there is, kept as they wrote them), else the steps the description
+/// names.
+pub fn users_own(task: &TaskInput, granularity: u8, context: &UserContext) -> Option<Breakdown> {
+    let (min, _, _, _) = bounds(granularity);
+    if let Some(s) = similar_task(context, min) {
+        let titles = s
+            .task
+            .blocks
+            .iter()
+            .map(|(t, m)| (t.clone(), u32::try_from(*m).ok()))
+            .collect();
+        return Some(blocks_of(titles, task, granularity, |t| {
+            format!("{} is done, as last time", clip(t, 80))
+        }));
+    }
+    let described = described_steps(&task.description);
+    (described.len() >= min).then(|| {
+        blocks_of(
+            described.into_iter().map(|t| (t, None)).collect(),
+            task,
+            granularity,
+            |t| {
+                format!(
+                    "You could show that this step is done: {}",
+                    clip(&t.to_lowercase(), 70)
+                )
+            },
+        )
+    })
+}
+
+/// The user's past task similar enough to copy, with at least `min` blocks.
+pub fn similar_task(context: &UserContext, min: usize) -> Option<&crate::context::SimilarTask> {
+    context
+        .similar_tasks
+        .iter()
+        .find(|s| s.score >= 0.6 && s.task.blocks.len() >= min)
+}
+
 /// The rule-based breakdown, from the best source there is: the user's own
 /// similar past task, the steps the description names, the nearest
 /// example of the library adapted to the task, or steps any task has. The
@@ -146,39 +186,9 @@ pub fn breakdown(
     context: &UserContext,
     examples: &[&Example],
 ) -> Breakdown {
-    let (min, _, _, _) = bounds(granularity);
     let grounds = grounds(task, context, examples);
-    // A similar past task's blocks are the best template there is: the
-    // user's own, kept as they wrote them.
-    if let Some(s) = context
-        .similar_tasks
-        .iter()
-        .find(|s| s.score >= 0.6 && s.task.blocks.len() >= min)
-    {
-        let titles = s
-            .task
-            .blocks
-            .iter()
-            .map(|(t, m)| (t.clone(), u32::try_from(*m).ok()))
-            .collect();
-        return blocks_of(titles, task, granularity, |t| {
-            format!("{} is done, as last time", clip(t, 80))
-        });
-    }
-    // Steps the user wrote themselves come next, in their words.
-    let described = described_steps(&task.description);
-    if described.len() >= min {
-        return blocks_of(
-            described.into_iter().map(|t| (t, None)).collect(),
-            task,
-            granularity,
-            |t| {
-                format!(
-                    "You could show that this step is done: {}",
-                    clip(&t.to_lowercase(), 70)
-                )
-            },
-        );
+    if let Some(own) = users_own(task, granularity, context) {
+        return own;
     }
     let mut candidates = Vec::new();
     candidates.extend(examples.iter().map(|e| adapt(e, task, granularity)));

@@ -302,6 +302,16 @@ fn block(
             format!("{at}.title {:?} repeats another block", b.title),
         ));
     }
+    // A step is an instruction to the user, not the writer's own plan.
+    if words(&b.title)
+        .iter()
+        .any(|w| ["i", "i'll", "i'm", "i've", "we", "we'll", "me"].contains(&w.as_str()))
+    {
+        return Err(Failure::new(
+            "action",
+            format!("{at}.title {:?} speaks for the writer", b.title),
+        ));
+    }
     if grounds.restates(&b.title) {
         return Err(Failure::new(
             "restates_task",

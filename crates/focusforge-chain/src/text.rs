@@ -902,7 +902,18 @@ pub fn subject(title: &str) -> String {
             phrase = &phrase[1..];
         }
     }
-    phrase.iter().take(4).copied().collect::<Vec<_>>().join(" ")
+    let mut words: Vec<&str> = phrase.iter().take(4).copied().collect();
+    // Cut at four words, "running three times a" ends with a word that
+    // needs another.
+    while words.len() > 1
+        && words.last().is_some_and(|w| {
+            let w = w.to_lowercase();
+            DETERMINERS.contains(&w.as_str()) || PREPOSITIONS.contains(&w.as_str())
+        })
+    {
+        words.pop();
+    }
+    words.join(" ")
 }
 
 /// `text` with every whole-word occurrence of `from` (any case) replaced
@@ -977,6 +988,7 @@ mod tests {
             ("Read the first chapters of the book", "book"),
             ("Taxes", "Taxes"),
             ("Deep clean the kitchen", "kitchen"),
+            ("Start running three times a week", "running three times"),
             ("Investigate a production incident", "production incident"),
             ("Renovate bathroom", "bathroom"),
             ("Quarterly report", "Quarterly report"),

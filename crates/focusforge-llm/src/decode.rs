@@ -410,10 +410,10 @@ impl<'a> Decoder<'a> {
                 } else {
                     &tables.plain
                 };
-                // Past this length, ending the phrase grows likelier with
+                // Past half the limit, ending the phrase grows likelier with
                 // every character, so a small model ends it instead of
                 // rambling to the limit.
-                let soft = max_chars * 3 / 5;
+                let soft = max_chars / 2;
                 loop {
                     if n >= *max_chars {
                         self.force("\"");
@@ -446,14 +446,21 @@ impl<'a> Decoder<'a> {
                                 && n > soft
                                 && !blank
                             {
-                                self.boost(q, (n - soft) as f32 * 0.25)?;
+                                self.boost(q, (n - soft) as f32 * 0.4)?;
                             }
+                            // One clause: ", but" would start a second.
+                            let after_comma = *one_clause && self.out.ends_with(b",");
                             self.choose(|t| {
                                 let i = t as usize;
                                 (Some(t) == quote && !blank)
                                     || (ok[i]
                                         && usize::from(tables.chars[i]) <= room
-                                        && !(n == 0 && tables.leading_space[i]))
+                                        && !(n == 0 && tables.leading_space[i])
+                                        && !(after_comma
+                                            && tables
+                                                .token_text(t)
+                                                .trim()
+                                                .eq_ignore_ascii_case("but")))
                             })?
                         }
                     };

@@ -15,7 +15,7 @@ pub enum Schema {
     /// A phrase of `1..=max_chars` characters without digits, markup or
     /// links ([`is_plain`]); when `first_words` has any, it starts with one
     /// of them and a space; when `one_clause`, it has no `.`, `;`, `!` or
-    /// `?`.
+    /// `?`, and no ", but".
     Phrase {
         max_chars: usize,
         first_words: Vec<String>,
@@ -136,7 +136,10 @@ impl Schema {
                 if !is_plain(s) {
                     return Err(fail(path, "must not hold digits, markup or links"));
                 }
-                if *one_clause && s.contains(|c| CLAUSE_ENDS.contains(c)) {
+                if *one_clause
+                    && (s.contains(|c| CLAUSE_ENDS.contains(c))
+                        || s.to_lowercase().contains(", but "))
+                {
                     return Err(fail(path, "must be one clause, without . ; ! or ?"));
                 }
                 if !first_words.is_empty()
@@ -315,6 +318,11 @@ mod tests {
         assert!(s.validate(&json!("Book the venue. Then")).is_err());
         assert_eq!(Schema::phrase(9, &[]).validate(&json!("any words")), Ok(()));
         assert!(Schema::clause(20).validate(&json!("One. Two")).is_err());
+        assert!(
+            Schema::clause(30)
+                .validate(&json!("It runs, but slowly"))
+                .is_err()
+        );
     }
 
     #[test]

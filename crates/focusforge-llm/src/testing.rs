@@ -5,6 +5,8 @@
 //! a behaviour: `rate-limited`, `broken`, `slow` (3 s), `say:TEXT` (every
 //! string of the answer is TEXT), `keep-draft` (answers with the JSON draft
 //! the prompt offers after `Draft: `, as a model that keeps it would),
+//! `keep-draft-plus:TEXT` (the draft with TEXT added to its first block's
+//! title),
 //! `sloppy` (the smallest valid value first, then, asked to repair it, the
 //! draft), anything else answers.
 
@@ -163,8 +165,17 @@ async fn handle(
             .next_back()
     };
     let keep_draft = model == "keep-draft" || (model == "sloppy" && repairing);
+    let spoiled = |more: &str| {
+        let mut v: Value = serde_json::from_str(&draft()?).ok()?;
+        let title = format!("{}{more}", v["blocks"][0]["title"].as_str()?);
+        v["blocks"][0]["title"] = json!(title);
+        Some(v.to_string())
+    };
     let content = match body["response_format"]["json_schema"]["schema"].as_object() {
         Some(_) if keep_draft && draft().is_some() => draft().unwrap_or_default(),
+        Some(_) if model.starts_with("keep-draft-plus:") => {
+            spoiled(&model["keep-draft-plus:".len()..]).unwrap_or_default()
+        }
         Some(_) => sample(
             &body["response_format"]["json_schema"]["schema"],
             model.strip_prefix("say:").unwrap_or("from the test server"),
