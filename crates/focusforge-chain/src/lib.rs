@@ -382,9 +382,10 @@ impl Chains {
     ) -> std::result::Result<C::Output, String> {
         let mut deadline = Instant::now() + self.settings.model_timeout;
         if let Some(d) = options.deadline {
-            // Leave the fallback and the reply time to reach the caller.
+            // Leave the fallback and the reply time to reach the caller,
+            // and a busy machine time to stop generating.
             let left = d.saturating_duration_since(Instant::now());
-            let margin = (left / 4).min(Duration::from_secs(1));
+            let margin = (left / 3).min(Duration::from_millis(1500));
             deadline = deadline.min(d.checked_sub(margin).unwrap_or(d));
         }
         let mut messages = prompt(chain, context);
