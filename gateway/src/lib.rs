@@ -11,7 +11,6 @@
 //! serves health and reflection for everything it routes.
 
 mod conn;
-mod deadline;
 mod health;
 mod limit;
 mod reflection;
@@ -28,7 +27,7 @@ use http::Uri;
 use tonic::service::Routes;
 
 pub use conn::{ClientAddr, ConnectionOptions, IpNet};
-pub use deadline::{format_grpc_timeout, parse_grpc_timeout};
+pub use focusforge_core::{format_grpc_timeout, parse_grpc_timeout};
 pub use serve::{GatewayHandle, serve};
 pub use service::GatewayService;
 

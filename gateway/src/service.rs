@@ -16,12 +16,12 @@ use tonic_health::pb::health_server::HealthServer;
 use tower::ServiceExt;
 use tracing::Instrument;
 
-use crate::deadline::parse_grpc_timeout;
 use crate::health::GatewayHealth;
 use crate::limit::{LimitBody, Tripped};
 use crate::reflection::{self, HEALTH};
 use crate::upstream::{CallError, Upstream};
 use crate::{GatewayError, GatewayOptions};
+use focusforge_core::parse_grpc_timeout;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const GRPC_TIMEOUT: &str = "grpc-timeout";

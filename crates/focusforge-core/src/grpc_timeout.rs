@@ -1,4 +1,5 @@
-//! The `grpc-timeout` header: `1*8DIGIT unit`, unit one of H M S m u n.
+//! The `grpc-timeout` header: the one parser and formatter every part of
+//! FocusForge uses (the gateway's deadlines, the services' own budgets).
 
 use std::time::Duration;
 
