@@ -149,7 +149,7 @@ impl Verifier {
     /// Verifies a bare token and returns its subject.
     pub fn verify(&self, token: &str) -> Result<UserId, AuthError> {
         use jsonwebtoken::errors::ErrorKind;
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(
+        let data = jsonwebtoken::decode::<UserClaims>(token, &self.key, &self.validation).map_err(
             |e| match e.kind() {
                 ErrorKind::ExpiredSignature => AuthError::Expired,
                 ErrorKind::ImmatureSignature => AuthError::NotYetValid,
@@ -158,10 +158,155 @@ impl Verifier {
         )?;
         // A token issued in the future is not valid yet either.
         let now = jsonwebtoken::get_current_timestamp();
-        if data.claims.iat > now.saturating_add(self.validation.leeway) {
+        if data.claims.claims.iat > now.saturating_add(self.validation.leeway) {
             return Err(AuthError::NotYetValid);
         }
-        UserId::parse(&data.claims.sub).map_err(|e| AuthError::BadSubject(subject_reason(&e)))
+        // A mesh token is never a user's, whatever key signed it.
+        if data.claims.act.is_some() {
+            return Err(AuthError::Invalid);
+        }
+        let claims = data.claims.claims;
+        UserId::parse(&claims.sub).map_err(|e| AuthError::BadSubject(subject_reason(&e)))
+    }
+}
+
+/// A user token's claims as read: the claims plus what marks a mesh token.
+#[derive(Deserialize)]
+struct UserClaims {
+    #[serde(flatten)]
+    claims: Claims,
+    #[serde(default)]
+    act: Option<String>,
+}
+
+/// The audience of the tokens a FocusForge component mints to act for a user
+/// inside the mesh (planner actions, background jobs, timers).
+pub const MESH_AUDIENCE: &str = "focusforge-mesh";
+
+/// How long a mesh token is valid: one call, with room for clock skew.
+pub const MESH_TOKEN_TTL_SECS: u64 = 60;
+
+/// The claims of a mesh token: the user acted for, and the acting component.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct MeshClaims {
+    sub: String,
+    act: String,
+    aud: String,
+    iat: u64,
+    exp: u64,
+}
+
+/// Who a verified call is for: the user, and the component acting for them
+/// when the call came from inside the mesh rather than from the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub user: UserId,
+    pub acting: Option<String>,
+}
+
+/// The mesh's own HS256 key: components mint short-lived tokens naming the
+/// user and themselves, and every service verifies them beside user tokens.
+/// The gateway verifies user tokens only, so a mesh token from outside is
+/// refused there. Independent of how user tokens are signed, so it works for
+/// HS256 and RS256 (public key only) deployments alike.
+#[derive(Clone)]
+pub struct MeshKey {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for MeshKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MeshKey(<secret>)")
+    }
+}
+
+impl MeshKey {
+    /// A key from a secret of at least 32 bytes.
+    pub fn new(secret: &[u8]) -> Result<Self, KeyError> {
+        let secret = checked_secret(secret)?;
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = DEFAULT_LEEWAY_SECS;
+        validation.set_required_spec_claims(&["exp", "sub", "aud"]);
+        validation.set_audience(&[MESH_AUDIENCE]);
+        Ok(Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+        })
+    }
+
+    /// The key derived from an HS256 user-token secret (SHA-256 of a label
+    /// and the secret), for deployments that configure no mesh secret:
+    /// whoever holds the user secret can mint user tokens anyway.
+    pub fn derived(user_secret: &[u8]) -> Result<Self, KeyError> {
+        use sha2::Digest;
+        checked_secret(user_secret)?;
+        let mut hash = sha2::Sha256::new();
+        hash.update(b"focusforge-mesh-key-v1\0");
+        hash.update(user_secret);
+        Self::new(&hash.finalize())
+    }
+
+    /// A token for `component` acting for `user`, valid for
+    /// [`MESH_TOKEN_TTL_SECS`].
+    pub fn mint(&self, user: &UserId, component: &str) -> Result<String, KeyError> {
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = MeshClaims {
+            sub: user.as_str().to_owned(),
+            act: component.to_owned(),
+            aud: MESH_AUDIENCE.to_owned(),
+            iat: now,
+            exp: now + MESH_TOKEN_TTL_SECS,
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| KeyError::BadRsaKey(e.to_string()))
+    }
+
+    /// The user and component a mesh token names.
+    pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        use jsonwebtoken::errors::ErrorKind;
+        let data = jsonwebtoken::decode::<MeshClaims>(token, &self.decoding, &self.validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                _ => AuthError::Invalid,
+            })?;
+        let user = UserId::parse(&data.claims.sub)
+            .map_err(|e| AuthError::BadSubject(subject_reason(&e)))?;
+        Ok(Principal {
+            user,
+            acting: Some(data.claims.act),
+        })
+    }
+}
+
+/// Verifies what a service accepts: user tokens, and mesh tokens when the
+/// service is part of a mesh.
+#[derive(Clone)]
+pub struct ServiceVerifier {
+    pub users: std::sync::Arc<Verifier>,
+    pub mesh: Option<MeshKey>,
+}
+
+impl ServiceVerifier {
+    /// Verifies the value of an `authorization` header: a user token, else a
+    /// mesh token.
+    pub fn verify_header(&self, header: Option<&str>) -> Result<Principal, AuthError> {
+        let header = header.ok_or(AuthError::Missing)?;
+        let token = bearer_token(header).ok_or(AuthError::Malformed)?;
+        match self.users.verify(token) {
+            Ok(user) => Ok(Principal { user, acting: None }),
+            Err(AuthError::Invalid) => match &self.mesh {
+                Some(mesh) => mesh.verify(token).map_err(|e| match e {
+                    // Not a mesh token either: say what a user would be told.
+                    AuthError::Invalid => AuthError::Invalid,
+                    other => other,
+                }),
+                None => Err(AuthError::Invalid),
+            },
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -228,7 +373,14 @@ impl Minter {
 /// Reads the data directory's dev secret, creating a random one (readable
 /// only by its owner) on first use.
 pub fn load_or_create_dev_secret(data_dir: &Path) -> Result<Vec<u8>, KeyError> {
-    let path = data_dir.join(DEV_SECRET_FILE);
+    load_or_create_secret(&data_dir.join(DEV_SECRET_FILE))
+}
+
+/// Reads a hex secret from `path`, creating a random one (readable only by
+/// its owner) on first use.
+pub fn load_or_create_secret(path: &Path) -> Result<Vec<u8>, KeyError> {
+    let path = path.to_path_buf();
+    let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
     let io = |source| KeyError::Io {
         path: path.clone(),
         source,
@@ -238,10 +390,10 @@ pub fn load_or_create_dev_secret(data_dir: &Path) -> Result<Vec<u8>, KeyError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io(e)),
     }
-    let dir = path.parent().unwrap_or(data_dir);
-    std::fs::create_dir_all(dir).map_err(io)?;
+    std::fs::create_dir_all(&dir).map_err(io)?;
     let secret: [u8; 32] = rand::random();
-    let tmp = dir.join(format!(".dev-secret.{}", std::process::id()));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.{}", std::process::id()));
     {
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true).create(true).truncate(true);
