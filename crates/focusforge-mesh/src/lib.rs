@@ -1,0 +1,278 @@
+//! How services call services. A [`Mesh`] hands out a [`Conn`] per service:
+//! the process's own routes when the service runs here (the call goes
+//! through the service's tonic server, its interceptor included, with no
+//! TCP and no HTTP/2 framing), else a channel to its upstream. Generated
+//! tonic clients run over a `Conn` unchanged:
+//! `TaskServiceClient::new(mesh.conn(TASKS)?)`.
+//!
+//! A [`Caller`] says who the call is for: the user's own bearer token,
+//! forwarded, or a short-lived mesh token minted for a component acting for
+//! the user (planner actions, jobs, timers). The called service verifies
+//! either exactly as it verifies an outside call.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::convert::Infallible;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+
+use focusforge_auth::{MeshKey, Principal};
+use focusforge_core::UserId;
+use tonic::body::Body;
+use tonic::service::Routes;
+use tower::util::BoxCloneSyncService;
+use tower::{Service, ServiceExt};
+
+pub use tonic::transport::Channel;
+
+/// Errors a connection can fail with.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+type Boxed = BoxCloneSyncService<http::Request<Body>, http::Response<Body>, BoxError>;
+
+/// A connection to one service, in this process or remote. Cheap to clone.
+#[derive(Clone)]
+pub struct Conn(Boxed);
+
+impl Conn {
+    /// Over a tonic channel (a remote upstream, or a gateway).
+    pub fn remote(channel: Channel) -> Self {
+        Self(BoxCloneSyncService::new(
+            channel.map_err(|e| Box::new(e) as BoxError),
+        ))
+    }
+
+    /// Over in-process routes.
+    pub fn local(routes: Routes) -> Self {
+        Self(BoxCloneSyncService::new(
+            ServiceExt::<http::Request<Body>>::map_err(routes, |e: Infallible| -> BoxError {
+                match e {}
+            }),
+        ))
+    }
+
+    fn late(routes: Arc<OnceLock<Routes>>) -> Self {
+        Self(BoxCloneSyncService::new(Late(routes)))
+    }
+}
+
+impl Service<http::Request<Body>> for Conn {
+    type Response = http::Response<Body>;
+    type Error = BoxError;
+    type Future = <Boxed as Service<http::Request<Body>>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+        self.0.call(req)
+    }
+}
+
+/// The process's routes, set once every service is built (services are
+/// handed connections to each other while they are being built).
+#[derive(Clone)]
+struct Late(Arc<OnceLock<Routes>>);
+
+impl Service<http::Request<Body>> for Late {
+    type Response = http::Response<Body>;
+    type Error = BoxError;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, BoxError>> + Send>,
+    >;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+        let routes = self.0.get().cloned();
+        Box::pin(async move {
+            match routes {
+                Some(routes) => match routes.oneshot(req).await {
+                    Ok(response) => Ok(response),
+                    Err(e) => match e {},
+                },
+                None => Ok(tonic::Status::unavailable("the service is still starting").into_http()),
+            }
+        })
+    }
+}
+
+/// Who a call between services is for.
+#[derive(Clone)]
+pub struct Caller {
+    pub user: UserId,
+    /// The component acting for the user, when the call did not come from
+    /// the user's own token.
+    pub acting: Option<String>,
+    credential: Credential,
+}
+
+#[derive(Clone)]
+enum Credential {
+    /// A verified bearer token (the user's, or a mesh token), passed on.
+    Token(String),
+    /// A mesh token is minted for each call.
+    Mint(Box<MeshKey>),
+}
+
+impl std::fmt::Debug for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Caller")
+            .field("user", &self.user)
+            .field("acting", &self.acting)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Caller {
+    /// The holder of a verified bearer token.
+    pub fn with_token(principal: Principal, token: String) -> Self {
+        Self {
+            user: principal.user,
+            acting: principal.acting,
+            credential: Credential::Token(token),
+        }
+    }
+
+    /// `component` acting for `user`, with mesh tokens from `key`.
+    pub fn acting(user: UserId, component: &str, key: MeshKey) -> Self {
+        Self {
+            user,
+            acting: Some(component.to_owned()),
+            credential: Credential::Mint(Box::new(key)),
+        }
+    }
+
+    /// A request to another service on this caller's behalf.
+    pub fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut req = tonic::Request::new(message);
+        let token = match &self.credential {
+            Credential::Token(t) => Some(t.clone()),
+            Credential::Mint(key) => {
+                let component = self.acting.as_deref().unwrap_or("focusforge");
+                match key.mint(&self.user, component) {
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        // Sent without a token, the call fails UNAUTHENTICATED.
+                        tracing::error!(error = %e, "cannot mint a mesh token");
+                        None
+                    }
+                }
+            }
+        };
+        if let Some(value) = token.and_then(|t| format!("Bearer {t}").parse().ok()) {
+            req.metadata_mut().insert("authorization", value);
+        }
+        req
+    }
+}
+
+/// Where each service is: this process, a remote upstream, or a fallback
+/// (the gateway of another FocusForge). Cheap to clone.
+#[derive(Clone)]
+pub struct Mesh {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    local: BTreeSet<&'static str>,
+    routes: Arc<OnceLock<Routes>>,
+    remote: BTreeMap<String, Conn>,
+    fallback: Option<Conn>,
+    key: Option<MeshKey>,
+}
+
+/// Builds a [`Mesh`].
+#[derive(Default)]
+pub struct MeshBuilder {
+    local: BTreeSet<&'static str>,
+    remote: BTreeMap<String, Conn>,
+    fallback: Option<Conn>,
+    key: Option<MeshKey>,
+}
+
+impl MeshBuilder {
+    /// Services that run in this process; their routes come later through
+    /// [`Mesh::serve_locally`].
+    pub fn local(mut self, names: impl IntoIterator<Item = &'static str>) -> Self {
+        self.local.extend(names);
+        self
+    }
+
+    /// A service at a remote upstream.
+    pub fn remote(mut self, name: &str, channel: Channel) -> Self {
+        self.remote.insert(name.to_owned(), Conn::remote(channel));
+        self
+    }
+
+    /// Where every other service is (a FocusForge gateway).
+    pub fn fallback(mut self, channel: Channel) -> Self {
+        self.fallback = Some(Conn::remote(channel));
+        self
+    }
+
+    /// The key components mint mesh tokens with.
+    pub fn key(mut self, key: MeshKey) -> Self {
+        self.key = Some(key);
+        self
+    }
+
+    pub fn build(self) -> Mesh {
+        Mesh {
+            inner: Arc::new(Inner {
+                local: self.local,
+                routes: Arc::new(OnceLock::new()),
+                remote: self.remote,
+                fallback: self.fallback,
+                key: self.key,
+            }),
+        }
+    }
+}
+
+impl Mesh {
+    pub fn builder() -> MeshBuilder {
+        MeshBuilder::default()
+    }
+
+    /// Sets the process's routes, once; later calls are ignored.
+    pub fn serve_locally(&self, routes: Routes) {
+        let _ = self.inner.routes.set(routes);
+    }
+
+    /// A connection to `service`, or `UNIMPLEMENTED` saying it is not
+    /// deployed here.
+    pub fn conn(&self, service: &str) -> Result<Conn, tonic::Status> {
+        if self.inner.local.contains(service) {
+            return Ok(Conn::late(self.inner.routes.clone()));
+        }
+        if let Some(conn) = self.inner.remote.get(service) {
+            return Ok(conn.clone());
+        }
+        self.inner
+            .fallback
+            .clone()
+            .ok_or_else(|| tonic::Status::unimplemented(format!("{service} is not deployed here")))
+    }
+
+    /// Whether `service` runs in this process.
+    pub fn is_local(&self, service: &str) -> bool {
+        self.inner.local.contains(service)
+    }
+
+    /// Whether calls to `service` have somewhere to go.
+    pub fn reaches(&self, service: &str) -> bool {
+        self.is_local(service)
+            || self.inner.remote.contains_key(service)
+            || self.inner.fallback.is_some()
+    }
+
+    /// `component` acting for `user`, with mesh tokens (`None` when this mesh
+    /// has no key).
+    pub fn acting(&self, user: UserId, component: &str) -> Option<Caller> {
+        let key = self.inner.key.clone()?;
+        Some(Caller::acting(user, component, key))
+    }
+}
