@@ -1,64 +1,18 @@
 //! Generated code for the FocusForge protobuf contracts (`proto/focusforge/**`).
 //!
-//! Each package is a module named after its proto package; the encoded
+//! Each package is a module named after its proto package (`focusforge.mood.v1`
+//! is `mood::v1`), found by the build script; the encoded
 //! [`FILE_DESCRIPTOR_SET`] backs server reflection.
 
 #![allow(clippy::all, clippy::pedantic, missing_docs)]
 
-/// `focusforge.common.v1`
-pub mod common {
-    pub mod v1 {
-        tonic::include_proto!("focusforge.common.v1");
-    }
-}
+include!(concat!(env!("OUT_DIR"), "/modules.rs"));
 
-/// `focusforge.chain.v1`
-pub mod chain {
-    pub mod v1 {
-        tonic::include_proto!("focusforge.chain.v1");
-    }
-}
-
-/// `focusforge.memory.v1`
-pub mod memory {
-    pub mod v1 {
-        tonic::include_proto!("focusforge.memory.v1");
-    }
-}
-
-/// `focusforge.tasks.v1`
-pub mod tasks {
-    pub mod v1 {
-        tonic::include_proto!("focusforge.tasks.v1");
-    }
-}
-
-/// `focusforge.users.v1`
-pub mod users {
-    pub mod v1 {
-        tonic::include_proto!("focusforge.users.v1");
-    }
-}
-
-/// `focusforge.planner.v1`
-pub mod planner {
-    pub mod v1 {
-        tonic::include_proto!("focusforge.planner.v1");
-    }
-}
-
-/// `focusforge.jobs.v1`
-pub mod jobs {
-    pub mod v1 {
-        tonic::include_proto!("focusforge.jobs.v1");
-    }
-}
-
-/// `focusforge.mcp.v1`
-pub mod mcp {
-    pub mod v1 {
-        tonic::include_proto!("focusforge.mcp.v1");
-    }
+/// What every generated service server can do beyond tonic's traits, so the
+/// service kit mounts any of them the same way.
+pub trait Server {
+    /// Refuses request messages over `limit` bytes (`RESOURCE_EXHAUSTED`).
+    fn max_request_bytes(self, limit: usize) -> Self;
 }
 
 /// The encoded `FileDescriptorSet` of every FocusForge contract, including the
