@@ -27,9 +27,21 @@ use serde_json::Value;
 
 pub use error::StoreError;
 pub use modify::modify;
-pub use mongo::{COLLECTIONS, MongoSettings, MongoStore};
+pub use mongo::{MongoSettings, MongoStore};
 pub use query::{Cursor, Filter, Order, Page, Query, SortKey};
 pub use sqlite::SqliteStore;
+
+/// A collection a service owns, declared in its kit module: the body
+/// fields it is queried by (MongoDB indexes each after `user_id`). Every
+/// collection also has the common indexes: user + creation time, user +
+/// update time, and expiry (a document's `expires_at` hides and then
+/// removes it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Collection {
+    pub name: &'static str,
+    /// Body field paths, e.g. `body.status`.
+    pub indexes: &'static [&'static str],
+}
 
 /// A stored document. `body` is always a JSON object; the metadata lives
 /// beside it so no backend has to trust the body for identity or expiry.

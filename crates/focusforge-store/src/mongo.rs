@@ -23,31 +23,12 @@ use mongodb::options::{Acknowledgment, ClientOptions, IndexOptions, ReturnDocume
 use mongodb::{Client, Collection, Database, IndexModel};
 use serde_json::Value;
 
+use crate::Collection as Declared;
 use crate::query::check_filters;
 use crate::{
     Document, DocumentStore, Filter, NewDocument, Page, Precondition, Query, SortKey, StoreError,
     check_collection, check_object,
 };
-
-/// The collections of the design, with the secondary indexes each needs
-/// beyond the ones every collection gets (user + time, TTL).
-pub const COLLECTIONS: &[(&str, &[&str])] = &[
-    ("users", &[]),
-    ("user_profiles", &[]),
-    (
-        "tasks",
-        &["body.status", "body.priority", "body.due_at", "body.tags"],
-    ),
-    ("task_blocks", &["body.task_id"]),
-    ("mood_logs", &[]),
-    ("store_items", &[]),
-    ("memory_short_term", &["body.kind"]),
-    ("memory_working", &["body.kind"]),
-    ("memory_long_term", &["body.kind"]),
-    ("memory_semantic", &["body.kind"]),
-    ("calendar_events", &["body.start_at"]),
-    ("background_jobs", &["body.status", "body.kind"]),
-];
 
 /// Connection settings; the URI may carry more driver options.
 #[derive(Debug, Clone)]
@@ -82,6 +63,7 @@ pub struct MongoStore {
     db: Database,
     clock: Arc<dyn Clock>,
     indexed: Arc<Mutex<HashSet<String>>>,
+    collections: Arc<Vec<Declared>>,
 }
 
 fn backend(e: mongodb::error::Error) -> StoreError {
@@ -226,13 +208,22 @@ impl MongoStore {
             db: client.database(&settings.database),
             clock,
             indexed: Arc::default(),
+            collections: Arc::default(),
         })
     }
 
-    /// Creates every collection of the design with its indexes. Idempotent.
+    /// The collections the services own: created with their indexes by
+    /// [`MongoStore::ensure_indexes`]; any other collection gets the common
+    /// indexes on first use.
+    pub fn with_collections(mut self, collections: Vec<Declared>) -> Self {
+        self.collections = Arc::new(collections);
+        self
+    }
+
+    /// Creates every declared collection with its indexes. Idempotent.
     pub async fn ensure_indexes(&self) -> Result<(), StoreError> {
-        for (name, _) in COLLECTIONS {
-            self.ensure(name).await?;
+        for c in self.collections.iter() {
+            self.ensure(c.name).await?;
         }
         Ok(())
     }
@@ -268,11 +259,11 @@ impl MongoStore {
                 .options(IndexOptions::builder().expire_after(Duration::ZERO).build())
                 .build(),
         ];
-        let extra = COLLECTIONS
+        let extra = self
+            .collections
             .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, e)| *e)
-            .unwrap_or(&[]);
+            .filter(|c| c.name == name)
+            .flat_map(|c| c.indexes.iter());
         for field in extra {
             models.push(
                 IndexModel::builder()

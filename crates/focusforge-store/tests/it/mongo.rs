@@ -5,7 +5,7 @@ use bson::{Document as BsonDoc, doc};
 use focusforge_core::{ManualClock, UserId};
 use focusforge_store::conformance::epoch;
 use focusforge_store::{
-    COLLECTIONS, DocumentStore, MongoSettings, MongoStore, NewDocument, SharedStore, StoreError,
+    Collection, DocumentStore, MongoSettings, MongoStore, NewDocument, SharedStore, StoreError,
 };
 use futures::TryStreamExt;
 use serde_json::json;
@@ -44,6 +44,18 @@ async fn mongo_store(clock: ManualClock) -> (SharedStore, ()) {
 
 focusforge_store::document_store_conformance!(mongo_store);
 
+/// Collections as services declare them.
+const DECLARED: &[Collection] = &[
+    Collection {
+        name: "tasks",
+        indexes: &["body.status", "body.priority", "body.due_at", "body.tags"],
+    },
+    Collection {
+        name: "mood_logs",
+        indexes: &["body.at"],
+    },
+];
+
 #[tokio::test]
 async fn start_up_creates_the_design_collections_with_their_indexes_idempotently() {
     let database = fresh_database();
@@ -52,7 +64,8 @@ async fn start_up_creates_the_design_collections_with_their_indexes_idempotently
         Arc::new(ManualClock::new(epoch())),
     )
     .await
-    .expect("connect");
+    .expect("connect")
+    .with_collections(DECLARED.to_vec());
     store.ensure_indexes().await.expect("indexes");
     store.ensure_indexes().await.expect("indexes again");
 
@@ -60,7 +73,7 @@ async fn start_up_creates_the_design_collections_with_their_indexes_idempotently
     let db = client.database(&database);
     let mut names = db.list_collection_names().await.expect("names");
     names.sort();
-    for (name, _) in COLLECTIONS {
+    for Collection { name, .. } in DECLARED {
         assert!(
             names.iter().any(|n| n == name),
             "{name} missing from {names:?}"
