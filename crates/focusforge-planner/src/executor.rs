@@ -1,6 +1,10 @@
 //! How actions run. The planner hands each ready action to an
-//! [`Executor`]; [`TaskExecutor`] runs task-management actions against the
-//! tasks domain.
+//! [`Executor`]; [`Executors`] picks one by action type from the services
+//! this process runs; [`TaskExecutor`] runs task-management actions against
+//! the tasks domain.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use focusforge_core::{Error, UserId};
@@ -18,6 +22,51 @@ pub trait Executor: Send + Sync + 'static {
         action: &ActionSpec,
         params: Value,
     ) -> Result<Value, Error>;
+}
+
+/// The executors of the services this process runs, by action type, set
+/// once they are built. An action whose service is not deployed here fails
+/// as `unimplemented`, naming the service (a failure that is not retried).
+pub struct Executors {
+    owners: BTreeMap<ActionType, &'static str>,
+    running: OnceLock<HashMap<ActionType, Arc<dyn Executor>>>,
+}
+
+impl Executors {
+    /// `owners`: the service that runs each action type, in this build.
+    pub fn new(owners: BTreeMap<ActionType, &'static str>) -> Self {
+        Self {
+            owners,
+            running: OnceLock::new(),
+        }
+    }
+
+    /// The executors of the services built here; later calls are ignored.
+    pub fn set(&self, executors: HashMap<ActionType, Arc<dyn Executor>>) {
+        let _ = self.running.set(executors);
+    }
+}
+
+#[async_trait]
+impl Executor for Executors {
+    async fn execute(
+        &self,
+        user: &UserId,
+        action: &ActionSpec,
+        params: Value,
+    ) -> Result<Value, Error> {
+        let kind = action.action_type;
+        if let Some(executor) = self.running.get().and_then(|m| m.get(&kind)) {
+            return executor.execute(user, action, params).await;
+        }
+        Err(Error::Unimplemented(match self.owners.get(&kind) {
+            Some(service) => format!(
+                "{} actions are run by {service}, which is not deployed here",
+                kind.as_str()
+            ),
+            None => format!("no service runs {} actions", kind.as_str()),
+        }))
+    }
 }
 
 /// Task-management actions. `params.op` picks the operation:

@@ -9,7 +9,7 @@ mod executor;
 mod plan;
 mod service;
 
-pub use executor::{Executor, TaskExecutor};
+pub use executor::{Executor, Executors, TaskExecutor};
 pub use focusforge_core::{RetryError, RetryPolicy};
 pub use plan::{
     Action, ActionSpec, ActionType, Limits, Outcome, Plan, PlanError, Priority, Running, Status,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use focusforge_core::AfterFailure;
 pub use focusforge_core::{Priority, RetryPolicy};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ActionType {
     TaskManagement,
