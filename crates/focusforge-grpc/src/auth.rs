@@ -1,18 +1,19 @@
-use std::sync::Arc;
-
-use focusforge_auth::Verifier;
+use focusforge_auth::ServiceVerifier;
 use focusforge_core::UserId;
+use focusforge_mesh::Caller;
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
-/// Verifies the bearer token of every call and stores the caller's
-/// [`UserId`] in the request extensions. Each service runs it itself, so a
-/// service reached inside the cluster without the gateway is still protected.
+/// Verifies the bearer token of every call (a user's, or a mesh token a
+/// component minted to act for a user) and stores the caller in the request
+/// extensions: the [`UserId`] and the [`Caller`] to pass on to other
+/// services. Each service runs it itself, so a service reached inside the
+/// cluster without the gateway is still protected.
 #[derive(Clone)]
-pub struct AuthInterceptor(Arc<Verifier>);
+pub struct AuthInterceptor(ServiceVerifier);
 
 impl AuthInterceptor {
-    pub fn new(verifier: Arc<Verifier>) -> Self {
+    pub fn new(verifier: ServiceVerifier) -> Self {
         Self(verifier)
     }
 }
@@ -21,15 +22,22 @@ impl Interceptor for AuthInterceptor {
     fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
         let header = req.metadata().get("authorization").map(|v| v.to_str());
         let header = match header {
-            Some(Ok(v)) => Some(v),
+            Some(Ok(v)) => Some(v.to_owned()),
             Some(Err(_)) => return Err(Status::unauthenticated("malformed authorization header")),
             None => None,
         };
-        let user = self
+        let principal = self
             .0
-            .verify_header(header)
+            .verify_header(header.as_deref())
             .map_err(|e| Status::unauthenticated(e.to_string()))?;
-        req.extensions_mut().insert(user);
+        let token = header
+            .as_deref()
+            .and_then(focusforge_auth::bearer_token)
+            .unwrap_or_default()
+            .to_owned();
+        req.extensions_mut().insert(principal.user.clone());
+        req.extensions_mut()
+            .insert(Caller::with_token(principal, token));
         Ok(req)
     }
 }
@@ -38,6 +46,14 @@ impl Interceptor for AuthInterceptor {
 pub fn caller<T>(req: &Request<T>) -> Result<UserId, Status> {
     req.extensions()
         .get::<UserId>()
+        .cloned()
+        .ok_or_else(|| Status::unauthenticated("missing bearer token"))
+}
+
+/// Who the request is for, to call other services on their behalf.
+pub fn identity<T>(req: &Request<T>) -> Result<Caller, Status> {
+    req.extensions()
+        .get::<Caller>()
         .cloned()
         .ok_or_else(|| Status::unauthenticated("missing bearer token"))
 }

@@ -11,31 +11,33 @@ use focusforge_proto::chain::v1 as pb;
 use focusforge_proto::chain::v1::chain_service_server::ChainService;
 use focusforge_proto::memory::v1 as memory_pb;
 use focusforge_proto::memory::v1::memory_service_client::MemoryServiceClient;
+use focusforge_proto::mood::v1 as mood_pb;
 use focusforge_proto::tasks::v1 as tasks_pb;
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::metadata::{AsciiMetadataValue, MetadataMap};
-use tonic::transport::Channel;
+use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
 use crate::convert::from_timestamp;
-use crate::{caller, into_status};
+use focusforge_mesh::{Caller, Conn, Mesh};
+
+use crate::{caller, identity, into_status};
 
 /// `focusforge.chain.v1.ChainService` over the chains, reading the caller's
-/// context from the Memory service (when one is reachable) as the caller.
+/// context from the Memory service through the mesh, as the caller.
 #[derive(Clone)]
 pub struct ChainApi {
     pub chains: Chains,
-    pub memory: Option<MemoryServiceClient<Channel>>,
+    pub mesh: Mesh,
 }
 
 type Reply<T> = Result<Response<T>, Status>;
 
-/// The Memory service, called with the caller's own token.
+/// The Memory service, called as the caller.
 struct MemoryContext {
-    client: MemoryServiceClient<Channel>,
-    authorization: Option<AsciiMetadataValue>,
+    client: MemoryServiceClient<Conn>,
+    caller: Caller,
 }
 
 fn status_name(raw: i32) -> String {
@@ -43,7 +45,7 @@ fn status_name(raw: i32) -> String {
         Ok(tasks_pb::TaskStatus::Pending) => "pending",
         Ok(tasks_pb::TaskStatus::InProgress) => "in progress",
         Ok(tasks_pb::TaskStatus::Completed) => "completed",
-        _ => "unknown",
+        Ok(tasks_pb::TaskStatus::Unspecified) | Err(_) => "unknown",
     }
     .to_owned()
 }
@@ -62,13 +64,10 @@ fn brief(t: tasks_pb::Task) -> TaskBrief {
 #[async_trait]
 impl ContextSource for MemoryContext {
     async fn user_context(&self, query: &str) -> focusforge_core::Result<UserContext> {
-        let mut req = Request::new(memory_pb::GetUserContextRequest {
+        let mut req = self.caller.request(memory_pb::GetUserContextRequest {
             query: query.chars().take(2000).collect(),
             limit: 5,
         });
-        if let Some(auth) = &self.authorization {
-            req.metadata_mut().insert("authorization", auth.clone());
-        }
         req.set_timeout(Duration::from_secs(5));
         let ctx = self
             .client
@@ -82,7 +81,7 @@ impl ContextSource for MemoryContext {
             focus_minutes: (prefs.focus_minutes > 0).then_some(prefs.focus_minutes),
             daily_goal_minutes: (prefs.daily_goal_minutes > 0).then_some(prefs.daily_goal_minutes),
             timezone: (!prefs.timezone.is_empty()).then_some(prefs.timezone),
-            moods: ctx.recent_moods.into_iter().map(|m| m.content).collect(),
+            moods: ctx.moods.iter().map(mood_words).collect(),
             recent_tasks: ctx.recent_tasks.into_iter().map(brief).collect(),
             similar_tasks: ctx
                 .similar_tasks
@@ -111,18 +110,28 @@ impl ContextSource for MemoryContext {
 /// The caller's deadline from the `grpc-timeout` header.
 fn deadline(metadata: &MetadataMap) -> Option<Instant> {
     let raw = metadata.get("grpc-timeout")?.to_str().ok()?;
-    let (digits, unit) = raw.split_at(raw.len().checked_sub(1)?);
-    let n: u64 = digits.parse().ok()?;
-    let d = match unit {
-        "H" => Duration::from_secs(n * 3600),
-        "M" => Duration::from_secs(n * 60),
-        "S" => Duration::from_secs(n),
-        "m" => Duration::from_millis(n),
-        "u" => Duration::from_micros(n),
-        "n" => Duration::from_nanos(n),
-        _ => return None,
-    };
-    Some(Instant::now() + d)
+    Some(Instant::now() + focusforge_core::parse_grpc_timeout(raw)?)
+}
+
+/// A mood entry as the chains read it: "3/5, energy 2/5, tired, anxious
+/// (work): the note".
+fn mood_words(m: &mood_pb::MoodEntry) -> String {
+    let mut text = format!("{}/5", m.score);
+    if m.energy > 0 {
+        text.push_str(&format!(", energy {}/5", m.energy));
+    }
+    for e in &m.emotions {
+        text.push_str(", ");
+        text.push_str(e);
+    }
+    if !m.tags.is_empty() {
+        text.push_str(&format!(" ({})", m.tags.join(", ")));
+    }
+    if !m.note.is_empty() {
+        text.push_str(": ");
+        text.push_str(&m.note);
+    }
+    text
 }
 
 fn task_input(task: Option<pb::TaskInput>) -> Result<TaskInput, Error> {
@@ -188,12 +197,15 @@ fn breakdown(b: Breakdown, i: Info) -> pb::BreakDownTaskResponse {
 
 impl ChainApi {
     fn source<T>(&self, req: &Request<T>) -> Box<dyn ContextSource> {
-        match &self.memory {
-            Some(client) => Box::new(MemoryContext {
-                client: client.clone(),
-                authorization: req.metadata().get("authorization").cloned(),
+        let conn = self
+            .mesh
+            .conn(memory_pb::memory_service_server::SERVICE_NAME);
+        match (conn, identity(req)) {
+            (Ok(conn), Ok(caller)) => Box::new(MemoryContext {
+                client: MemoryServiceClient::new(conn),
+                caller,
             }),
-            None => Box::new(NoContext),
+            _ => Box::new(NoContext),
         }
     }
 

@@ -71,7 +71,8 @@ pub fn priority(v: &mut Violations, field: &str, raw: i32) -> Priority {
         Some(common::Priority::High) => Priority::High,
         Some(common::Priority::Low) => Priority::Low,
         Some(common::Priority::Background) => Priority::Background,
-        _ => Priority::Medium,
+        // Unspecified means the default; an unknown value is a violation.
+        Some(common::Priority::Medium | common::Priority::Unspecified) | None => Priority::Medium,
     }
 }
 

@@ -4,7 +4,7 @@
 
 mod auth;
 mod chain;
-mod convert;
+pub mod convert;
 mod error;
 mod jobs;
 mod mcp;
@@ -13,7 +13,7 @@ mod planner;
 mod tasks;
 mod users;
 
-pub use auth::{AuthInterceptor, caller};
+pub use auth::{AuthInterceptor, caller, identity};
 pub use chain::ChainApi;
 pub use error::into_status;
 pub use jobs::JobApi;

@@ -75,19 +75,9 @@ fn tool_status(e: ToolError) -> Status {
     }
 }
 
-/// The caller and the bearer token the interceptor verified.
+/// The caller the interceptor verified.
 fn who<T>(req: &Request<T>) -> Result<Caller, Status> {
-    let user = caller(req)?;
-    let token = req
-        .metadata()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(focusforge_auth::bearer_token)
-        .ok_or_else(|| Status::unauthenticated("missing bearer token"))?;
-    Ok(Caller {
-        user,
-        token: token.to_owned(),
-    })
+    crate::identity(req)
 }
 
 #[tonic::async_trait]

@@ -2,16 +2,48 @@ use std::time::Duration;
 
 use focusforge_core::{Error, Violations};
 use focusforge_memory::{Found, Memories, Memory, MemoryFilter, NewMemory, SearchMode, Tier};
+use focusforge_mesh::{Caller, Mesh};
 use focusforge_proto::memory::v1 as pb;
 use focusforge_proto::memory::v1::memory_service_server::MemoryService;
+use focusforge_proto::mood::v1 as mood_pb;
+use focusforge_proto::mood::v1::mood_service_client::MoodServiceClient;
 use tonic::{Request, Response, Status};
 
 use crate::convert::{enum_value, from_timestamp, opt_timestamp, timestamp};
-use crate::{caller, into_status};
+use crate::{caller, identity, into_status};
 
 /// `focusforge.memory.v1.MemoryService` over the memory domain.
 #[derive(Clone)]
-pub struct MemoryApi(pub Memories);
+pub struct MemoryApi {
+    pub memories: Memories,
+    /// Where the Mood service is, for the context's recent moods.
+    pub mesh: Mesh,
+}
+
+/// The caller's newest mood entries, or none when the Mood service is not
+/// deployed or does not answer in time (the context is still useful).
+async fn recent_moods(mesh: &Mesh, caller: Option<Caller>, limit: i32) -> Vec<mood_pb::MoodEntry> {
+    let (Some(caller), Ok(conn)) = (
+        caller,
+        mesh.conn(mood_pb::mood_service_server::SERVICE_NAME),
+    ) else {
+        return Vec::new();
+    };
+    let mut req = caller.request(mood_pb::ListMoodsRequest {
+        page_size: limit,
+        ..Default::default()
+    });
+    req.set_timeout(std::time::Duration::from_secs(2));
+    match MoodServiceClient::new(conn).list_moods(req).await {
+        Ok(r) => r.into_inner().entries,
+        Err(s) => {
+            if s.code() != tonic::Code::Unimplemented {
+                tracing::warn!(error = %s.message(), "user context without moods");
+            }
+            Vec::new()
+        }
+    }
+}
 
 type Reply<T> = Result<Response<T>, Status>;
 
@@ -87,7 +119,7 @@ fn search_mode(raw: i32) -> Result<SearchMode, Error> {
     Ok(match mode {
         Some(pb::SearchMode::Keyword) => SearchMode::Keyword,
         Some(pb::SearchMode::Hybrid) => SearchMode::Hybrid,
-        _ => SearchMode::Semantic,
+        Some(pb::SearchMode::Semantic | pb::SearchMode::Unspecified) | None => SearchMode::Semantic,
     })
 }
 
@@ -133,8 +165,12 @@ fn filter(req: &pb::ListMemoriesRequest) -> Result<(Tier, MemoryFilter), Error> 
 impl MemoryService for MemoryApi {
     async fn remember(&self, req: Request<pb::RememberRequest>) -> Reply<pb::RememberResponse> {
         let user = caller(&req)?;
-        let (t, new) = new_memory(&self.0, req.into_inner()).map_err(into_status)?;
-        let memory = self.0.remember(&user, t, new).await.map_err(into_status)?;
+        let (t, new) = new_memory(&self.memories, req.into_inner()).map_err(into_status)?;
+        let memory = self
+            .memories
+            .remember(&user, t, new)
+            .await
+            .map_err(into_status)?;
         Ok(Response::new(pb::RememberResponse {
             memory: Some(to_pb(memory)),
         }))
@@ -146,7 +182,7 @@ impl MemoryService for MemoryApi {
     ) -> Reply<pb::RecallMemoryResponse> {
         let user = caller(&req)?;
         let memory = self
-            .0
+            .memories
             .recall(&user, &req.get_ref().id)
             .await
             .map_err(into_status)?;
@@ -160,7 +196,7 @@ impl MemoryService for MemoryApi {
         req: Request<pb::ForgetMemoryRequest>,
     ) -> Reply<pb::ForgetMemoryResponse> {
         let user = caller(&req)?;
-        self.0
+        self.memories
             .forget(&user, &req.get_ref().id)
             .await
             .map_err(into_status)?;
@@ -173,7 +209,11 @@ impl MemoryService for MemoryApi {
     ) -> Reply<pb::ForgetTierResponse> {
         let user = caller(&req)?;
         let t = required_tier(req.get_ref().tier).map_err(into_status)?;
-        let n = self.0.forget_tier(&user, t).await.map_err(into_status)?;
+        let n = self
+            .memories
+            .forget_tier(&user, t)
+            .await
+            .map_err(into_status)?;
         Ok(Response::new(pb::ForgetTierResponse {
             forgotten_count: i64::try_from(n).unwrap_or(i64::MAX),
         }))
@@ -187,7 +227,7 @@ impl MemoryService for MemoryApi {
         let req = req.into_inner();
         let mode = search_mode(req.mode).map_err(into_status)?;
         let found = self
-            .0
+            .memories
             .search(&user, &req.query, req.top_k, mode)
             .await
             .map_err(into_status)?;
@@ -203,7 +243,7 @@ impl MemoryService for MemoryApi {
         let user = caller(&req)?;
         let req = req.into_inner();
         let insight = self
-            .0
+            .memories
             .record_task_insight(
                 &user,
                 &req.task_id,
@@ -222,15 +262,17 @@ impl MemoryService for MemoryApi {
         req: Request<pb::GetUserContextRequest>,
     ) -> Reply<pb::GetUserContextResponse> {
         let user = caller(&req)?;
+        let who = identity(&req).ok();
         let req = req.into_inner();
-        let ctx = self
-            .0
-            .user_context(&user, &req.query, req.limit)
-            .await
-            .map_err(into_status)?;
+        let limit = if req.limit <= 0 { 5 } else { req.limit.min(20) };
+        let (ctx, moods) = tokio::join!(
+            self.memories.user_context(&user, &req.query, req.limit),
+            recent_moods(&self.mesh, who, limit),
+        );
+        let ctx = ctx.map_err(into_status)?;
         Ok(Response::new(pb::GetUserContextResponse {
             preferences: Some(crate::users::preferences_to_pb(ctx.preferences)),
-            recent_moods: ctx.recent_moods.into_iter().map(to_pb).collect(),
+            moods,
             recent_tasks: ctx
                 .recent_tasks
                 .into_iter()
@@ -261,7 +303,7 @@ impl MemoryService for MemoryApi {
         let req = req.into_inner();
         let (t, f) = filter(&req).map_err(into_status)?;
         let page = self
-            .0
+            .memories
             .list(&user, t, f, req.page_size, &req.page_token)
             .await
             .map_err(into_status)?;

@@ -7,12 +7,10 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use focusforge_core::UserId;
 use schemars::JsonSchema;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -55,30 +53,7 @@ impl Category {
     }
 }
 
-/// Who calls: the user and the bearer token that proved it, passed on to
-/// the services the tools call.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    pub user: UserId,
-    pub token: String,
-}
-
-impl Caller {
-    /// A request to an upstream service on the caller's behalf.
-    pub fn request<T>(&self, message: T) -> tonic::Request<T> {
-        let mut req = tonic::Request::new(message);
-        if let Ok(value) = format!("Bearer {}", self.token).parse() {
-            req.metadata_mut().insert("authorization", value);
-        }
-        req
-    }
-}
-
-/// The services, reached through the gateway (in this process or remote).
-#[derive(Clone)]
-pub struct Mesh {
-    pub channel: Channel,
-}
+pub use focusforge_mesh::{Caller, Mesh};
 
 /// Why a tool call failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -275,8 +250,12 @@ impl Registry {
             self.tools.iter().map(|t| t.service).collect();
         // One health check per service, all at once.
         let checks = services.into_iter().map(|service| {
-            let mut health = HealthClient::new(self.mesh.channel.clone());
+            let conn = self.mesh.conn(service);
             async move {
+                let mut health = match conn {
+                    Ok(conn) => HealthClient::new(conn),
+                    Err(s) => return (service, (false, s.message().to_owned())),
+                };
                 let check = tokio::time::timeout(
                     std::time::Duration::from_secs(2),
                     health.check(HealthCheckRequest {
@@ -290,7 +269,7 @@ impl Registry {
                     }
                     Ok(Ok(_)) => (false, format!("{service} is not serving")),
                     Ok(Err(s)) if s.code() == tonic::Code::NotFound => {
-                        (false, format!("{service} is not deployed"))
+                        (false, format!("{service} is not deployed here"))
                     }
                     Ok(Err(s)) => (false, format!("{service} is unreachable: {}", s.message())),
                     Err(_) => (false, format!("{service} did not answer in time")),

@@ -196,7 +196,10 @@ impl McpHttp {
             .and_then(focusforge_auth::bearer_token)
             .unwrap_or_default()
             .to_owned();
-        req.extensions_mut().insert(Caller { user, token });
+        req.extensions_mut().insert(Caller::with_token(
+            focusforge_auth::Principal { user, acting: None },
+            token,
+        ));
         // Messages are checked here, so a malformed one is answered as
         // JSON-RPC says, then handed on whole.
         if req.method() == http::Method::POST {

@@ -12,8 +12,6 @@ use crate::{Found, Memories, Memory, MemoryFilter, NewMemory, SearchMode, Tier, 
 
 /// The kind of the memories that hold task insights.
 pub const TASK_INSIGHT_KIND: &str = "task_insight";
-/// The kind of the memories that hold moods.
-pub const MOOD_KIND: &str = "mood";
 /// How many of the newest tasks are kept embedded for similarity.
 const INDEXED_TASKS: i32 = 100;
 
@@ -26,7 +24,6 @@ pub fn task_tag(task_id: &str) -> String {
 #[derive(Debug, Clone, PartialEq)]
 pub struct UserContext {
     pub preferences: Preferences,
-    pub recent_moods: Vec<Memory>,
     pub recent_tasks: Vec<Task>,
     pub similar_tasks: Vec<(Task, f32)>,
     pub insights: Vec<Memory>,
@@ -125,7 +122,7 @@ impl Memories {
         table.add(rows).await.map_err(vector_err)
     }
 
-    /// The caller's preferences, recent moods and tasks, and, for a query,
+    /// The caller's preferences and recent tasks, and, for a query,
     /// the similar tasks, their insights and the relevant memories.
     pub async fn user_context(
         &self,
@@ -142,25 +139,6 @@ impl Memories {
         // Validated on write; an unreadable zone counts days in UTC.
         let tz = preferences.timezone.parse().unwrap_or(chrono_tz::UTC);
         let progress = self.tasks.progress(user, tz, self.clock.now()).await?;
-
-        let mut recent_moods = Vec::new();
-        for tier in [Tier::ShortTerm, Tier::Working, Tier::LongTerm] {
-            let page = self
-                .list(
-                    user,
-                    tier,
-                    MemoryFilter {
-                        kind: Some(MOOD_KIND.into()),
-                        ..MemoryFilter::default()
-                    },
-                    limit as i32,
-                    "",
-                )
-                .await?;
-            recent_moods.extend(page.memories);
-        }
-        recent_moods.sort_by_key(|m| std::cmp::Reverse(m.created_at));
-        recent_moods.truncate(limit);
 
         let recent = self
             .tasks
@@ -242,7 +220,6 @@ impl Memories {
 
         Ok(UserContext {
             preferences,
-            recent_moods,
             recent_tasks: recent.into_iter().take(limit).collect(),
             similar_tasks,
             insights,

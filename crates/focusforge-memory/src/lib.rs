@@ -634,7 +634,7 @@ impl Memories {
 
 mod context;
 
-pub use context::{MOOD_KIND, TASK_INSIGHT_KIND, UserContext, task_tag};
+pub use context::{TASK_INSIGHT_KIND, UserContext, task_tag};
 
 #[cfg(test)]
 mod tests;

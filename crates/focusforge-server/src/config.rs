@@ -9,17 +9,6 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-/// The services this binary can run, by short name and gRPC service name.
-pub const SERVICES: &[(&str, &str)] = &[
-    ("chain", "focusforge.chain.v1.ChainService"),
-    ("memory", "focusforge.memory.v1.MemoryService"),
-    ("tasks", "focusforge.tasks.v1.TaskService"),
-    ("users", "focusforge.users.v1.UserService"),
-    ("planner", "focusforge.planner.v1.PlannerService"),
-    ("jobs", "focusforge.jobs.v1.JobService"),
-    ("mcp", "focusforge.mcp.v1.McpService"),
-];
-
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -55,6 +44,9 @@ pub struct Config {
     pub connections: ConnectionsConfig,
     /// Remote upstreams by fully qualified service name.
     pub upstreams: BTreeMap<String, String>,
+    /// Each service's own settings by short name (`[service.mood]`), read
+    /// by the service; `FOCUSFORGE_SERVICE_<NAME>_<KEY>` sets one key.
+    pub service: BTreeMap<String, toml::Table>,
     /// Things worth a warning once logging is up (unknown variables, ...).
     #[serde(skip)]
     pub warnings: Vec<String>,
@@ -74,6 +66,12 @@ pub struct AuthConfig {
     pub issuer: Option<String>,
     /// Clock skew allowed on `exp`, `nbf` and `iat`, in seconds.
     pub leeway_secs: u64,
+    /// The secret (at least 32 bytes) of the mesh tokens components mint to
+    /// act for a user. Every process of a mesh needs the same one. Without
+    /// it, an HS256 deployment derives it from `jwt_secret` (or the dev
+    /// secret); an RS256 one generates one in the data directory, which
+    /// serves a single process only.
+    pub mesh_secret: Option<String>,
 }
 
 impl Default for AuthConfig {
@@ -84,6 +82,7 @@ impl Default for AuthConfig {
             jwt_private_key_file: None,
             issuer: None,
             leeway_secs: focusforge_auth::DEFAULT_LEEWAY_SECS,
+            mesh_secret: None,
         }
     }
 }
@@ -369,11 +368,11 @@ impl Default for MemoryConfig {
 
 impl Default for Config {
     fn default() -> Self {
-        Self {
+        let mut config = Self {
             data_dir: PathBuf::from("./data"),
             models_dir: PathBuf::from("./models"),
             listen: "127.0.0.1:8080".into(),
-            services: SERVICES.iter().map(|(s, _)| (*s).to_owned()).collect(),
+            services: Vec::new(),
             log_format: "human".into(),
             log_level: "info".into(),
             max_message_bytes: 4 * 1024 * 1024,
@@ -391,8 +390,16 @@ impl Default for Config {
             planner: PlannerConfig::default(),
             connections: ConnectionsConfig::default(),
             upstreams: BTreeMap::new(),
+            service: BTreeMap::new(),
             warnings: Vec::new(),
-        }
+        };
+        // Every service of the build.
+        config.services = crate::kit(&config)
+            .short_names()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        config
     }
 }
 
@@ -477,6 +484,7 @@ impl Config {
                 "FOCUSFORGE_CONNECT_TIMEOUT_MS" => self.connect_timeout_ms = number(key)?,
                 "FOCUSFORGE_SWEEP_INTERVAL_SECS" => self.sweep_interval_secs = number(key)?,
                 "FOCUSFORGE_JWT_SECRET" => self.auth.jwt_secret = Some(value.clone()),
+                "FOCUSFORGE_MESH_SECRET" => self.auth.mesh_secret = Some(value.clone()),
                 "FOCUSFORGE_JWT_PUBLIC_KEY_FILE" => {
                     self.auth.jwt_public_key_file = Some(PathBuf::from(value));
                 }
@@ -599,6 +607,25 @@ impl Config {
                         })
                         .collect::<Result<_, _>>()?;
                 }
+                other if other.starts_with("FOCUSFORGE_SERVICE_") => {
+                    let rest = &other["FOCUSFORGE_SERVICE_".len()..];
+                    let Some((service, setting)) = rest.split_once('_') else {
+                        return Err(err(format!(
+                            "{other}: expected FOCUSFORGE_SERVICE_<NAME>_<KEY>"
+                        )));
+                    };
+                    // A number or boolean when it reads as one, else text.
+                    let parsed = value
+                        .parse::<i64>()
+                        .map(toml::Value::Integer)
+                        .or_else(|_| value.parse::<f64>().map(toml::Value::Float))
+                        .or_else(|_| value.parse::<bool>().map(toml::Value::Boolean))
+                        .unwrap_or_else(|_| toml::Value::String(value.clone()));
+                    self.service
+                        .entry(service.to_lowercase())
+                        .or_default()
+                        .insert(setting.to_lowercase(), parsed);
+                }
                 // Variables of later releases or other tools are not an error,
                 // but a typo should not pass silently.
                 other => self
@@ -611,14 +638,20 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.listen_addr()?;
-        for s in &self.services {
-            if !SERVICES.iter().any(|(name, _)| name == s) {
-                let known: Vec<_> = SERVICES.iter().map(|(n, _)| *n).collect();
+        let kit = crate::kit(self);
+        kit.check(&self.services).map_err(err)?;
+        for name in self.service.keys() {
+            if kit.full_name(name).is_none() {
                 return Err(err(format!(
-                    "unknown service {s:?} (known: {})",
-                    known.join(", ")
+                    "[service.{name}]: unknown service (known: {})",
+                    kit.short_names().join(", ")
                 )));
             }
+        }
+        if let Some(secret) = &self.auth.mesh_secret
+            && secret.len() < 32
+        {
+            return Err(err("mesh_secret must be at least 32 bytes"));
         }
         if !matches!(self.log_format.as_str(), "human" | "json") {
             return Err(err(format!(
@@ -856,8 +889,9 @@ mod tests {
         assert_eq!(
             cfg.services,
             [
-                "chain", "memory", "tasks", "users", "planner", "jobs", "mcp"
-            ]
+                "chain", "memory", "tasks", "users", "planner", "jobs", "mcp", "mood"
+            ],
+            "every service of the kit by default"
         );
     }
 

@@ -2,54 +2,56 @@
 //! gateway. This is the one place that picks concrete backends.
 
 pub mod config;
+mod services;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use focusforge_auth::{KeyMaterial, Minter, Verifier};
+use focusforge_auth::{KeyMaterial, MeshKey, Minter, ServiceVerifier, Verifier};
 use focusforge_cache::{
     BreakerSettings, CacheNames, MemoryCache, RedisCache, RedisSettings, ResilientCache,
 };
-use focusforge_chain::{ChainSettings, Chains, Library};
 use focusforge_core::{Clock, SystemClock};
-use focusforge_embed::{Batcher, BatcherSettings, Embedder, MiniLm};
 use focusforge_gateway::{Gateway, GatewayHandle, GatewayOptions, HttpRoute, Metrics};
-use focusforge_grpc::{
-    AuthInterceptor, ChainApi, JobApi, McpApi, MemoryApi, PlannerApi, TaskApi, UserApi,
-};
 use focusforge_jobs::{
-    EmbeddedQueue, Handlers, Jobs, Queue, RedisQueue, RedisQueueSettings, ResilientQueue, Worker,
-    WorkerSettings,
+    EmbeddedQueue, Handler, Handlers, Jobs, Queue, RedisQueue, RedisQueueSettings, ResilientQueue,
+    Worker, WorkerSettings,
 };
-use focusforge_llm::{
-    LanguageModel, LocalModel, MODEL_DIR as LLM_DIR, MODEL_FILE as LLM_FILE, OpenAiConfig,
-    OpenAiModel, Sampling,
-};
-use focusforge_mcp::{McpHttp, Mesh, Registry};
-use focusforge_memory::{Memories, MemoryPolicy, Semantic, Ttl};
-use focusforge_planner::{ADVANCE_JOB, Limits, Planner, PlannerSettings, TaskExecutor};
-use focusforge_proto::chain::v1::chain_service_server::ChainServiceServer;
-use focusforge_proto::jobs::v1::job_service_server::JobServiceServer;
-use focusforge_proto::mcp::v1::mcp_service_server::McpServiceServer;
-use focusforge_proto::memory::v1::memory_service_client::MemoryServiceClient;
-use focusforge_proto::memory::v1::memory_service_server::MemoryServiceServer;
-use focusforge_proto::planner::v1::planner_service_server::PlannerServiceServer;
-use focusforge_proto::tasks::v1::task_service_server::TaskServiceServer;
-use focusforge_proto::users::v1::user_service_server::UserServiceServer;
+use focusforge_kit::{Deps, Kit, Mesh};
+use focusforge_mcp::{McpHttp, Registry};
+use focusforge_planner::{Executors, Limits, Planner, PlannerSettings};
 use focusforge_store::{MongoSettings, MongoStore, SharedStore, SqliteStore};
-use focusforge_tasks::Tasks;
-use focusforge_users::Users;
 use focusforge_vector::VectorTable;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tonic::service::Routes;
-use tonic::service::interceptor::InterceptedService;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-pub use config::{Config, ConfigError, Overrides, SERVICES};
+pub use config::{Config, ConfigError, Overrides};
+pub use services::Shared;
+
+/// The services of this build, in the order they are listed and mounted:
+/// the one list `--services`, mounting, collections, MCP tools, planner
+/// actions and job kinds come from.
+pub fn kit(config: &Config) -> Kit {
+    kit_with(Shared::new(config.clone()))
+}
+
+fn kit_with(shared: Arc<Shared>) -> Kit {
+    Kit::new()
+        .with(services::ChainService(shared.clone()))
+        .with(services::MemoryService(shared.clone()))
+        .with(services::TaskService)
+        .with(services::UserService)
+        .with(services::PlannerService(shared.clone()))
+        .with(services::JobService)
+        .with(services::McpService(shared))
+        .with(focusforge_mood::MoodService)
+}
 
 /// The embedded document store's file inside the data directory.
 pub const STORE_FILE: &str = "store/focusforge.db";
@@ -90,6 +92,34 @@ pub fn mint_token(config: &Config, user: &str, ttl: Duration) -> anyhow::Result<
     let keys = key_material(config)?;
     let minter = Minter::new(&keys, config.auth.issuer.as_deref())?;
     Ok(minter.mint(&user, ttl.as_secs())?)
+}
+
+/// Where a data directory keeps a generated mesh secret (RS256 deployments
+/// without `auth.mesh_secret`).
+pub const MESH_SECRET_FILE: &str = "auth/mesh-secret";
+
+/// The key of the mesh tokens components mint to act for users: the
+/// configured mesh secret, else one derived from the HS256 secret, else
+/// (RS256) one generated in the data directory.
+pub fn mesh_key(config: &Config) -> anyhow::Result<MeshKey> {
+    if let Some(secret) = &config.auth.mesh_secret {
+        return Ok(MeshKey::new(secret.as_bytes())?);
+    }
+    match key_material(config)? {
+        KeyMaterial::Hs256(secret) => Ok(MeshKey::derived(&secret)?),
+        KeyMaterial::Rs256 { .. } => Ok(MeshKey::new(&focusforge_auth::load_or_create_secret(
+            &config.data_dir.join(MESH_SECRET_FILE),
+        )?)?),
+    }
+}
+
+/// What services accept: user tokens with the configured keys, and mesh
+/// tokens.
+pub fn service_verifier(config: &Config, users: Arc<Verifier>) -> anyhow::Result<ServiceVerifier> {
+    Ok(ServiceVerifier {
+        users,
+        mesh: Some(mesh_key(config)?),
+    })
 }
 
 /// How long a stopping process waits for running jobs; the rest run again
@@ -135,6 +165,8 @@ pub struct Backends {
     /// The job queue and the planner that runs on it.
     pub jobs: Jobs,
     pub planner: Planner,
+    /// The planner's executors, set from the services this process builds.
+    pub executors: Arc<Executors>,
     store_reachable: Arc<AtomicBool>,
 }
 
@@ -144,6 +176,7 @@ impl Backends {
     /// degraded (and says so), not dead.
     pub async fn open(config: &Config) -> anyhow::Result<Self> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let kit = kit(config);
         let (store, store_kind, mongo): (SharedStore, _, _) = match &config.mongodb.uri {
             Some(uri) => {
                 let settings = MongoSettings {
@@ -156,7 +189,8 @@ impl Backends {
                 };
                 let mongo = MongoStore::connect(&settings, clock.clone())
                     .await
-                    .map_err(|e| anyhow::anyhow!("cannot use the mongodb configuration: {e}"))?;
+                    .map_err(|e| anyhow::anyhow!("cannot use the mongodb configuration: {e}"))?
+                    .with_collections(kit.collections());
                 match mongo.ensure_indexes().await {
                     Ok(()) => {
                         tracing::info!(database = %settings.database, "document store: mongodb")
@@ -220,10 +254,11 @@ impl Backends {
         };
         tracing::info!(backend = queue.backend(), "job queue");
         let jobs = Jobs::new(queue, clock.clone());
+        let executors = Arc::new(Executors::new(kit.action_owners()));
         let planner = Planner::new(
             store.clone(),
             jobs.clone(),
-            Arc::new(TaskExecutor::new(Tasks::new(store.clone(), clock.clone()))),
+            executors.clone(),
             clock.clone(),
             PlannerSettings {
                 limits: Limits {
@@ -243,6 +278,7 @@ impl Backends {
             caches,
             jobs,
             planner,
+            executors,
             store_reachable: Arc::new(AtomicBool::new(true)),
         })
     }
@@ -313,11 +349,18 @@ impl Backends {
     }
 }
 
-/// Starts `workers` job workers on the backends' queue, running the
-/// planner's jobs.
-pub fn spawn_worker(config: &Config, backends: &Backends, workers: usize) -> Worker {
+/// Starts `workers` job workers on the backends' queue, running the jobs
+/// of the services built here.
+pub fn spawn_worker(
+    config: &Config,
+    backends: &Backends,
+    jobs: &[(&'static str, Arc<dyn Handler>)],
+    workers: usize,
+) -> Worker {
     let mut handlers = Handlers::new();
-    handlers.register(ADVANCE_JOB, backends.planner.advance_handler());
+    for (kind, handler) in jobs {
+        handlers.register(kind, handler.clone());
+    }
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
     Worker::spawn(
         backends.jobs.clone(),
@@ -386,14 +429,15 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
             backends.store.clone(),
             Duration::from_secs(config.sweep_interval_secs),
         ));
-        let local_addr = listener.local_addr().ok();
         let ServiceRoutes {
             names,
             routes,
             reporter,
             vector_tables,
             mcp,
-        } = service_routes(config, &backends, verifier.clone(), local_addr).await?;
+            jobs,
+            ..
+        } = service_routes(config, &backends, verifier.clone()).await?;
         if config.memory.maintenance_interval_secs > 0 && !vector_tables.is_empty() {
             background.push(spawn_vector_maintenance(
                 vector_tables,
@@ -405,7 +449,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         let for_metrics = backends.clone();
         options.metrics = Some(Metrics(Arc::new(move || for_metrics.metrics())));
         if config.jobs.workers > 0 {
-            worker = Some(spawn_worker(config, &backends, config.jobs.workers));
+            worker = Some(spawn_worker(config, &backends, &jobs, config.jobs.workers));
         }
         if let Some(registry) = mcp {
             options.http_routes.push(HttpRoute {
@@ -446,99 +490,115 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     })
 }
 
+/// The mesh of a process running `local` (full names): those in process,
+/// the configured upstreams for the others, and `fallback` (a FocusForge
+/// gateway) for the rest.
+pub fn mesh(
+    config: &Config,
+    local: impl IntoIterator<Item = &'static str>,
+    fallback: Option<&str>,
+) -> anyhow::Result<Mesh> {
+    let channel = |uri: &str| -> anyhow::Result<_> {
+        Ok(tonic::transport::Endpoint::from_shared(uri.to_owned())?
+            .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
+            .connect_lazy())
+    };
+    let mut builder = Mesh::builder().local(local).key(mesh_key(config)?);
+    for (service, uri) in &config.upstreams {
+        builder = builder.remote(service, channel(uri)?);
+    }
+    if let Some(uri) = fallback {
+        builder = builder.fallback(channel(uri)?);
+    }
+    Ok(builder.build())
+}
+
+/// Each configured service's settings as JSON, for the kit.
+fn service_settings(config: &Config) -> anyhow::Result<BTreeMap<String, serde_json::Value>> {
+    config
+        .service
+        .iter()
+        .map(|(name, table)| Ok((name.clone(), serde_json::to_value(table)?)))
+        .collect()
+}
+
+/// Builds `shorts` of the kit on the backends and mounts them on one set of
+/// in-process routes, which the mesh then calls directly.
+async fn build_services(
+    config: &Config,
+    backends: &Backends,
+    verifier: Arc<Verifier>,
+    shorts: &[String],
+) -> anyhow::Result<ServiceRoutes> {
+    let shared = Shared::new(config.clone());
+    let _ = shared.planner.set(backends.planner.clone());
+    let kit = kit_with(shared.clone());
+    let _ = shared.tools.set(kit.tools());
+    let local: Vec<&'static str> = shorts.iter().filter_map(|s| kit.full_name(s)).collect();
+    let mesh = mesh(config, local, None)?;
+    let deps = Deps {
+        store: backends.store.clone(),
+        clock: backends.clock.clone(),
+        caches: backends.caches.clone(),
+        jobs: backends.jobs.clone(),
+        mesh: mesh.clone(),
+        settings: serde_json::Value::Null,
+    };
+    let mounted = kit
+        .mount(
+            shorts,
+            &deps,
+            &service_settings(config)?,
+            service_verifier(config, verifier)?,
+            config.max_message_bytes,
+        )
+        .await?;
+    mesh.serve_locally(mounted.routes.clone());
+    backends.executors.set(mounted.executors);
+    Ok(ServiceRoutes {
+        names: mounted.names,
+        routes: mounted.routes,
+        reporter: mounted.reporter,
+        vector_tables: shared.vector_tables.get().cloned().unwrap_or_default(),
+        mcp: shared.registry.get().cloned(),
+        jobs: mounted.jobs,
+        mesh,
+    })
+}
+
 /// The configured services as in-process routes, each verifying tokens itself,
 /// plus their `grpc.health.v1.Health`. Returns the routed service names and
 /// the health reporter (which also carries the backends' status).
-/// `local_addr` is where this process serves, for services that call each
-/// other (the chains read the Memory service there when it runs here).
 pub async fn service_routes(
     config: &Config,
     backends: &Backends,
     verifier: Arc<Verifier>,
-    local_addr: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<ServiceRoutes> {
-    let (reporter, health) = tonic_health::server::health_reporter();
-    let auth = AuthInterceptor::new(verifier);
-    let limit = config.max_message_bytes;
-    let store = &backends.store;
-    let mut routes = Routes::new(health);
-    let mut names = Vec::new();
-    let mut vector_tables = Vec::new();
-    let mut mcp = None;
-    // One embedding model for every service that needs one.
-    let embedder = tokio::sync::OnceCell::<Arc<dyn Embedder>>::new();
-    let embedder = || embedder.get_or_try_init(|| load_embedder(config));
-    for (short, full) in SERVICES {
-        if !config.services.iter().any(|s| s == short) {
-            continue;
-        }
-        routes = match *short {
-            "chain" => routes.add_service(InterceptedService::new(
-                ChainServiceServer::new(
-                    chain_api(config, backends, local_addr, embedder().await.ok().cloned()).await?,
-                )
-                .max_decoding_message_size(limit),
-                auth.clone(),
-            )),
-            "memory" => {
-                let semantic = semantic(config, embedder().await?.clone()).await?;
-                vector_tables.extend([semantic.table.clone(), semantic.task_table.clone()]);
-                routes.add_service(InterceptedService::new(
-                    MemoryServiceServer::new(MemoryApi(Memories::new(
-                        store.clone(),
-                        backends.clock.clone(),
-                        memory_policy(&config.memory),
-                        Some(semantic),
-                    )))
-                    .max_decoding_message_size(limit),
-                    auth.clone(),
-                ))
-            }
-            "tasks" => routes.add_service(InterceptedService::new(
-                TaskServiceServer::new(TaskApi(Tasks::new(store.clone(), backends.clock.clone())))
-                    .max_decoding_message_size(limit),
-                auth.clone(),
-            )),
-            "users" => routes.add_service(InterceptedService::new(
-                UserServiceServer::new(UserApi(Users::new(
-                    store.clone(),
-                    Some(backends.caches.user_context.clone()),
-                )))
-                .max_decoding_message_size(limit),
-                auth.clone(),
-            )),
-            "planner" => routes.add_service(InterceptedService::new(
-                PlannerServiceServer::new(PlannerApi(backends.planner.clone()))
-                    .max_decoding_message_size(limit),
-                auth.clone(),
-            )),
-            "jobs" => routes.add_service(InterceptedService::new(
-                JobServiceServer::new(JobApi(backends.jobs.clone()))
-                    .max_decoding_message_size(limit),
-                auth.clone(),
-            )),
-            "mcp" => {
-                let registry = mcp_registry(config, &gateway_url(config, local_addr))?;
-                mcp = Some(registry.clone());
-                routes.add_service(InterceptedService::new(
-                    McpServiceServer::new(McpApi(registry)).max_decoding_message_size(limit),
-                    auth.clone(),
-                ))
-            }
-            other => anyhow::bail!("service {other} has no wiring"),
-        };
-        reporter
-            .set_service_status(*full, ServingStatus::Serving)
-            .await;
-        names.push(*full);
-    }
-    Ok(ServiceRoutes {
-        names,
-        routes,
-        reporter,
-        vector_tables,
-        mcp,
-    })
+    build_services(config, backends, verifier, &config.services).await
+}
+
+/// A worker process: the configured services that run planner actions or
+/// handle jobs, built in process (not served) so their executors and
+/// handlers run here, and `workers` job workers.
+pub async fn start_worker(
+    config: &Config,
+    backends: &Backends,
+    workers: usize,
+) -> anyhow::Result<Worker> {
+    let kit = kit(config);
+    let shorts: Vec<String> = kit
+        .services()
+        .iter()
+        .filter(|s| !s.action_types().is_empty() || !s.job_kinds().is_empty())
+        .map(|s| s.short_name().to_owned())
+        .filter(|s| config.services.contains(s))
+        .collect();
+    let keys = key_material(config)?;
+    let verifier = Arc::new(
+        Verifier::new(&keys, config.auth.issuer.as_deref())?.with_leeway(config.auth.leeway_secs),
+    );
+    let built = build_services(config, backends, verifier, &shorts).await?;
+    Ok(spawn_worker(config, backends, &built.jobs, workers))
 }
 
 /// The services a process runs, ready for the gateway.
@@ -551,158 +611,20 @@ pub struct ServiceRoutes {
     pub vector_tables: Vec<Arc<VectorTable>>,
     /// The MCP tools, when this process serves them, for the `/mcp` endpoint.
     pub mcp: Option<Registry>,
-}
-
-/// This process's gateway, where its services call each other.
-fn gateway_url(config: &Config, local_addr: Option<std::net::SocketAddr>) -> String {
-    match local_addr {
-        Some(a) => format!("http://{a}"),
-        None => format!("http://{}", config.listen),
-    }
+    /// The job handlers of the services built.
+    pub jobs: Vec<(&'static str, Arc<dyn Handler>)>,
+    /// How these services reach each other and the rest of the mesh.
+    pub mesh: Mesh,
 }
 
 /// Where MCP clients talk to FocusForge over Streamable HTTP.
 pub const MCP_PATH: &str = "/mcp";
 
-/// The tool registry, calling the services through the gateway at `base`
-/// (this process's, which routes to remote upstreams too, or another).
+/// The tool registry of this build, calling the services through the
+/// gateway at `base` (another FocusForge, or this process's own).
 pub fn mcp_registry(config: &Config, base: &str) -> anyhow::Result<Registry> {
-    let channel = tonic::transport::Endpoint::from_shared(base.to_owned())?
-        .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
-        .connect_lazy();
-    Ok(Registry::new(
-        Mesh { channel },
-        focusforge_mcp::tools::all(),
-    ))
-}
-
-/// The chains: the configured model, the chain cache, and a client of the
-/// Memory service (in this process, or the configured upstream).
-/// The chains; `embedder` finds the example library's nearest breakdowns
-/// (without it, shared words do).
-async fn chain_api(
-    config: &Config,
-    backends: &Backends,
-    local_addr: Option<std::net::SocketAddr>,
-    embedder: Option<Arc<dyn Embedder>>,
-) -> anyhow::Result<ChainApi> {
-    let model: Option<Arc<dyn LanguageModel>> = match config.llm.backend.as_str() {
-        "local" => {
-            let path = config.models_dir.join(LLM_DIR).join(LLM_FILE);
-            let model = tokio::task::spawn_blocking(move || LocalModel::load(&path))
-                .await
-                .context("loading the language model")??;
-            tracing::info!(
-                model = model.name(),
-                "chains: local language model on candle"
-            );
-            Some(Arc::new(model))
-        }
-        "openai" => {
-            let model = OpenAiModel::new(OpenAiConfig {
-                base_url: config.openai.base_url.clone(),
-                model: config.openai.model.clone(),
-                api_key: config.openai.api_key.clone(),
-                timeout: Duration::from_secs(config.llm.timeout_secs),
-            })?;
-            tracing::info!(base_url = %config.openai.base_url, model = model.name(), "chains: OpenAI-compatible model");
-            Some(Arc::new(model))
-        }
-        _ => {
-            tracing::info!("chains: no language model; rule-based answers");
-            None
-        }
-    };
-    let settings = ChainSettings {
-        max_tokens: config.llm.max_tokens,
-        sampling: Sampling {
-            temperature: config.llm.temperature,
-            top_p: config.llm.top_p,
-            ..Sampling::default()
-        },
-        model_timeout: Duration::from_secs(config.llm.timeout_secs),
-        per_user_concurrency: config.llm.per_user_concurrency,
-    };
-    let memory_uri = match config.upstreams.get("focusforge.memory.v1.MemoryService") {
-        Some(uri) => Some(uri.clone()),
-        None if config.services.iter().any(|s| s == "memory") => {
-            local_addr.map(|a| format!("http://{a}"))
-        }
-        None => None,
-    };
-    let memory = match memory_uri {
-        Some(uri) => Some(MemoryServiceClient::new(
-            tonic::transport::Endpoint::from_shared(uri)?
-                .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
-                .connect_lazy(),
-        )),
-        None => None,
-    };
-    if embedder.is_none() {
-        tracing::warn!("chains: no embedding model; library examples are matched by words");
-    }
-    let library = Library::new(embedder);
-    library.warm().await;
-    tracing::info!(examples = library.len(), "chains: example library ready");
-    Ok(ChainApi {
-        chains: Chains::new(
-            model,
-            Some(backends.caches.chain_results.clone()),
-            backends.clock.clone(),
-            settings,
-        )
-        .with_library(library),
-        memory,
-    })
-}
-
-/// The embedding model, batched.
-async fn load_embedder(config: &Config) -> anyhow::Result<Arc<dyn Embedder>> {
-    let dir = config.models_dir.join("all-MiniLM-L6-v2");
-    let model = tokio::task::spawn_blocking(move || MiniLm::load(&dir))
-        .await
-        .context("loading the embedding model")??;
-    Ok(Arc::new(Batcher::new(model, BatcherSettings::default())))
-}
-
-/// The semantic memories' vector tables, for `embedder`'s vectors.
-async fn semantic(config: &Config, embedder: Arc<dyn Embedder>) -> anyhow::Result<Semantic> {
-    let dims = embedder.dimensions();
-    let open = |name: &str| {
-        let path = config.data_dir.join("vectors").join(name);
-        async move {
-            VectorTable::open(&path.to_string_lossy(), dims)
-                .await
-                .with_context(|| format!("cannot open the vector table at {}", path.display()))
-                .map(Arc::new)
-        }
-    };
-    let table = open("memory_semantic.lance").await?;
-    let task_table = open("task_embeddings.lance").await?;
-    tracing::info!(dir = %config.data_dir.join("vectors").display(), dims, "semantic memory: all-MiniLM-L6-v2 on candle, lance");
-    Ok(Semantic {
-        embedder,
-        table,
-        task_table,
-    })
-}
-
-fn memory_policy(config: &config::MemoryConfig) -> MemoryPolicy {
-    let defaults = MemoryPolicy::default();
-    MemoryPolicy {
-        short_term: Ttl {
-            default: Duration::from_secs(config.short_term_ttl_secs),
-            min: Duration::from_secs(config.min_ttl_secs),
-            ..defaults.short_term
-        },
-        working: Ttl {
-            default: Duration::from_secs(config.working_ttl_secs),
-            min: Duration::from_secs(config.min_ttl_secs),
-            ..defaults.working
-        },
-        max_content_chars: config.max_content_chars,
-        duplicate_similarity: config.duplicate_similarity,
-    }
+    let mesh = mesh(config, [], Some(base))?;
+    Ok(Registry::new(mesh, kit(config).tools()))
 }
 
 const MONITOR_INTERVAL: Duration = Duration::from_secs(2);

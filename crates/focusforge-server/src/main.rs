@@ -197,7 +197,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
 async fn run_worker(config: Config, workers: usize) -> anyhow::Result<()> {
     let backends = focusforge_server::Backends::open(&config).await?;
-    let worker = focusforge_server::spawn_worker(&config, &backends, workers);
+    let worker = focusforge_server::start_worker(&config, &backends, workers).await?;
     tracing::info!(
         queue = backends.jobs.queue().backend(),
         concurrency = workers,
@@ -212,11 +212,14 @@ async fn run_worker(config: Config, workers: usize) -> anyhow::Result<()> {
 /// MCP over stdio: stdout carries only the protocol; logs go to stderr.
 async fn run_mcp(config: Config, user: &str, server: Option<&str>) -> anyhow::Result<()> {
     let token = focusforge_server::mint_token(&config, user, Duration::from_secs(30 * 86_400))?;
-    let caller = focusforge_mcp::Caller {
-        user: focusforge_core::UserId::parse(user)
-            .map_err(|_| anyhow::anyhow!("bad user id {user:?}"))?,
+    let caller = focusforge_mcp::Caller::with_token(
+        focusforge_auth::Principal {
+            user: focusforge_core::UserId::parse(user)
+                .map_err(|_| anyhow::anyhow!("bad user id {user:?}"))?,
+            acting: None,
+        },
         token,
-    };
+    );
     let (addr, running) = match server {
         Some(url) => (url.trim_end_matches('/').to_owned(), None),
         None => {
