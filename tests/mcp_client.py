@@ -37,9 +37,7 @@ def errors_in(group):
 EXPECTED = {
     "ai.analyze_task", "ai.break_down_task", "ai.motivation_coach", "ai.suggest_ritual",
     "ai.validate_proof", "tasks.complete", "tasks.create", "tasks.get", "tasks.list",
-    "tasks.start", "mood.analyze_patterns", "mood.log", "gamification.award_points",
-    "gamification.get_profile", "gamification.list_rewards", "gamification.redeem",
-    "integrations.calendar_events", "integrations.focus_music", "memory.remember",
+    "tasks.start", "mood.analyze_patterns", "mood.log", "memory.remember",
     "memory.search", "planner.execute_ready", "planner.list", "planner.plan",
 }
 
@@ -102,8 +100,22 @@ async def exercise(session, transport):
           enum.is_error and all(v in message for v in ("low", "medium", "high", "urgent")), enum)
     missing = await session.call_tool("tasks.get", {"id": "no-such-task"})
     check(f"{transport}: a missing task is a tool error", missing.is_error and "not found" in missing.content[0].text, missing)
-    mood = await session.call_tool("mood.log", {"score": 7})
-    check(f"{transport}: a tool whose service is not deployed says so", mood.is_error and "not deployed" in mood.content[0].text, mood)
+    mood = await session.call_tool("mood.log", {"score": 4, "energy": 2, "emotions": ["tired"],
+                                                "tags": ["review"], "request_id": f"mcp-{transport}"})
+    ms = mood.structured_content or {}
+    check(f"{transport}: mood.log logs a mood", not mood.is_error and ms.get("score") == 4
+          and ms.get("tags") == ["review"] and ms.get("emotions") == ["tired"], mood)
+    again = await session.call_tool("mood.log", {"score": 4, "request_id": f"mcp-{transport}"})
+    check(f"{transport}: a retried mood.log returns the first entry",
+          not again.is_error and (again.structured_content or {}).get("id") == ms.get("id"), again)
+    wrong = await session.call_tool("mood.log", {"score": 7})
+    check(f"{transport}: a score out of range is a tool error naming it",
+          wrong.is_error and "score" in wrong.content[0].text and "at most 5" in wrong.content[0].text, wrong)
+    patterns = await session.call_tool("mood.analyze_patterns", {"days": 7})
+    ps = patterns.structured_content or {}
+    check(f"{transport}: mood.analyze_patterns reads the logged moods",
+          not patterns.is_error and ps.get("entries", 0) >= 1 and ps.get("time_zone") == "UTC"
+          and "review" in ps.get("tags_without_enough_entries", []), patterns)
     try:
         await session.call_tool("no.such.tool", {})
         check(f"{transport}: an unknown tool is a JSON-RPC error", False, "no error")

@@ -9,7 +9,12 @@
 //! - `gateway -> node`: a `focusforge gateway` routing over HTTP/2 to a
 //!   `focusforge serve` node (one extra network hop, as in a mesh);
 //! - `grpc-web h1`: gRPC-web over HTTP/1.1 keep-alive connections to
-//!   `focusforge serve` (the browser path).
+//!   `focusforge serve` (the browser path);
+//! - `mesh in-process`: the service kit's in-process connection
+//!   (`focusforge_mesh::Conn::local`) to the same routes, as one service
+//!   calls another in the same process: the service's interceptor and
+//!   codec, no TCP and no HTTP/2. `tonic direct` and `focusforge serve` are
+//!   the loopback alternatives (a service calling its own process's port).
 //!
 //! Each runs GetTask from `--concurrency` callers for `--seconds` and prints
 //! throughput and latency percentiles.
@@ -24,6 +29,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use focusforge_auth::{KeyMaterial, Minter, Verifier};
 use focusforge_core::UserId;
+use focusforge_mesh::Conn;
 use focusforge_proto::tasks::v1::task_service_client::TaskServiceClient;
 use focusforge_proto::tasks::v1::{CreateTaskRequest, GetTaskRequest};
 use focusforge_server::Config;
@@ -127,6 +133,10 @@ async fn run_grpc(name: &'static str, addr: SocketAddr, id: &str, a: &Args) -> R
         .connect()
         .await
         .expect("connect");
+    run_conn(name, Conn::remote(channel), id, a).await
+}
+
+async fn run_conn(name: &'static str, channel: Conn, id: &str, a: &Args) -> Report {
     let token = Arc::new(token());
     let deadline = Instant::now() + Duration::from_secs(a.seconds);
     let started = Instant::now();
@@ -265,10 +275,11 @@ async fn main() {
     let verifier = Arc::new(
         Verifier::new(&KeyMaterial::Hs256(SECRET.as_bytes().to_vec()), None).expect("verifier"),
     );
-    let routes = focusforge_server::service_routes(&cfg, &backends, verifier, None)
+    let routes = focusforge_server::service_routes(&cfg, &backends, verifier)
         .await
         .expect("routes")
         .routes;
+    let in_process = Conn::local(routes.clone());
     let direct = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let direct_addr = direct.local_addr().expect("addr");
     tokio::spawn(
@@ -317,6 +328,7 @@ async fn main() {
         run_grpc("warm-up", addr, &id, &warm).await;
     }
     run_grpc_web("warm-up", serve_addr, &id, &warm).await;
+    run_conn("warm-up", in_process.clone(), &id, &warm).await;
     run_grpc("tonic direct", direct_addr, &id, &a).await.print();
     run_grpc("focusforge serve", serve_addr, &id, &a)
         .await
@@ -325,6 +337,9 @@ async fn main() {
         .await
         .print();
     run_grpc_web("grpc-web h1", serve_addr, &id, &a)
+        .await
+        .print();
+    run_conn("mesh in-process", in_process, &id, &a)
         .await
         .print();
     gateway.shutdown().await;

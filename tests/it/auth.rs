@@ -95,7 +95,7 @@ async fn services_verify_tokens_without_the_gateway() {
     let verifier = Arc::new(
         Verifier::new(&KeyMaterial::Hs256(SECRET.as_bytes().to_vec()), None).expect("verifier"),
     );
-    let routes = focusforge_server::service_routes(&cfg, &backends, verifier, None)
+    let routes = focusforge_server::service_routes(&cfg, &backends, verifier)
         .await
         .expect("routes")
         .routes;

@@ -11,7 +11,7 @@ use tonic_health::pb::health_client::HealthClient;
 
 use crate::harness::{Http, Server, authed, config, eventually, send};
 
-fn mongo_uri() -> String {
+pub fn mongo_uri() -> String {
     std::env::var("FOCUSFORGE_TEST_MONGODB_URI").unwrap_or_else(|_| {
         panic!(
             "FOCUSFORGE_TEST_MONGODB_URI is not set: start a MongoDB-wire-compatible server \

@@ -4,6 +4,7 @@
 use focusforge_proto::memory::v1::{
     GetUserContextRequest, MemoryTier, RecordTaskInsightRequest, RememberRequest,
 };
+use focusforge_proto::mood::v1::LogMoodRequest;
 use focusforge_proto::tasks::v1::{CreateTaskRequest, DeleteTaskRequest, Task};
 use focusforge_proto::users::v1::{Preferences, Profile, UpdateProfileRequest};
 use prost_types::FieldMask;
@@ -31,11 +32,11 @@ async fn task(server: &Server, user: &str, title: &str, description: &str) -> Ta
         .expect("task")
 }
 
-fn mood(text: &str) -> RememberRequest {
-    RememberRequest {
-        tier: MemoryTier::Working as i32,
-        kind: "mood".into(),
-        content: text.into(),
+/// A mood, logged with the Mood service: moods are its entries.
+fn mood(score: i32, note: &str) -> LogMoodRequest {
+    LogMoodRequest {
+        score,
+        note: note.into(),
         ..Default::default()
     }
 }
@@ -87,14 +88,15 @@ async fn the_user_context_gathers_preferences_moods_tasks_and_insights() {
         ))
         .await
         .expect("preferences");
-    for m in ["calm", "tired but determined"] {
-        memory
-            .remember(authed("alice", mood(m)))
+    let mut moods = server.mood().await;
+    for (score, m) in [(4, "calm"), (3, "tired but determined")] {
+        moods
+            .log_mood(authed("alice", mood(score, m)))
             .await
             .expect("mood");
     }
-    memory
-        .remember(authed("bob", mood("bob is grumpy")))
+    moods
+        .log_mood(authed("bob", mood(2, "bob is grumpy")))
         .await
         .expect("bob's mood");
     let insight = memory
@@ -146,14 +148,14 @@ async fn the_user_context_gathers_preferences_moods_tasks_and_insights() {
         .expect("context")
         .into_inner();
     assert_eq!(ctx.preferences.expect("preferences").focus_minutes, 50);
-    let moods: Vec<&str> = ctx
-        .recent_moods
+    let moods: Vec<(i32, &str)> = ctx
+        .moods
         .iter()
-        .map(|m| m.content.as_str())
+        .map(|m| (m.score, m.note.as_str()))
         .collect();
     assert_eq!(
         moods,
-        ["tired but determined", "calm"],
+        [(3, "tired but determined"), (4, "calm")],
         "newest first, alice's only"
     );
     let recent: Vec<&str> = ctx.recent_tasks.iter().map(|t| t.title.as_str()).collect();
@@ -228,7 +230,7 @@ async fn the_user_context_gathers_preferences_moods_tasks_and_insights() {
         .await
         .expect("context")
         .into_inner();
-    assert_eq!(bob.recent_moods.len(), 1);
+    assert_eq!(bob.moods.len(), 1);
     assert_eq!(bob.recent_tasks.len(), 1);
     assert_eq!(bob.similar_tasks.len(), 1);
     assert!(bob.insights.is_empty() && bob.relevant_memories.is_empty());

@@ -1,3 +1,4 @@
+use focusforge_proto::mood::v1::mood_service_client::MoodServiceClient;
 use std::net::SocketAddr;
 use std::sync::Once;
 use std::time::Duration;
@@ -120,6 +121,10 @@ impl Server {
 
     pub async fn jobs(&self) -> JobServiceClient<Channel> {
         JobServiceClient::new(self.channel().await)
+    }
+
+    pub async fn mood(&self) -> MoodServiceClient<Channel> {
+        MoodServiceClient::new(self.channel().await)
     }
 
     pub async fn mcp(&self) -> McpServiceClient<Channel> {

@@ -32,6 +32,7 @@ const USERS: &str = "focusforge.users.v1.UserService";
 const PLANNER: &str = "focusforge.planner.v1.PlannerService";
 const JOBS: &str = "focusforge.jobs.v1.JobService";
 const MCP: &str = "focusforge.mcp.v1.McpService";
+const MOOD: &str = "focusforge.mood.v1.MoodService";
 
 /// An address nothing listens on.
 async fn dead_address() -> String {
@@ -90,7 +91,7 @@ async fn reflected_services(server: &Server) -> Vec<String> {
 #[tokio::test]
 async fn a_single_process_reports_health_and_reflection_for_each_service() {
     let server = Server::start().await;
-    for service in ["", CHAIN, MEMORY, TASKS, USERS, PLANNER, JOBS, MCP] {
+    for service in ["", CHAIN, MEMORY, TASKS, USERS, PLANNER, JOBS, MCP, MOOD] {
         assert_eq!(
             health(&server, service).await.expect("check"),
             ServingStatus::Serving as i32,
@@ -109,6 +110,7 @@ async fn a_single_process_reports_health_and_reflection_for_each_service() {
             JOBS,
             MCP,
             MEMORY,
+            MOOD,
             PLANNER,
             TASKS,
             USERS,
