@@ -86,7 +86,7 @@ impl Jobs {
         page_size: i32,
         page_token: &str,
     ) -> Result<(Vec<Job>, String), focusforge_core::Error> {
-        use focusforge_core::{Error, Violations};
+        use focusforge_core::Violations;
         let mut v = Violations::new();
         v.range("page_size", i64::from(page_size), 0, 200);
         if let Some(kind) = &filter.kind {
@@ -99,12 +99,10 @@ impl Jobs {
             page_size as usize
         };
         let fingerprint = page_token::fingerprint(&format!("{filter:?}"));
-        let after = page_token::decode(page_token, fingerprint)
-            .map_err(|e| Error::invalid("page_token", e.to_string()))?
-            .map(|c| JobCursor {
-                created_ms: c.key,
-                id: c.id,
-            });
+        let after = page_token::decode_request(page_token, fingerprint)?.map(|c| JobCursor {
+            created_ms: c.key,
+            id: c.id,
+        });
         let (jobs, next) = self.queue.list(user, filter, limit, after.as_ref()).await?;
         let token = next
             .map(|c| {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use focusforge_core::{Clock, Error, Result, UserId, Violations, check_id, new_id};
 use focusforge_embed::{EmbedError, Embedder};
-use focusforge_store::page_token::{self, PageTokenError};
+use focusforge_store::page_token;
 use focusforge_store::{
     Document, Filter, NewDocument, Order, Precondition, Query, SharedStore, SortKey, StoreError,
 };
@@ -598,8 +598,7 @@ impl Memories {
             });
         }
         let fingerprint = page_token::fingerprint(&format!("{tier:?}{filters:?}"));
-        let after = page_token::decode(token, fingerprint)
-            .map_err(|e: PageTokenError| Error::invalid("page_token", e.to_string()))?;
+        let after = page_token::decode_request(token, fingerprint)?;
         let query = Query {
             filters,
             order: Order {

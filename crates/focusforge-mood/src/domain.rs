@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use focusforge_core::{Clock, Error, Result, UserId, Violations, new_id};
-use focusforge_store::page_token::{self, PageTokenError};
+use focusforge_store::page_token;
 use focusforge_store::{
     Document, Filter, NewDocument, Order, Precondition, Query, SharedStore, SortKey, StoreError,
 };
@@ -484,11 +484,7 @@ impl Moods {
         v.finish()?;
         let filters = store_filters(filter.from, filter.to, &tags);
         let fingerprint = page_token::fingerprint(&format!("{filters:?}"));
-        let after = page_token::decode(page_token, fingerprint).map_err(|e| match e {
-            PageTokenError::Malformed | PageTokenError::OtherQuery => {
-                Error::invalid("page_token", e.to_string())
-            }
-        })?;
+        let after = page_token::decode_request(page_token, fingerprint)?;
         let limit = if page_size == 0 {
             limits::PAGE_SIZE_DEFAULT
         } else {

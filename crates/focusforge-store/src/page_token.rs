@@ -58,6 +58,16 @@ pub fn decode(token: &str, fingerprint: u64) -> Result<Option<Cursor>, PageToken
     Ok(Some(Cursor { key: t.k, id: t.i }))
 }
 
+/// [`decode`] for a request's `page_token` field: a refused token is
+/// `INVALID_ARGUMENT` naming the field.
+pub fn decode_request(
+    token: &str,
+    fingerprint: u64,
+) -> Result<Option<Cursor>, focusforge_core::Error> {
+    decode(token, fingerprint)
+        .map_err(|e| focusforge_core::Error::invalid("page_token", e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;

@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use focusforge_core::{Clock, Error, Result, UserId, Violations, check_id, new_id};
-use focusforge_store::page_token::{self, PageTokenError};
+use focusforge_store::page_token;
 use focusforge_store::{
     Document, Filter, NewDocument, Order, Precondition, Query, SharedStore, SortKey, StoreError,
 };
@@ -161,11 +161,7 @@ impl Tasks {
 
         let filters = store_filters(&filter);
         let fingerprint = page_token::fingerprint(&format!("{filters:?}"));
-        let after = page_token::decode(page_token, fingerprint).map_err(|e| match e {
-            PageTokenError::Malformed | PageTokenError::OtherQuery => {
-                Error::invalid("page_token", e.to_string())
-            }
-        })?;
+        let after = page_token::decode_request(page_token, fingerprint)?;
         let limit = if page_size == 0 {
             limits::PAGE_SIZE_DEFAULT
         } else {
