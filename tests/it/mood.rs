@@ -519,7 +519,6 @@ async fn a_planned_mood_action_logs_a_mood_acting_for_the_user() {
             CreatePlanRequest {
                 title: "check in".into(),
                 actions: vec![mood_action("checkin")],
-                ..Default::default()
             },
         ))
         .await
@@ -566,7 +565,6 @@ async fn a_mood_action_without_the_mood_service_fails_naming_it() {
             CreatePlanRequest {
                 title: "check in".into(),
                 actions: vec![mood_action("checkin")],
-                ..Default::default()
             },
         ))
         .await
