@@ -9,7 +9,7 @@ use chrono::Utc;
 use focusforge_proto::mood::v1::mood_service_client::MoodServiceClient;
 use focusforge_proto::mood::v1::{
     DeleteMoodRequest, GetMoodPatternsRequest, GetMoodRequest, ListMoodsRequest, LogMoodRequest,
-    MoodEntry, UpdateMoodRequest,
+    LogMoodResponse, MoodEntry, UpdateMoodRequest,
 };
 use focusforge_proto::planner::v1::{
     ActionSpec, ActionStatus, ActionType, CreatePlanRequest, ExecuteReadyRequest, GetPlanRequest,
@@ -66,7 +66,9 @@ async fn lifecycle(moods: &mut MoodServiceClient<Channel>) {
         ))
         .await
         .expect("log")
-        .into_inner();
+        .into_inner()
+        .entry
+        .expect("entry");
     assert_eq!(
         (first.score, first.energy, first.emotions.clone()),
         (4, 2, vec!["tired".to_owned(), "hopeful".to_owned()]),
@@ -84,13 +86,17 @@ async fn lifecycle(moods: &mut MoodServiceClient<Channel>) {
         ))
         .await
         .expect("retry")
-        .into_inner();
+        .into_inner()
+        .entry
+        .expect("entry");
     assert_eq!(retry.id, first.id);
     let second = moods
         .log_mood(authed("alice", log(2, &["commute"])))
         .await
         .expect("second")
-        .into_inner();
+        .into_inner()
+        .entry
+        .expect("entry");
     let listed = moods
         .list_moods(authed("alice", ListMoodsRequest::default()))
         .await
@@ -135,7 +141,9 @@ async fn lifecycle(moods: &mut MoodServiceClient<Channel>) {
         ))
         .await
         .expect("update")
-        .into_inner();
+        .into_inner()
+        .entry
+        .expect("entry");
     assert_eq!(
         (
             updated.score,
@@ -220,7 +228,10 @@ async fn moods_are_logged_once_listed_updated_and_deleted_for_their_owner_only()
     )
     .await;
     assert_eq!(logged.grpc_status(), Some("0"), "{logged:?}");
-    let entry = MoodEntry::decode(logged.messages[0].clone()).expect("entry");
+    let entry = LogMoodResponse::decode(logged.messages[0].clone())
+        .expect("response")
+        .entry
+        .expect("entry");
     assert_eq!((entry.score, entry.tags), (5, vec!["exercise".to_owned()]));
     let bad = grpc_web(
         server.addr,
@@ -257,7 +268,9 @@ async fn moods_are_logged_once_listed_updated_and_deleted_for_their_owner_only()
         ))
         .await
         .expect("after restart")
-        .into_inner();
+        .into_inner()
+        .entry
+        .expect("entry");
     assert_eq!(kept.score, 5);
     server.stop().await;
 }
@@ -365,7 +378,9 @@ async fn bad_moods_are_refused_naming_the_field() {
         ))
         .await
         .expect("29 days back, a 40-character tag")
-        .into_inner();
+        .into_inner()
+        .entry
+        .expect("entry");
     assert_eq!(backdated.at, ago(29 * 24));
     server.stop().await;
 }
@@ -448,6 +463,8 @@ async fn patterns_report_a_tag_only_with_three_entries_on_each_side() {
                 .await
                 .expect("patterns")
                 .into_inner()
+                .patterns
+                .expect("patterns")
         }
     };
     let p = patterns(&mut moods).await;
@@ -494,7 +511,9 @@ async fn patterns_report_a_tag_only_with_three_entries_on_each_side() {
         .get_mood_patterns(authed("bob", GetMoodPatternsRequest::default()))
         .await
         .expect("bob")
-        .into_inner();
+        .into_inner()
+        .patterns
+        .expect("patterns");
     assert_eq!(bob.entries, 0);
     server.stop().await;
 }

@@ -87,13 +87,32 @@ impl Service<http::Request<Body>> for Late {
 
     fn call(&mut self, req: http::Request<Body>) -> Self::Future {
         let routes = self.0.get().cloned();
+        // The caller's deadline, enforced here as a server behind a network
+        // hop would: in-process routes have no transport to do it.
+        let timeout = req
+            .headers()
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(focusforge_core::parse_grpc_timeout);
         Box::pin(async move {
-            match routes {
-                Some(routes) => match routes.oneshot(req).await {
-                    Ok(response) => Ok(response),
-                    Err(e) => match e {},
+            let Some(routes) = routes else {
+                return Ok(tonic::Status::unavailable("the service is still starting").into_http());
+            };
+            let call = routes.oneshot(req);
+            let response = match timeout {
+                Some(t) => match tokio::time::timeout(t, call).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        return Ok(
+                            tonic::Status::deadline_exceeded("deadline exceeded").into_http()
+                        );
+                    }
                 },
-                None => Ok(tonic::Status::unavailable("the service is still starting").into_http()),
+                None => call.await,
+            };
+            match response {
+                Ok(response) => Ok(response),
+                Err(e) => match e {},
             }
         })
     }
@@ -274,5 +293,66 @@ impl Mesh {
     pub fn acting(&self, user: UserId, component: &str) -> Option<Caller> {
         let key = self.inner.key.clone()?;
         Some(Caller::acting(user, component, key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A service that answers after ten seconds.
+    #[derive(Clone)]
+    struct Slow;
+
+    impl tonic::server::NamedService for Slow {
+        const NAME: &'static str = "test.v1.Slow";
+    }
+
+    impl Service<http::Request<Body>> for Slow {
+        type Response = http::Response<Body>;
+        type Error = Infallible;
+        type Future = std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<Self::Response, Infallible>> + Send>,
+        >;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: http::Request<Body>) -> Self::Future {
+            Box::pin(async {
+                tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+                Ok(tonic::Status::ok("late").into_http())
+            })
+        }
+    }
+
+    fn grpc_status(res: &http::Response<Body>) -> Option<&str> {
+        res.headers()
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_in_process_call_ends_at_the_callers_deadline() {
+        let mesh = Mesh::builder().local(["test.v1.Slow"]).build();
+        let mut conn = mesh.conn("test.v1.Slow").expect("local");
+        let req = |timeout: Option<&str>| {
+            let mut b = http::Request::post("http://local/test.v1.Slow/Call");
+            if let Some(t) = timeout {
+                b = b.header("grpc-timeout", t);
+            }
+            b.body(Body::empty()).expect("request")
+        };
+        // Before the routes are set: UNAVAILABLE, not a hang.
+        let early = conn.call(req(None)).await.expect("response");
+        assert_eq!(grpc_status(&early), Some("14"));
+
+        mesh.serve_locally(Routes::new(Slow));
+        let cut = conn.call(req(Some("50m"))).await.expect("response");
+        assert_eq!(grpc_status(&cut), Some("4"), "DEADLINE_EXCEEDED");
+        let waited = conn.call(req(None)).await.expect("response");
+        assert_eq!(grpc_status(&waited), Some("0"), "no deadline: the answer");
+        assert!(mesh.conn("test.v1.Other").is_err(), "not deployed here");
     }
 }

@@ -102,7 +102,7 @@ fn time(field: &str, ts: Option<prost_types::Timestamp>) -> Result<Option<DateTi
 
 #[tonic::async_trait]
 impl MoodRpc for MoodApi {
-    async fn log_mood(&self, req: Request<pb::LogMoodRequest>) -> Reply<pb::MoodEntry> {
+    async fn log_mood(&self, req: Request<pb::LogMoodRequest>) -> Reply<pb::LogMoodResponse> {
         let user = caller(&req)?;
         let r = req.into_inner();
         let new = NewMood {
@@ -115,17 +115,21 @@ impl MoodRpc for MoodApi {
             request_id: r.request_id,
         };
         let entry = self.moods.log(&user, new).await.map_err(into_status)?;
-        Ok(Response::new(to_pb(entry)))
+        Ok(Response::new(pb::LogMoodResponse {
+            entry: Some(to_pb(entry)),
+        }))
     }
 
-    async fn get_mood(&self, req: Request<pb::GetMoodRequest>) -> Reply<pb::MoodEntry> {
+    async fn get_mood(&self, req: Request<pb::GetMoodRequest>) -> Reply<pb::GetMoodResponse> {
         let user = caller(&req)?;
         let entry = self
             .moods
             .get(&user, &req.into_inner().id)
             .await
             .map_err(into_status)?;
-        Ok(Response::new(to_pb(entry)))
+        Ok(Response::new(pb::GetMoodResponse {
+            entry: Some(to_pb(entry)),
+        }))
     }
 
     async fn list_moods(&self, req: Request<pb::ListMoodsRequest>) -> Reply<pb::ListMoodsResponse> {
@@ -155,7 +159,10 @@ impl MoodRpc for MoodApi {
         }))
     }
 
-    async fn update_mood(&self, req: Request<pb::UpdateMoodRequest>) -> Reply<pb::MoodEntry> {
+    async fn update_mood(
+        &self,
+        req: Request<pb::UpdateMoodRequest>,
+    ) -> Reply<pb::UpdateMoodResponse> {
         let user = caller(&req)?;
         let r = req.into_inner();
         let mut v = Violations::new();
@@ -188,7 +195,9 @@ impl MoodRpc for MoodApi {
             .update(&user, &entry.id, patch)
             .await
             .map_err(into_status)?;
-        Ok(Response::new(to_pb(updated)))
+        Ok(Response::new(pb::UpdateMoodResponse {
+            entry: Some(to_pb(updated)),
+        }))
     }
 
     async fn delete_mood(
@@ -206,7 +215,7 @@ impl MoodRpc for MoodApi {
     async fn get_mood_patterns(
         &self,
         req: Request<pb::GetMoodPatternsRequest>,
-    ) -> Reply<pb::MoodPatterns> {
+    ) -> Reply<pb::GetMoodPatternsResponse> {
         let user = caller(&req)?;
         let facts = MeshFacts {
             mesh: self.mesh.clone(),
@@ -222,7 +231,9 @@ impl MoodRpc for MoodApi {
             .patterns(&user, from, to, &facts)
             .await
             .map_err(into_status)?;
-        Ok(Response::new(patterns_pb(patterns)))
+        Ok(Response::new(pb::GetMoodPatternsResponse {
+            patterns: Some(patterns_pb(patterns)),
+        }))
     }
 }
 
@@ -392,7 +403,9 @@ impl Executor for MoodExecutor {
             .log_mood(caller.request(request))
             .await
             .map_err(|s| from_status(&s))?
-            .into_inner();
+            .into_inner()
+            .entry
+            .unwrap_or_default();
         Ok(json!({
             "id": entry.id,
             "score": entry.score,

@@ -133,7 +133,9 @@ async fn log(mesh: Mesh, caller: Caller, i: LogMoodInput) -> Result<MoodEntry, T
             request_id: i.request_id,
         }))
         .await?;
-    Ok(entry_out(r.into_inner()))
+    Ok(entry_out(
+        r.into_inner().entry.ok_or_else(|| missing("entry"))?,
+    ))
 }
 
 async fn analyze(
@@ -149,7 +151,9 @@ async fn analyze(
             end_time: Some(pb_ts(now + Duration::minutes(2))),
         }))
         .await?
-        .into_inner();
+        .into_inner()
+        .patterns
+        .ok_or_else(|| missing("patterns"))?;
     let bucket = |b: pb::MoodBucket| Bucket {
         key: b.key,
         entries: b.entries,
@@ -166,9 +170,6 @@ async fn analyze(
         r: c.r,
         days: c.days,
     };
-    if p.time_zone.is_empty() {
-        return Err(missing("time zone"));
-    }
     Ok(MoodPatterns {
         entries: p.entries,
         average_score: p.average_score,
