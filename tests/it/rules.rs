@@ -73,25 +73,26 @@ const WIRE: &[&str] = &[
     "focusforge-grpc",
 ];
 
-/// Rules 2 and 3: who may name a driver, a model runtime or an HTTP client.
-const ONLY_IN: &[(&str, &[&str])] = &[
-    ("rusqlite", &["focusforge-store", "focusforge-jobs"]),
-    ("mongodb", &["focusforge-store"]),
-    ("bson", &["focusforge-store"]),
-    ("deadpool-redis", &["focusforge-cache", "focusforge-jobs"]),
-    ("redis", &["focusforge-cache", "focusforge-jobs"]),
-    ("moka", &["focusforge-cache"]),
-    ("lance", &["focusforge-vector"]),
-    ("lance-index", &["focusforge-vector"]),
-    ("lance-linalg", &["focusforge-vector"]),
-    ("candle-core", &["focusforge-embed", "focusforge-llm"]),
-    ("candle-nn", &["focusforge-embed", "focusforge-llm"]),
+/// Rules 2 and 3: who may name a driver, a model runtime or an HTTP client,
+/// with the rule each belongs to.
+const ONLY_IN: &[(u8, &str, &[&str])] = &[
+    (2, "rusqlite", &["focusforge-store", "focusforge-jobs"]),
+    (2, "mongodb", &["focusforge-store"]),
+    (2, "bson", &["focusforge-store"]),
     (
-        "candle-transformers",
-        &["focusforge-embed", "focusforge-llm"],
+        2,
+        "deadpool-redis",
+        &["focusforge-cache", "focusforge-jobs"],
     ),
-    ("tokenizers", &["focusforge-embed", "focusforge-llm"]),
-    ("reqwest", &["focusforge-llm"]),
+    (2, "redis", &["focusforge-cache", "focusforge-jobs"]),
+    (2, "moka", &["focusforge-cache"]),
+    (2, "lance", &["focusforge-vector"]),
+    (2, "lance-index", &["focusforge-vector"]),
+    (2, "lance-linalg", &["focusforge-vector"]),
+    (3, "candle-core", &["focusforge-embed", "focusforge-llm"]),
+    (3, "candle-nn", &["focusforge-embed", "focusforge-llm"]),
+    (3, "tokenizers", &["focusforge-embed", "focusforge-llm"]),
+    (3, "reqwest", &["focusforge-llm"]),
 ];
 
 /// Rule 3: the files that may hold `unsafe` code.
@@ -109,16 +110,11 @@ fn violations() -> Vec<String> {
             broken.push(format!("rule 1: domain crate {name} depends on {wire}"));
         }
     }
-    for (dep, allowed) in ONLY_IN {
+    for (rule, dep, allowed) in ONLY_IN {
         for (name, deps) in &crates {
             if deps.contains(*dep) && !allowed.contains(&name.as_str()) {
                 broken.push(format!(
-                    "rule {}: {name} depends on {dep} (only {} may)",
-                    if dep.starts_with("candle") || *dep == "tokenizers" || *dep == "reqwest" {
-                        3
-                    } else {
-                        2
-                    },
+                    "rule {rule}: {name} depends on {dep} (only {} may)",
                     allowed.join(", ")
                 ));
             }

@@ -298,11 +298,7 @@ impl ServiceVerifier {
         match self.users.verify(token) {
             Ok(user) => Ok(Principal { user, acting: None }),
             Err(AuthError::Invalid) => match &self.mesh {
-                Some(mesh) => mesh.verify(token).map_err(|e| match e {
-                    // Not a mesh token either: say what a user would be told.
-                    AuthError::Invalid => AuthError::Invalid,
-                    other => other,
-                }),
+                Some(mesh) => mesh.verify(token),
                 None => Err(AuthError::Invalid),
             },
             Err(e) => Err(e),

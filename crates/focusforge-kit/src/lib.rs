@@ -246,13 +246,9 @@ impl Kit {
         let (reporter, health) = tonic_health::server::health_reporter();
         let auth = AuthInterceptor::new(verifier);
         let mut routes = Routes::new(health);
-        let mut mounted = Mounted {
-            names: Vec::new(),
-            routes: Routes::default(),
-            reporter: reporter.clone(),
-            executors: HashMap::new(),
-            jobs: Vec::new(),
-        };
+        let mut names = Vec::new();
+        let mut executors = HashMap::new();
+        let mut jobs = Vec::new();
         for service in &self.services {
             if !shorts.iter().any(|s| s == service.short_name()) {
                 continue;
@@ -275,16 +271,19 @@ impl Kit {
                 built.name
             );
             routes = (built.mount)(routes, auth.clone(), max_message_bytes);
-            for (action, executor) in built.executors {
-                mounted.executors.insert(action, executor);
-            }
-            mounted.jobs.extend(built.jobs);
+            executors.extend(built.executors);
+            jobs.extend(built.jobs);
             reporter
                 .set_service_status(service.name(), tonic_health::ServingStatus::Serving)
                 .await;
-            mounted.names.push(service.name());
+            names.push(service.name());
         }
-        mounted.routes = routes;
-        Ok(mounted)
+        Ok(Mounted {
+            names,
+            routes,
+            reporter,
+            executors,
+            jobs,
+        })
     }
 }

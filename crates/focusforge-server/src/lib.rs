@@ -113,13 +113,12 @@ pub fn mesh_key(config: &Config) -> anyhow::Result<MeshKey> {
     }
 }
 
-/// What services accept: user tokens with the configured keys, and mesh
-/// tokens.
-pub fn service_verifier(config: &Config, users: Arc<Verifier>) -> anyhow::Result<ServiceVerifier> {
-    Ok(ServiceVerifier {
-        users,
-        mesh: Some(mesh_key(config)?),
-    })
+/// Verifies user tokens with the configured keys and clock-skew leeway.
+fn user_verifier(config: &Config) -> anyhow::Result<Arc<Verifier>> {
+    let keys = key_material(config)?;
+    Ok(Arc::new(
+        Verifier::new(&keys, config.auth.issuer.as_deref())?.with_leeway(config.auth.leeway_secs),
+    ))
 }
 
 /// How long a stopping process waits for running jobs; the rest run again
@@ -407,10 +406,7 @@ fn open_files_limit() -> Option<usize> {
 /// Starts the configured services and the gateway on an already bound
 /// listener (tests bind `127.0.0.1:0`).
 pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Running> {
-    let keys = key_material(config)?;
-    let verifier = Arc::new(
-        Verifier::new(&keys, config.auth.issuer.as_deref())?.with_leeway(config.auth.leeway_secs),
-    );
+    let verifier = user_verifier(config)?;
     let mut options = GatewayOptions {
         cors_origins: config.cors_origins.clone(),
         connect_timeout: Duration::from_millis(config.connect_timeout_ms),
@@ -495,6 +491,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
 /// gateway) for the rest.
 pub fn mesh(
     config: &Config,
+    key: MeshKey,
     local: impl IntoIterator<Item = &'static str>,
     fallback: Option<&str>,
 ) -> anyhow::Result<Mesh> {
@@ -503,7 +500,7 @@ pub fn mesh(
             .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
             .connect_lazy())
     };
-    let mut builder = Mesh::builder().local(local).key(mesh_key(config)?);
+    let mut builder = Mesh::builder().local(local).key(key);
     for (service, uri) in &config.upstreams {
         builder = builder.remote(service, channel(uri)?);
     }
@@ -535,7 +532,8 @@ async fn build_services(
     let kit = kit_with(shared.clone());
     let _ = shared.tools.set(kit.tools());
     let local: Vec<&'static str> = shorts.iter().filter_map(|s| kit.full_name(s)).collect();
-    let mesh = mesh(config, local, None)?;
+    let key = mesh_key(config)?;
+    let mesh = mesh(config, key.clone(), local, None)?;
     let deps = Deps {
         store: backends.store.clone(),
         clock: backends.clock.clone(),
@@ -549,7 +547,10 @@ async fn build_services(
             shorts,
             &deps,
             &service_settings(config)?,
-            service_verifier(config, verifier)?,
+            ServiceVerifier {
+                users: verifier,
+                mesh: Some(key),
+            },
             config.max_message_bytes,
         )
         .await?;
@@ -593,11 +594,7 @@ pub async fn start_worker(
         .map(|s| s.short_name().to_owned())
         .filter(|s| config.services.contains(s))
         .collect();
-    let keys = key_material(config)?;
-    let verifier = Arc::new(
-        Verifier::new(&keys, config.auth.issuer.as_deref())?.with_leeway(config.auth.leeway_secs),
-    );
-    let built = build_services(config, backends, verifier, &shorts).await?;
+    let built = build_services(config, backends, user_verifier(config)?, &shorts).await?;
     Ok(spawn_worker(config, backends, &built.jobs, workers))
 }
 
@@ -623,7 +620,7 @@ pub const MCP_PATH: &str = "/mcp";
 /// The tool registry of this build, calling the services through the
 /// gateway at `base` (another FocusForge, or this process's own).
 pub fn mcp_registry(config: &Config, base: &str) -> anyhow::Result<Registry> {
-    let mesh = mesh(config, [], Some(base))?;
+    let mesh = mesh(config, mesh_key(config)?, [], Some(base))?;
     Ok(Registry::new(mesh, kit(config).tools()))
 }
 
