@@ -18,7 +18,33 @@ pub(crate) fn preferences_to_pb(p: Preferences) -> pb::Preferences {
         short_break_minutes: p.short_break_minutes,
         long_break_minutes: p.long_break_minutes,
         daily_goal_minutes: p.daily_goal_minutes,
+        day_start_hour: p.day_start_hour,
+        rest_days: p.rest_days.into_iter().map(i32::from).collect(),
+        long_break_every: p.long_break_every,
     }
+}
+
+/// Rest days from the wire: ISO weekday numbers, each a named weekday.
+fn rest_days(v: &mut Violations, days: &[i32]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, d) in days.iter().enumerate() {
+        match pb::Weekday::try_from(*d) {
+            Ok(pb::Weekday::Unspecified) | Err(_) => v.add(
+                format!("profile.preferences.rest_days[{i}]"),
+                "must be a weekday (WEEKDAY_MONDAY to WEEKDAY_SUNDAY)",
+            ),
+            Ok(
+                day @ (pb::Weekday::Monday
+                | pb::Weekday::Tuesday
+                | pb::Weekday::Wednesday
+                | pb::Weekday::Thursday
+                | pb::Weekday::Friday
+                | pb::Weekday::Saturday
+                | pb::Weekday::Sunday),
+            ) => out.push(day as u8),
+        }
+    }
+    out
 }
 
 fn to_pb(p: Profile) -> pb::Profile {
@@ -40,6 +66,9 @@ const UPDATABLE: &[&str] = &[
     "preferences.short_break_minutes",
     "preferences.long_break_minutes",
     "preferences.daily_goal_minutes",
+    "preferences.day_start_hour",
+    "preferences.rest_days",
+    "preferences.long_break_every",
 ];
 
 fn patch(req: pb::UpdateProfileRequest) -> Result<ProfilePatch, Error> {
@@ -67,6 +96,15 @@ fn patch(req: pb::UpdateProfileRequest) -> Result<ProfilePatch, Error> {
         }
         if all || path == "preferences.daily_goal_minutes" {
             p.daily_goal_minutes = Some(prefs.daily_goal_minutes);
+        }
+        if all || path == "preferences.day_start_hour" {
+            p.day_start_hour = Some(prefs.day_start_hour);
+        }
+        if all || path == "preferences.rest_days" {
+            p.rest_days = Some(rest_days(&mut v, &prefs.rest_days));
+        }
+        if all || path == "preferences.long_break_every" {
+            p.long_break_every = Some(prefs.long_break_every);
         }
     }
     v.finish()?;

@@ -13,7 +13,8 @@ pub const COLLECTION: &str = "user_profiles";
 
 const DISPLAY_NAME_MAX: usize = 100;
 
-/// How the user likes to work.
+/// How the user likes to work. Fields added later default when a stored
+/// profile lacks them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Preferences {
     pub timezone: String,
@@ -21,6 +22,27 @@ pub struct Preferences {
     pub short_break_minutes: i32,
     pub long_break_minutes: i32,
     pub daily_goal_minutes: i32,
+    /// The local hour a day starts at, 0-23.
+    #[serde(default)]
+    pub day_start_hour: i32,
+    /// Weekdays without work, ISO numbers (1 Monday - 7 Sunday), sorted.
+    #[serde(default)]
+    pub rest_days: Vec<u8>,
+    /// A long break after every N focus sessions of a day.
+    #[serde(default = "default_long_break_every")]
+    pub long_break_every: i32,
+}
+
+fn default_long_break_every() -> i32 {
+    4
+}
+
+/// Limits of the preferences, for validation and the docs.
+pub mod limits {
+    pub const DAY_START_HOUR: (i64, i64) = (0, 23);
+    pub const LONG_BREAK_EVERY: (i64, i64) = (1, 12);
+    /// At most six rest days: a week keeps one working day.
+    pub const REST_DAYS: usize = 6;
 }
 
 impl Default for Preferences {
@@ -31,6 +53,9 @@ impl Default for Preferences {
             short_break_minutes: 5,
             long_break_minutes: 15,
             daily_goal_minutes: 120,
+            day_start_hour: 0,
+            rest_days: Vec::new(),
+            long_break_every: default_long_break_every(),
         }
     }
 }
@@ -63,6 +88,20 @@ impl Preferences {
             0,
             1440,
         );
+        let (lo, hi) = limits::DAY_START_HOUR;
+        v.range(&f("day_start_hour"), self.day_start_hour.into(), lo, hi);
+        let (lo, hi) = limits::LONG_BREAK_EVERY;
+        v.range(&f("long_break_every"), self.long_break_every.into(), lo, hi);
+        let mut days = self.rest_days.clone();
+        days.sort_unstable();
+        days.dedup();
+        v.check(
+            days.len() == self.rest_days.len()
+                && days.len() <= limits::REST_DAYS
+                && days.iter().all(|d| (1..=7).contains(d)),
+            f("rest_days"),
+            "must be at most 6 different weekdays",
+        );
     }
 }
 
@@ -91,6 +130,9 @@ pub struct ProfilePatch {
     pub short_break_minutes: Option<i32>,
     pub long_break_minutes: Option<i32>,
     pub daily_goal_minutes: Option<i32>,
+    pub day_start_hour: Option<i32>,
+    pub rest_days: Option<Vec<u8>>,
+    pub long_break_every: Option<i32>,
 }
 
 fn to_profile(doc: Document) -> Result<Profile> {
@@ -234,6 +276,12 @@ impl ProfilePatch {
         set(&mut p.short_break_minutes, self.short_break_minutes);
         set(&mut p.long_break_minutes, self.long_break_minutes);
         set(&mut p.daily_goal_minutes, self.daily_goal_minutes);
+        set(&mut p.day_start_hour, self.day_start_hour);
+        set(&mut p.long_break_every, self.long_break_every);
+        if let Some(days) = &self.rest_days {
+            p.rest_days.clone_from(days);
+            p.rest_days.sort_unstable();
+        }
     }
 }
 
