@@ -390,42 +390,6 @@ async fn an_unknown_enum_value_does_not_hide_the_other_violations() {
     server.stop().await;
 }
 
-/// Tasks completed through the tasks domain at `when`, as if on that day.
-async fn complete_at(dir: &std::path::Path, user: &str, when: &[chrono::DateTime<chrono::Utc>]) {
-    use std::sync::Arc;
-    let clock = Arc::new(focusforge_core::ManualClock::new(when[0]));
-    let store = focusforge_store::SqliteStore::open(
-        &dir.join(focusforge_server::STORE_FILE),
-        clock.clone(),
-    )
-    .expect("store");
-    let tasks = focusforge_tasks::Tasks::new(Arc::new(store), clock.clone());
-    let user = focusforge_core::UserId::parse(user).expect("user");
-    for at in when {
-        clock.set(*at);
-        let t = tasks
-            .create(
-                &user,
-                focusforge_tasks::NewTask {
-                    title: "An earlier task".into(),
-                    description: String::new(),
-                    priority: None,
-                    estimated_minutes: 25,
-                    due_at: None,
-                    tags: Vec::new(),
-                    blocks: Vec::new(),
-                },
-            )
-            .await
-            .expect("create");
-        tasks.start(&user, &t.id).await.expect("start");
-        tasks
-            .complete(&user, &t.id, String::new())
-            .await
-            .expect("complete");
-    }
-}
-
 async fn set_zone(server: &Server, user: &str, zone: &str) {
     server
         .users()
@@ -489,12 +453,29 @@ async fn with_model(
     openai: &focusforge_llm::testing::OpenAiServer,
     model: &str,
 ) -> Server {
+    with_model_clock(
+        dir,
+        backend,
+        openai,
+        model,
+        std::sync::Arc::new(focusforge_core::SystemClock),
+    )
+    .await
+}
+
+async fn with_model_clock(
+    dir: tempfile::TempDir,
+    backend: &str,
+    openai: &focusforge_llm::testing::OpenAiServer,
+    model: &str,
+    clock: std::sync::Arc<dyn focusforge_core::Clock>,
+) -> Server {
     let mut cfg = config(&dir);
     cfg.llm.backend = backend.into();
     cfg.openai.base_url = openai.base_url();
     cfg.openai.model = model.into();
     cfg.openai.api_key = Some(focusforge_llm::testing::KEY.into());
-    Server::start_in(dir, cfg).await
+    Server::start_with_clock(dir, cfg, clock).await
 }
 
 async fn motivate(server: &Server) -> focusforge_proto::chain::v1::MotivateResponse {
@@ -531,11 +512,20 @@ async fn motivation_counts_every_completion_in_the_users_time_zone() {
     for backend in ["none", "openai"] {
         let openai = focusforge_llm::testing::server().await;
         let dir = tempfile::tempdir().expect("tempdir");
-        complete_at(dir.path(), "alice", &earlier).await;
-        // Another user's completions count for nobody else.
-        complete_at(dir.path(), "bob", &[now - Days::hours(1)]).await;
-        let server = with_model(dir, backend, &openai, "gpt-4o-mini").await;
+        // Completions on earlier days, through the services on a clock set
+        // back: the streak is the Gamification service's, which hears of
+        // completions from the Task service.
+        let clock = std::sync::Arc::new(focusforge_core::ManualClock::new(earlier[2]));
+        let server = with_model_clock(dir, backend, &openai, "gpt-4o-mini", clock.clone()).await;
         set_zone(&server, "alice", "Pacific/Kiritimati").await;
+        for at in earlier.iter().rev() {
+            clock.set(*at);
+            complete_now(&server, "alice", 1).await;
+        }
+        // Another user's completions count for nobody else.
+        clock.set(now - Days::hours(1));
+        complete_now(&server, "bob", 1).await;
+        clock.set(now);
         // More completions than the user context carries (its 5 newest).
         complete_now(&server, "alice", 7).await;
         let m = motivate(&server).await;

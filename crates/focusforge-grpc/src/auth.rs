@@ -57,3 +57,16 @@ pub fn identity<T>(req: &Request<T>) -> Result<Caller, Status> {
         .cloned()
         .ok_or_else(|| Status::unauthenticated("missing bearer token"))
 }
+
+/// The caller of an RPC only other services may make: a component acting
+/// for a user with a mesh identity. A user's own token is
+/// `PERMISSION_DENIED`.
+pub fn service_caller<T>(req: &Request<T>, method: &str) -> Result<Caller, Status> {
+    let caller = identity(req)?;
+    if caller.acting.is_none() {
+        return Err(Status::permission_denied(format!(
+            "{method} is for FocusForge's own services; a user's token cannot call it"
+        )));
+    }
+    Ok(caller)
+}

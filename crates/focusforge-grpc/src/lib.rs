@@ -13,7 +13,7 @@ mod planner;
 mod tasks;
 mod users;
 
-pub use auth::{AuthInterceptor, caller, identity};
+pub use auth::{AuthInterceptor, caller, identity, service_caller};
 pub use chain::ChainApi;
 pub use error::into_status;
 pub use jobs::JobApi;

@@ -5,7 +5,7 @@ use focusforge_tasks::{NewTask, Priority, Status, Task, TaskFilter, TaskPatch, T
 use tonic::{Request, Response, Status as GrpcStatus};
 
 use crate::convert::{enum_value, from_timestamp, mask_paths, opt_timestamp, timestamp};
-use crate::{caller, into_status};
+use crate::{caller, into_status, service_caller};
 
 /// `focusforge.tasks.v1.TaskService` over the tasks domain.
 #[derive(Clone)]
@@ -83,6 +83,9 @@ pub(crate) fn to_pb(t: Task) -> pb::Task {
         start_time: opt_timestamp(t.started_at),
         complete_time: opt_timestamp(t.completed_at),
         version: t.version,
+        estimated_pomodoros: t.estimated_pomodoros,
+        completed_pomodoros: t.completed_pomodoros,
+        focus_minutes: t.focus_minutes,
     }
 }
 
@@ -98,6 +101,7 @@ fn new_task(req: pb::CreateTaskRequest) -> Result<NewTask, Error> {
         due_at,
         tags: req.tags,
         blocks: blocks(req.blocks),
+        estimated_pomodoros: req.estimated_pomodoros,
     };
     if !v.is_empty() {
         // Report the domain's violations with ours, not one round trip later.
@@ -115,6 +119,7 @@ const UPDATABLE: &[&str] = &[
     "due_time",
     "tags",
     "blocks",
+    "estimated_pomodoros",
 ];
 
 fn patch(req: pb::UpdateTaskRequest) -> Result<(String, TaskPatch, Option<i64>), Error> {
@@ -136,6 +141,7 @@ fn patch(req: pb::UpdateTaskRequest) -> Result<(String, TaskPatch, Option<i64>),
             "due_time" => p.due_at = Some(from_timestamp(&mut v, "task.due_time", task.due_time)),
             "tags" => p.tags = Some(task.tags.clone()),
             "blocks" => p.blocks = Some(blocks(task.blocks.clone())),
+            "estimated_pomodoros" => p.estimated_pomodoros = Some(task.estimated_pomodoros),
             _ => {}
         }
     }
@@ -261,5 +267,21 @@ impl TaskService for TaskApi {
             .await
             .map_err(into_status)?;
         Ok(Response::new(pb::DeleteTaskResponse {}))
+    }
+
+    async fn record_focus_session(
+        &self,
+        req: Request<pb::RecordFocusSessionRequest>,
+    ) -> Reply<pb::RecordFocusSessionResponse> {
+        let caller = service_caller(&req, "RecordFocusSession")?;
+        let r = req.into_inner();
+        let task = self
+            .0
+            .record_focus(&caller.user, &r.task_id, &r.session_id, r.minutes)
+            .await
+            .map_err(into_status)?;
+        Ok(Response::new(pb::RecordFocusSessionResponse {
+            task: Some(to_pb(task)),
+        }))
     }
 }

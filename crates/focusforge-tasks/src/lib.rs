@@ -8,7 +8,7 @@ mod service;
 
 pub use model::{NewTask, Priority, Status, Task, TaskFilter, TaskPatch, WorkBlock};
 pub use progress::{Progress, STREAK_MAX_DAYS, day_start};
-pub use service::{TaskPage, Tasks};
+pub use service::{CompletionHook, TaskPage, Tasks};
 
 /// The collection tasks live in.
 pub const COLLECTION: &str = "tasks";
@@ -24,6 +24,12 @@ pub mod limits {
     pub const BLOCK_ORDER: i64 = 10_000;
     pub const TAGS: usize = 32;
     pub const TAG: usize = 64;
+    pub const ESTIMATED_POMODOROS: i64 = 100;
+    /// Minutes one focus session may add to a task.
+    pub const SESSION_MINUTES: i64 = 240;
+    /// Sessions a task remembers having counted, so a repeated record of
+    /// one of them changes nothing.
+    pub const SESSIONS_REMEMBERED: usize = 200;
     pub const PAGE_SIZE_DEFAULT: usize = 50;
     pub const PAGE_SIZE_MAX: i64 = 200;
 }

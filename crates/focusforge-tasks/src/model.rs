@@ -70,6 +70,11 @@ pub struct Task {
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
     pub version: i64,
+    /// Focus sessions it is expected to take; 0 means unknown.
+    pub estimated_pomodoros: i32,
+    /// Focus sessions completed on it, and their minutes.
+    pub completed_pomodoros: i32,
+    pub focus_minutes: i32,
 }
 
 /// What a client sends to create a task.
@@ -82,6 +87,7 @@ pub struct NewTask {
     pub due_at: Option<DateTime<Utc>>,
     pub tags: Vec<String>,
     pub blocks: Vec<WorkBlock>,
+    pub estimated_pomodoros: i32,
 }
 
 /// The fields an update changes; `None` leaves a field as it is.
@@ -95,6 +101,7 @@ pub struct TaskPatch {
     pub due_at: Option<Option<DateTime<Utc>>>,
     pub tags: Option<Vec<String>>,
     pub blocks: Option<Vec<WorkBlock>>,
+    pub estimated_pomodoros: Option<i32>,
 }
 
 impl TaskPatch {
@@ -120,6 +127,9 @@ impl TaskPatch {
         if let Some(b) = &self.blocks {
             normalize_blocks(v, b.clone());
         }
+        if let Some(p) = self.estimated_pomodoros {
+            check_pomodoros(v, "task.estimated_pomodoros", p);
+        }
     }
 }
 
@@ -131,6 +141,7 @@ impl NewTask {
         check_minutes(v, self.estimated_minutes);
         normalize_tags(v, self.tags.clone());
         normalize_blocks(v, self.blocks.clone());
+        check_pomodoros(v, "estimated_pomodoros", self.estimated_pomodoros);
     }
 }
 
@@ -155,6 +166,10 @@ pub(crate) fn check_minutes(v: &mut Violations, minutes: i32) {
         0,
         limits::ESTIMATED_MINUTES,
     );
+}
+
+pub(crate) fn check_pomodoros(v: &mut Violations, field: &str, pomodoros: i32) {
+    v.range(field, i64::from(pomodoros), 0, limits::ESTIMATED_POMODOROS);
 }
 
 /// Trims, drops duplicates and checks tags.

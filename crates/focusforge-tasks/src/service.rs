@@ -29,6 +29,16 @@ struct Body {
     completion_proof: String,
     started_at: Option<i64>,
     completed_at: Option<i64>,
+    #[serde(default)]
+    estimated_pomodoros: i32,
+    #[serde(default)]
+    focus_minutes: i32,
+    /// The focus sessions counted, oldest first, at most
+    /// `limits::SESSIONS_REMEMBERED`; their number is kept apart.
+    #[serde(default)]
+    focus_sessions: Vec<String>,
+    #[serde(default)]
+    completed_pomodoros: i32,
 }
 
 fn ms(at: DateTime<Utc>) -> i64 {
@@ -59,6 +69,9 @@ fn to_task(doc: Document) -> Result<Task> {
         started_at: body.started_at.map(from_ms),
         completed_at: body.completed_at.map(from_ms),
         version: doc.version,
+        estimated_pomodoros: body.estimated_pomodoros,
+        completed_pomodoros: body.completed_pomodoros,
+        focus_minutes: body.focus_minutes,
     })
 }
 
@@ -77,16 +90,36 @@ pub struct TaskPage {
     pub next_page_token: String,
 }
 
+/// Told of every completion: the points of a completed task are another
+/// service's business. Called after the completion is stored, and again for
+/// a repeated completion of a completed task, so a call lost on the way is
+/// made good by the retry; the hook must be idempotent per task.
+#[async_trait::async_trait]
+pub trait CompletionHook: Send + Sync + 'static {
+    async fn completed(&self, user: &UserId, task: &Task);
+}
+
 /// The task service. Every method acts on the given user's tasks only.
 #[derive(Clone)]
 pub struct Tasks {
     pub(crate) store: SharedStore,
     clock: Arc<dyn Clock>,
+    hook: Option<Arc<dyn CompletionHook>>,
 }
 
 impl Tasks {
     pub fn new(store: SharedStore, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock }
+        Self {
+            store,
+            clock,
+            hook: None,
+        }
+    }
+
+    /// Tells `hook` of completions.
+    pub fn with_hook(mut self, hook: Arc<dyn CompletionHook>) -> Self {
+        self.hook = Some(hook);
+        self
     }
 
     pub async fn create(&self, user: &UserId, new: NewTask) -> Result<Task> {
@@ -116,6 +149,10 @@ impl Tasks {
             completion_proof: String::new(),
             started_at: None,
             completed_at: None,
+            estimated_pomodoros: new.estimated_pomodoros,
+            focus_minutes: 0,
+            focus_sessions: Vec::new(),
+            completed_pomodoros: 0,
         };
         let doc = NewDocument {
             id: new_id(),
@@ -237,6 +274,9 @@ impl Tasks {
             if let Some(b) = &blocks {
                 body.blocks.clone_from(b);
             }
+            if let Some(p) = patch.estimated_pomodoros {
+                body.estimated_pomodoros = p;
+            }
             Ok(true)
         })
         .await
@@ -260,24 +300,68 @@ impl Tasks {
     }
 
     /// Pending or in progress -> completed, with optional proof text.
+    /// Completing a completed task is `FailedPrecondition`; the hook hears of
+    /// it again all the same.
     pub async fn complete(&self, user: &UserId, id: &str, proof: String) -> Result<Task> {
         check_id(id)?;
         let mut v = Violations::new();
         v.optional_text("proof_text", &proof, limits::PROOF);
         v.finish()?;
-        self.modify(user, id, None, |body, now| {
-            if body.status == Status::Completed {
-                return Err(Error::FailedPrecondition(
-                    "task is already completed".into(),
-                ));
+        let done = self
+            .modify(user, id, None, |body, now| {
+                if body.status == Status::Completed {
+                    return Err(Error::FailedPrecondition(
+                        "task is already completed".into(),
+                    ));
+                }
+                body.status = Status::Completed;
+                body.started_at.get_or_insert(ms(now));
+                body.completed_at = Some(ms(now));
+                body.completion_proof.clone_from(&proof);
+                for block in &mut body.blocks {
+                    block.done = true;
+                }
+                Ok(true)
+            })
+            .await;
+        if let Some(hook) = &self.hook {
+            match &done {
+                Ok(task) => hook.completed(user, task).await,
+                Err(Error::FailedPrecondition(_)) => {
+                    if let Ok(task) = self.get(user, id).await {
+                        hook.completed(user, &task).await;
+                    }
+                }
+                Err(_) => {}
             }
-            body.status = Status::Completed;
-            body.started_at.get_or_insert(ms(now));
-            body.completed_at = Some(ms(now));
-            body.completion_proof.clone_from(&proof);
-            for block in &mut body.blocks {
-                block.done = true;
+        }
+        done
+    }
+
+    /// Adds a completed focus session's minutes to the task, once per
+    /// session id.
+    pub async fn record_focus(
+        &self,
+        user: &UserId,
+        id: &str,
+        session_id: &str,
+        minutes: i32,
+    ) -> Result<Task> {
+        check_id(id)?;
+        let mut v = Violations::new();
+        v.text("session_id", session_id, 100);
+        v.range("minutes", minutes.into(), 1, limits::SESSION_MINUTES);
+        v.finish()?;
+        self.modify(user, id, None, |body, _now| {
+            if body.focus_sessions.iter().any(|s| s == session_id) {
+                return Ok(false);
             }
+            if body.focus_sessions.len() >= limits::SESSIONS_REMEMBERED {
+                body.focus_sessions.remove(0);
+            }
+            body.focus_sessions.push(session_id.to_owned());
+            body.completed_pomodoros += 1;
+            body.focus_minutes = body.focus_minutes.saturating_add(minutes);
             Ok(true)
         })
         .await

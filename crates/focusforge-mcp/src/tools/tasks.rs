@@ -55,6 +55,10 @@ pub struct CreateTaskInput {
     #[serde(default)]
     #[schemars(length(max = limits::BLOCKS))]
     pub blocks: Vec<NewBlock>,
+    /// Focus sessions it should take, 0-100; 0 means unknown.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = limits::ESTIMATED_POMODOROS))]
+    pub estimated_pomodoros: i32,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -191,6 +195,7 @@ async fn create_task(
                 description: i.description,
                 priority: priority as i32,
                 estimated_minutes: i.estimated_minutes,
+                estimated_pomodoros: i.estimated_pomodoros,
                 due_time: i.due_time.map(pb_ts),
                 tags: i.tags,
                 blocks: i
