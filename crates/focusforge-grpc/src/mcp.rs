@@ -21,6 +21,7 @@ fn category_pb(c: Category) -> i32 {
         Category::Integrations => pb::ToolCategory::Integrations,
         Category::Memory => pb::ToolCategory::Memory,
         Category::Planner => pb::ToolCategory::Planner,
+        Category::Focus => pb::ToolCategory::Focus,
     };
     v as i32
 }
@@ -37,6 +38,7 @@ fn category(raw: i32) -> Result<Option<Category>, Error> {
         pb::ToolCategory::Integrations => Some(Category::Integrations),
         pb::ToolCategory::Memory => Some(Category::Memory),
         pb::ToolCategory::Planner => Some(Category::Planner),
+        pb::ToolCategory::Focus => Some(Category::Focus),
     })
 }
 

@@ -27,10 +27,11 @@ pub enum Category {
     Integrations,
     Memory,
     Planner,
+    Focus,
 }
 
 impl Category {
-    pub const ALL: [Category; 7] = [
+    pub const ALL: [Category; 8] = [
         Category::Ai,
         Category::Tasks,
         Category::Mood,
@@ -38,6 +39,7 @@ impl Category {
         Category::Integrations,
         Category::Memory,
         Category::Planner,
+        Category::Focus,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,6 +51,7 @@ impl Category {
             Category::Integrations => "integrations",
             Category::Memory => "memory",
             Category::Planner => "planner",
+            Category::Focus => "focus",
         }
     }
 }
