@@ -527,7 +527,7 @@ impl Chain for MotivationChain {
             _ => "Several tasks completed today.".to_owned(),
         };
         if p.streak_days >= 2 {
-            s.push_str(" The user is on a streak of days in a row with completed tasks.");
+            s.push_str(" The user is on a streak of days in a row with finished work.");
         }
         if !self.task_title.trim().is_empty() {
             s.push_str(&format!("\nNext task: <<<{}>>>", self.task_title.trim()));

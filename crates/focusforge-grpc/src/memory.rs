@@ -45,6 +45,28 @@ async fn recent_moods(mesh: &Mesh, caller: Option<Caller>, limit: i32) -> Vec<mo
     }
 }
 
+/// The streak the Gamification service keeps (the one streak every answer
+/// reports), or `None` where it is not deployed or does not answer in time.
+async fn game_streak(mesh: &Mesh, caller: Option<Caller>) -> Option<i32> {
+    use focusforge_proto::gamification::v1 as game_pb;
+    use game_pb::gamification_service_client::GamificationServiceClient;
+    let caller = caller?;
+    let conn = mesh
+        .conn(game_pb::gamification_service_server::SERVICE_NAME)
+        .ok()?;
+    let mut req = caller.request(game_pb::GetProgressRequest {});
+    req.set_timeout(std::time::Duration::from_secs(2));
+    match GamificationServiceClient::new(conn).get_progress(req).await {
+        Ok(r) => r.into_inner().progress?.streak.map(|s| s.current_days),
+        Err(s) => {
+            if s.code() != tonic::Code::Unimplemented {
+                tracing::warn!(error = %s.message(), "user context with the task streak");
+            }
+            None
+        }
+    }
+}
+
 type Reply<T> = Result<Response<T>, Status>;
 
 fn tier(v: &mut Violations, field: &str, raw: i32) -> Option<Tier> {
@@ -265,9 +287,10 @@ impl MemoryService for MemoryApi {
         let who = identity(&req).ok();
         let req = req.into_inner();
         let limit = if req.limit <= 0 { 5 } else { req.limit.min(20) };
-        let (ctx, moods) = tokio::join!(
+        let (ctx, moods, streak) = tokio::join!(
             self.memories.user_context(&user, &req.query, req.limit),
-            recent_moods(&self.mesh, who, limit),
+            recent_moods(&self.mesh, who.clone(), limit),
+            game_streak(&self.mesh, who),
         );
         let ctx = ctx.map_err(into_status)?;
         Ok(Response::new(pb::GetUserContextResponse {
@@ -289,7 +312,7 @@ impl MemoryService for MemoryApi {
             insights: ctx.insights.into_iter().map(to_pb).collect(),
             progress: Some(pb::Progress {
                 completed_today: ctx.progress.completed_today as i32,
-                streak_days: ctx.progress.streak_days as i32,
+                streak_days: streak.unwrap_or(ctx.progress.streak_days as i32),
             }),
             relevant_memories: ctx.relevant_memories.into_iter().map(hit_to_pb).collect(),
         }))

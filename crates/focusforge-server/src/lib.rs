@@ -51,6 +51,8 @@ fn kit_with(shared: Arc<Shared>) -> Kit {
         .with(services::JobService)
         .with(services::McpService(shared))
         .with(focusforge_mood::MoodService)
+        .with(focusforge_gamification::GamificationService)
+        .with(focusforge_focus::FocusService)
 }
 
 /// The embedded document store's file inside the data directory.
@@ -174,7 +176,12 @@ impl Backends {
     /// connected lazily: a server that is down at start-up makes the process
     /// degraded (and says so), not dead.
     pub async fn open(config: &Config) -> anyhow::Result<Self> {
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        Self::open_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// [`Backends::open`] on a given clock: every service, the store's
+    /// timestamps and the job queue read it (tests drive a manual one).
+    pub async fn open_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let kit = kit(config);
         let (store, store_kind, mongo): (SharedStore, _, _) = match &config.mongodb.uri {
             Some(uri) => {
@@ -406,6 +413,15 @@ fn open_files_limit() -> Option<usize> {
 /// Starts the configured services and the gateway on an already bound
 /// listener (tests bind `127.0.0.1:0`).
 pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Running> {
+    start_with_clock(config, listener, Arc::new(SystemClock)).await
+}
+
+/// [`start`] on a given clock.
+pub async fn start_with_clock(
+    config: &Config,
+    listener: TcpListener,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Running> {
     let verifier = user_verifier(config)?;
     let mut options = GatewayOptions {
         cors_origins: config.cors_origins.clone(),
@@ -420,7 +436,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     let mut worker = None;
 
     if !config.services.is_empty() {
-        let backends = Backends::open(config).await?;
+        let backends = Backends::open_with_clock(config, clock).await?;
         background.push(spawn_sweeper(
             backends.store.clone(),
             Duration::from_secs(config.sweep_interval_secs),

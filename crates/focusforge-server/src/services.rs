@@ -171,7 +171,12 @@ impl Service for TaskService {
         vec![ActionType::TaskManagement]
     }
     async fn build(&self, deps: &Deps) -> anyhow::Result<Built> {
-        let tasks = Tasks::new(deps.store.clone(), deps.clock.clone());
+        let tasks = Tasks::new(deps.store.clone(), deps.clock.clone()).with_hook(Arc::new(
+            focusforge_gamification::TaskCompletions {
+                mesh: deps.mesh.clone(),
+                jobs: deps.jobs.clone(),
+            },
+        ));
         Ok(
             Built::grpc(TaskServiceServer::new(TaskApi(tasks.clone()))).executor(
                 ActionType::TaskManagement,
