@@ -39,6 +39,8 @@ EXPECTED = {
     "ai.validate_proof", "tasks.complete", "tasks.create", "tasks.get", "tasks.list",
     "tasks.start", "mood.analyze_patterns", "mood.log", "memory.remember",
     "memory.search", "planner.execute_ready", "planner.list", "planner.plan",
+    "gamification.progress", "gamification.store", "gamification.redeem",
+    "focus.start", "focus.pause", "focus.resume", "focus.complete", "focus.current", "focus.stats",
 }
 
 
@@ -116,6 +118,46 @@ async def exercise(session, transport):
     check(f"{transport}: mood.analyze_patterns reads the logged moods",
           not patterns.is_error and ps.get("entries", 0) >= 1 and ps.get("time_zone") == "UTC"
           and "review" in ps.get("tags_without_enough_entries", []), patterns)
+    before = (await session.call_tool("gamification.progress", {})).structured_content or {}
+    done = await session.call_tool("tasks.complete", {"id": sc.get("id", "x") if isinstance(sc, dict) else "x"})
+    after = await session.call_tool("gamification.progress", {})
+    gp = after.structured_content or {}
+    check(f"{transport}: a completed task earns points once, seen by gamification.progress",
+          not done.is_error and not after.is_error
+          and gp.get("balance", 0) > before.get("balance", 0) and gp.get("level") == 1, (before, after))
+    store = await session.call_tool("gamification.store", {})
+    items = {i["id"]: i for i in (store.structured_content or {}).get("items", [])}
+    check(f"{transport}: gamification.store lists the items and the balance",
+          not store.is_error and "streak-freeze" in items
+          and (store.structured_content or {}).get("balance") == gp.get("balance"), store)
+    dear = await session.call_tool("gamification.redeem", {"item_id": "streak-freeze"})
+    check(f"{transport}: a redemption the balance cannot pay is a tool error saying so",
+          dear.is_error and "balance" in (dear.content[0].text if dear.content else ""), dear)
+    check(f"{transport}: no tool awards points", "gamification.award_points" not in names)
+    started = await session.call_tool("focus.start", {"planned_minutes": 25, "task_id": sc.get("id", "")})
+    fs = started.structured_content or {}
+    check(f"{transport}: focus.start starts a server-timed session",
+          not started.is_error and fs.get("state") == "running" and fs.get("planned_minutes") == 25
+          and fs.get("planned_end_at"), started)
+    current = await session.call_tool("focus.current", {})
+    check(f"{transport}: focus.current shows it",
+          ((current.structured_content or {}).get("session") or {}).get("id") == fs.get("id"), current)
+    paused = await session.call_tool("focus.pause", {})
+    check(f"{transport}: focus.pause pauses the current session",
+          (paused.structured_content or {}).get("state") == "paused", paused)
+    twice = await session.call_tool("focus.pause", {})
+    check(f"{transport}: pausing a paused session says its state",
+          twice.is_error and "paused" in (twice.content[0].text if twice.content else ""), twice)
+    resumed = await session.call_tool("focus.resume", {})
+    check(f"{transport}: focus.resume resumes it", (resumed.structured_content or {}).get("state") == "running", resumed)
+    completed = await session.call_tool("focus.complete", {})
+    cs = completed.structured_content or {}
+    check(f"{transport}: focus.complete completes it and proposes a short break",
+          not completed.is_error and cs.get("session", {}).get("state") == "completed"
+          and cs.get("next_kind") == "short_break", completed)
+    stats = await session.call_tool("focus.stats", {"days": 1})
+    check(f"{transport}: focus.stats counts the session",
+          (stats.structured_content or {}).get("focus_sessions_completed", 0) >= 1, stats)
     try:
         await session.call_tool("no.such.tool", {})
         check(f"{transport}: an unknown tool is a JSON-RPC error", False, "no error")

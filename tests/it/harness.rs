@@ -1,3 +1,5 @@
+use focusforge_proto::focus::v1::focus_service_client::FocusServiceClient;
+use focusforge_proto::gamification::v1::gamification_service_client::GamificationServiceClient;
 use focusforge_proto::mood::v1::mood_service_client::MoodServiceClient;
 use std::net::SocketAddr;
 use std::sync::Once;
@@ -70,8 +72,17 @@ impl Server {
     }
 
     pub async fn start_in(dir: TempDir, cfg: Config) -> Self {
+        Self::start_with_clock(dir, cfg, std::sync::Arc::new(focusforge_core::SystemClock)).await
+    }
+
+    /// A server whose services, store and job queue read `clock`.
+    pub async fn start_with_clock(
+        dir: TempDir,
+        cfg: Config,
+        clock: std::sync::Arc<dyn focusforge_core::Clock>,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let running = focusforge_server::start(&cfg, listener)
+        let running = focusforge_server::start_with_clock(&cfg, listener, clock)
             .await
             .expect("start");
         Self {
@@ -121,6 +132,14 @@ impl Server {
 
     pub async fn jobs(&self) -> JobServiceClient<Channel> {
         JobServiceClient::new(self.channel().await)
+    }
+
+    pub async fn game(&self) -> GamificationServiceClient<Channel> {
+        GamificationServiceClient::new(self.channel().await)
+    }
+
+    pub async fn focus(&self) -> FocusServiceClient<Channel> {
+        FocusServiceClient::new(self.channel().await)
     }
 
     pub async fn mood(&self) -> MoodServiceClient<Channel> {

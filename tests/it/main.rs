@@ -6,6 +6,8 @@ mod auth;
 mod backends;
 mod chain;
 mod context;
+mod focus;
+mod game;
 mod grpc_web;
 mod hardening;
 mod harness;

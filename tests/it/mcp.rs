@@ -51,8 +51,9 @@ async fn tools_run_for_the_caller_through_the_mesh() {
         .expect("list")
         .into_inner()
         .tools;
-    // The tools of the build's services: the engine's 15 and mood's 2.
-    assert_eq!(all.len(), 17);
+    // The tools of the build's services: the engine's 15, mood's 2,
+    // gamification's 3 and focus's 6.
+    assert_eq!(all.len(), 26);
     let tasks = mcp
         .list_tools(authed(
             "alice",
@@ -221,7 +222,7 @@ async fn status_follows_what_is_deployed() {
         .expect("status")
         .into_inner()
         .tools;
-    assert_eq!(status.len(), 17);
+    assert_eq!(status.len(), 26);
     for s in &status {
         let expect = s.name.starts_with("tasks.");
         assert_eq!(s.available, expect, "{s:?}");
