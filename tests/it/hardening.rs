@@ -502,7 +502,7 @@ async fn motivation_counts_every_completion_in_the_users_time_zone() {
     let now = Utc::now();
     let today = now.with_timezone(&zone).date_naive();
     let start = focusforge_tasks::day_start(zone, today);
-    let earlier = vec![
+    let earlier = [
         // Local today, just after midnight: UTC yesterday.
         (start + Days::minutes(1)).min(now - Days::seconds(1)),
         // Local yesterday and the day before.
