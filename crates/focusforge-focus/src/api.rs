@@ -17,8 +17,6 @@ use focusforge_proto::focus::v1 as pb;
 use focusforge_proto::focus::v1::focus_service_server::FocusService as FocusRpc;
 use focusforge_proto::tasks::v1 as tasks_pb;
 use focusforge_proto::tasks::v1::task_service_client::TaskServiceClient;
-use focusforge_proto::users::v1 as users_pb;
-use focusforge_proto::users::v1::user_service_client::UserServiceClient;
 use serde_json::{Value, json};
 use tonic::{Request, Response, Status};
 
@@ -110,16 +108,7 @@ fn next_pb(n: Next) -> pb::NextSession {
 /// The user's focus preferences (the defaults when the Users service
 /// cannot be reached).
 pub async fn prefs(mesh: &Mesh, caller: &Caller) -> Prefs {
-    let Ok(conn) = mesh.conn(users_pb::user_service_server::SERVICE_NAME) else {
-        return Prefs::default();
-    };
-    let p = UserServiceClient::new(conn)
-        .get_profile(caller.request(users_pb::GetProfileRequest {}))
-        .await
-        .ok()
-        .and_then(|r| r.into_inner().profile)
-        .and_then(|p| p.preferences);
-    let Some(p) = p else {
+    let Some(p) = focusforge_grpc::preferences_of(mesh, caller).await else {
         return Prefs::default();
     };
     Prefs {

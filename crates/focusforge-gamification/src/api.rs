@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use focusforge_core::{Error, UserId};
 use focusforge_grpc::convert::{mask_paths, timestamp};
-use focusforge_grpc::{caller, identity, into_status, service_caller};
+use focusforge_grpc::{caller, from_status, identity, into_status, service_caller};
 use focusforge_jobs::{Handler, JobContext, JobError, JobSpec, Jobs};
 use focusforge_kit::{Caller, Mesh};
 use focusforge_planner::{ActionSpec, Executor};
@@ -19,8 +19,6 @@ use focusforge_proto::gamification::v1::gamification_service_client::Gamificatio
 use focusforge_proto::gamification::v1::gamification_service_server::GamificationService as GameRpc;
 use focusforge_proto::tasks::v1 as tasks_pb;
 use focusforge_proto::tasks::v1::task_service_client::TaskServiceClient;
-use focusforge_proto::users::v1 as users_pb;
-use focusforge_proto::users::v1::user_service_client::UserServiceClient;
 use focusforge_tasks::{CompletionHook, Task};
 use serde_json::{Value, json};
 use tonic::{Request, Response, Status};
@@ -165,16 +163,7 @@ fn upstream(service: &str, s: Status) -> Status {
 /// The user's days, from their profile (UTC and no goal when the Users
 /// service cannot be reached).
 pub async fn user_days(mesh: &Mesh, caller: &Caller) -> UserDays {
-    let Ok(conn) = mesh.conn(users_pb::user_service_server::SERVICE_NAME) else {
-        return UserDays::default();
-    };
-    let prefs = UserServiceClient::new(conn)
-        .get_profile(caller.request(users_pb::GetProfileRequest {}))
-        .await
-        .ok()
-        .and_then(|r| r.into_inner().profile)
-        .and_then(|p| p.preferences);
-    let Some(p) = prefs else {
+    let Some(p) = focusforge_grpc::preferences_of(mesh, caller).await else {
         return UserDays::default();
     };
     UserDays {
@@ -571,18 +560,6 @@ pub struct GameExecutor {
     pub mesh: Mesh,
 }
 
-fn status_error(s: &Status) -> Error {
-    let message = s.message().to_owned();
-    match s.code() {
-        tonic::Code::InvalidArgument => Error::invalid("params", message),
-        tonic::Code::NotFound => Error::NotFound(message),
-        tonic::Code::FailedPrecondition => Error::FailedPrecondition(message),
-        tonic::Code::Unimplemented => Error::Unimplemented(message),
-        tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => Error::Internal(message),
-        _ => Error::Unavailable(message),
-    }
-}
-
 #[async_trait]
 impl Executor for GameExecutor {
     async fn execute(
@@ -591,7 +568,7 @@ impl Executor for GameExecutor {
         action: &ActionSpec,
         params: Value,
     ) -> Result<Value, Error> {
-        let conn = self.mesh.conn(SERVICE).map_err(|s| status_error(&s))?;
+        let conn = self.mesh.conn(SERVICE).map_err(|s| from_status(&s))?;
         let caller = self
             .mesh
             .acting(user.clone(), "planner")
@@ -619,7 +596,7 @@ impl Executor for GameExecutor {
                         }),
                     )
                     .await
-                    .map_err(|s| status_error(&s))?
+                    .map_err(|s| from_status(&s))?
                     .into_inner();
                 Ok(json!({
                     "item_id": item_id,
@@ -631,7 +608,7 @@ impl Executor for GameExecutor {
                 let p = client
                     .get_progress(caller.request(pb::GetProgressRequest {}))
                     .await
-                    .map_err(|s| status_error(&s))?
+                    .map_err(|s| from_status(&s))?
                     .into_inner()
                     .progress
                     .unwrap_or_default();

@@ -471,6 +471,21 @@ pub struct Item {
     pub version: i64,
 }
 
+impl From<&ItemRule> for Item {
+    fn from(i: &ItemRule) -> Self {
+        Item {
+            id: i.id.clone(),
+            kind: i.kind,
+            name: i.name.clone(),
+            description: i.description.clone(),
+            cost: i.cost,
+            created_at: None,
+            updated_at: None,
+            version: 0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct RewardBody {
     name: String,
@@ -887,21 +902,7 @@ impl Game {
 
     /// The deployment's items and the user's own rewards.
     pub async fn items(&self, user: &UserId) -> Result<Vec<Item>> {
-        let mut out: Vec<Item> = self
-            .settings
-            .items
-            .iter()
-            .map(|i| Item {
-                id: i.id.clone(),
-                kind: i.kind,
-                name: i.name.clone(),
-                description: i.description.clone(),
-                cost: i.cost,
-                created_at: None,
-                updated_at: None,
-                version: 0,
-            })
-            .collect();
+        let mut out: Vec<Item> = self.settings.items.iter().map(Item::from).collect();
         let page = self
             .store
             .find(
@@ -1037,16 +1038,7 @@ impl Game {
 
     async fn item(&self, user: &UserId, id: &str) -> Result<Item> {
         if let Some(i) = self.settings.items.iter().find(|i| i.id == id) {
-            return Ok(Item {
-                id: i.id.clone(),
-                kind: i.kind,
-                name: i.name.clone(),
-                description: i.description.clone(),
-                cost: i.cost,
-                created_at: None,
-                updated_at: None,
-                version: 0,
-            });
+            return Ok(Item::from(i));
         }
         match self.store.get(REWARDS, user, id).await {
             Ok(Some(doc)) => to_reward(doc),

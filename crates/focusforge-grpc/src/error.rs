@@ -6,6 +6,22 @@ use focusforge_proto::common::v1::ErrorReason;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+/// Another service's answer as this one's domain error, for executors and
+/// jobs that call services: the caller's mistakes stay theirs
+/// (`params` names the action's input), a refused identity is this
+/// process's fault, anything else may pass on a retry.
+pub fn from_status(s: &Status) -> Error {
+    let message = s.message().to_owned();
+    match s.code() {
+        Code::InvalidArgument => Error::invalid("params", message),
+        Code::NotFound => Error::NotFound(message),
+        Code::FailedPrecondition => Error::FailedPrecondition(message),
+        Code::Unimplemented => Error::Unimplemented(message),
+        Code::Unauthenticated | Code::PermissionDenied => Error::Internal(message),
+        _ => Error::Unavailable(message),
+    }
+}
+
 /// The one place domain errors become gRPC statuses. Client mistakes carry
 /// `google.rpc` details (field violations, an `ErrorInfo` reason); internal
 /// errors are logged in the request's span and sent as a bare `internal`.

@@ -15,10 +15,10 @@ mod users;
 
 pub use auth::{AuthInterceptor, caller, identity, service_caller};
 pub use chain::ChainApi;
-pub use error::into_status;
+pub use error::{from_status, into_status};
 pub use jobs::JobApi;
 pub use mcp::McpApi;
 pub use memory::MemoryApi;
 pub use planner::PlannerApi;
 pub use tasks::TaskApi;
-pub use users::UserApi;
+pub use users::{UserApi, preferences_of};

@@ -7,6 +7,28 @@ use tonic::{Request, Response, Status};
 use crate::convert::{mask_paths, timestamp};
 use crate::{caller, into_status};
 
+/// The caller's preferences from the Users service, wherever it runs
+/// (`None` where it is not deployed or does not answer): what the other
+/// services read of a profile.
+pub async fn preferences_of(
+    mesh: &focusforge_mesh::Mesh,
+    caller: &focusforge_mesh::Caller,
+) -> Option<pb::Preferences> {
+    use focusforge_proto::users::v1::user_service_client::UserServiceClient;
+    let conn = mesh
+        .conn(focusforge_proto::users::v1::user_service_server::SERVICE_NAME)
+        .ok()?;
+    let mut req = caller.request(pb::GetProfileRequest {});
+    req.set_timeout(std::time::Duration::from_secs(2));
+    UserServiceClient::new(conn)
+        .get_profile(req)
+        .await
+        .ok()?
+        .into_inner()
+        .profile?
+        .preferences
+}
+
 /// `focusforge.users.v1.UserService` over the users domain.
 #[derive(Clone)]
 pub struct UserApi(pub Users);

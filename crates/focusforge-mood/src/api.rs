@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use focusforge_core::{Error, UserId, Violations};
 use focusforge_grpc::convert::{from_timestamp, mask_paths, timestamp};
-use focusforge_grpc::{caller, identity, into_status};
+use focusforge_grpc::{caller, from_status, identity, into_status};
 use focusforge_kit::{Caller, Mesh};
 use focusforge_planner::{ActionSpec, Executor};
 use focusforge_proto::mood::v1 as pb;
@@ -14,8 +14,6 @@ use focusforge_proto::mood::v1::mood_service_client::MoodServiceClient;
 use focusforge_proto::mood::v1::mood_service_server::MoodService as MoodRpc;
 use focusforge_proto::tasks::v1 as tasks_pb;
 use focusforge_proto::tasks::v1::task_service_client::TaskServiceClient;
-use focusforge_proto::users::v1 as users_pb;
-use focusforge_proto::users::v1::user_service_client::UserServiceClient;
 use serde_json::{Value, json};
 use tonic::{Request, Response, Status};
 
@@ -250,16 +248,8 @@ struct MeshFacts {
 #[async_trait]
 impl UserFacts for MeshFacts {
     async fn time_zone(&self) -> Tz {
-        let Ok(conn) = self.mesh.conn(users_pb::user_service_server::SERVICE_NAME) else {
-            return chrono_tz::UTC;
-        };
-        let profile = UserServiceClient::new(conn)
-            .get_profile(self.caller.request(users_pb::GetProfileRequest {}))
-            .await;
-        profile
-            .ok()
-            .and_then(|r| r.into_inner().profile)
-            .and_then(|p| p.preferences)
+        focusforge_grpc::preferences_of(&self.mesh, &self.caller)
+            .await
             .and_then(|p| p.timezone.parse().ok())
             .unwrap_or(chrono_tz::UTC)
     }
@@ -345,19 +335,6 @@ fn integer(params: &Value, field: &str) -> Result<i32, Error> {
             .as_i64()
             .and_then(|n| i32::try_from(n).ok())
             .ok_or_else(|| Error::invalid(format!("params.{field}"), "must be an integer")),
-    }
-}
-
-/// An error from another service as the domain's.
-fn from_status(s: &Status) -> Error {
-    let message = s.message().to_owned();
-    match s.code() {
-        tonic::Code::InvalidArgument => Error::invalid("params", message),
-        tonic::Code::NotFound => Error::NotFound(message),
-        tonic::Code::Unimplemented => Error::Unimplemented(message),
-        tonic::Code::FailedPrecondition => Error::FailedPrecondition(message),
-        tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => Error::Internal(message),
-        _ => Error::Unavailable(message),
     }
 }
 

@@ -889,7 +889,16 @@ mod tests {
         assert_eq!(
             cfg.services,
             [
-                "chain", "memory", "tasks", "users", "planner", "jobs", "mcp", "mood"
+                "chain",
+                "memory",
+                "tasks",
+                "users",
+                "planner",
+                "jobs",
+                "mcp",
+                "mood",
+                "gamification",
+                "focus"
             ],
             "every service of the kit by default"
         );
