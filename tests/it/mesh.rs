@@ -33,6 +33,8 @@ const PLANNER: &str = "focusforge.planner.v1.PlannerService";
 const JOBS: &str = "focusforge.jobs.v1.JobService";
 const MCP: &str = "focusforge.mcp.v1.McpService";
 const MOOD: &str = "focusforge.mood.v1.MoodService";
+const GAME: &str = "focusforge.gamification.v1.GamificationService";
+const FOCUS: &str = "focusforge.focus.v1.FocusService";
 
 /// An address nothing listens on.
 async fn dead_address() -> String {
@@ -91,7 +93,9 @@ async fn reflected_services(server: &Server) -> Vec<String> {
 #[tokio::test]
 async fn a_single_process_reports_health_and_reflection_for_each_service() {
     let server = Server::start().await;
-    for service in ["", CHAIN, MEMORY, TASKS, USERS, PLANNER, JOBS, MCP, MOOD] {
+    for service in [
+        "", CHAIN, MEMORY, TASKS, USERS, PLANNER, JOBS, MCP, MOOD, GAME, FOCUS,
+    ] {
         assert_eq!(
             health(&server, service).await.expect("check"),
             ServingStatus::Serving as i32,
@@ -107,6 +111,8 @@ async fn a_single_process_reports_health_and_reflection_for_each_service() {
         names,
         [
             CHAIN,
+            FOCUS,
+            GAME,
             JOBS,
             MCP,
             MEMORY,
