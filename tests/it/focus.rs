@@ -356,6 +356,17 @@ async fn streaks_cross_a_daylight_saving_change_and_a_freeze_covers_a_missed_day
     for _ in 0..3 {
         session(200).await;
     }
+    let mut moods = server.mood().await;
+    let log = |score: i32| {
+        authed(
+            "dana",
+            focusforge_proto::mood::v1::LogMoodRequest {
+                score,
+                ..Default::default()
+            },
+        )
+    };
+    moods.log_mood(log(5)).await.expect("mood");
     // 02:30 on Friday the 6th in New York is before the day start (04:00):
     // it still counts for Thursday.
     clock.set(t("2026-03-06T07:30:00Z"));
@@ -370,6 +381,7 @@ async fn streaks_cross_a_daylight_saving_change_and_a_freeze_covers_a_missed_day
     // Friday 10:00: the second day.
     clock.set(t("2026-03-06T15:00:00Z"));
     session(25).await;
+    moods.log_mood(log(3)).await.expect("mood");
     let p = progress(&server, "dana").await;
     assert_eq!(p.streak.as_ref().map(|s| s.current_days), Some(2));
     // A freeze bought with points.
@@ -394,5 +406,30 @@ async fn streaks_cross_a_daylight_saving_change_and_a_freeze_covers_a_missed_day
     assert_eq!(streak.last_active_day, "2026-03-08");
     assert_eq!(streak.frozen_days, vec!["2026-03-07".to_owned()]);
     assert_eq!(streak.freezes_available, 0);
+    // Mood against the day's focus minutes (600, 50 and 25 on the days of
+    // moods 5, 3 and 1), read by the Mood service from the Focus service.
+    moods.log_mood(log(1)).await.expect("mood");
+    let patterns = moods
+        .get_mood_patterns(authed(
+            "dana",
+            focusforge_proto::mood::v1::GetMoodPatternsRequest {
+                start_time: Some(prost_types::Timestamp {
+                    seconds: t("2026-03-01T00:00:00Z").timestamp(),
+                    nanos: 0,
+                }),
+                end_time: Some(prost_types::Timestamp {
+                    seconds: t("2026-03-10T00:00:00Z").timestamp(),
+                    nanos: 0,
+                }),
+            },
+        ))
+        .await
+        .expect("patterns")
+        .into_inner()
+        .patterns
+        .expect("patterns");
+    let focus = patterns.with_focus_minutes.expect("focus correlation");
+    assert_eq!(focus.days, 3, "{focus:?}");
+    assert!(focus.r > 0.5, "{focus:?}");
     server.stop().await;
 }

@@ -86,6 +86,7 @@ fn patterns_pb(p: Patterns) -> pb::MoodPatterns {
             .collect(),
         with_task_completions: Some(correlation(p.with_task_completions)),
         with_minutes_worked: Some(correlation(p.with_minutes_worked)),
+        with_focus_minutes: Some(correlation(p.with_focus_minutes)),
         truncated: p.truncated,
     }
 }
@@ -295,6 +296,61 @@ impl UserFacts for MeshFacts {
                     at: done,
                     minutes: minutes as u32,
                 });
+            }
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        Ok(out)
+    }
+
+    async fn focus_sessions(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> focusforge_core::Result<Vec<Completion>> {
+        use focusforge_proto::focus::v1 as focus_pb;
+        use focusforge_proto::focus::v1::focus_service_client::FocusServiceClient;
+        let Ok(conn) = self.mesh.conn(focus_pb::focus_service_server::SERVICE_NAME) else {
+            return Ok(Vec::new());
+        };
+        let mut client = FocusServiceClient::new(conn);
+        let mut out = Vec::new();
+        let mut token = String::new();
+        let ts = |t: DateTime<Utc>| prost_types::Timestamp {
+            seconds: t.timestamp(),
+            nanos: 0,
+        };
+        for _ in 0..COMPLETED_PAGES {
+            let page = client
+                .list_sessions(self.caller.request(focus_pb::ListSessionsRequest {
+                    start_time: Some(ts(from - chrono::Duration::hours(4))),
+                    end_time: Some(ts(to)),
+                    page_size: 100,
+                    page_token: token.clone(),
+                    ..Default::default()
+                }))
+                .await
+                .map_err(|s| Error::Unavailable(format!("focus service: {}", s.message())))?
+                .into_inner();
+            for s in page.sessions {
+                let completed = focus_pb::SessionState::try_from(s.state)
+                    == Ok(focus_pb::SessionState::Completed);
+                let focus =
+                    focus_pb::SessionKind::try_from(s.kind) == Ok(focus_pb::SessionKind::Focus);
+                let Some(end) = s
+                    .end_time
+                    .and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
+                else {
+                    continue;
+                };
+                if completed && focus && end >= from && end < to {
+                    out.push(Completion {
+                        at: end,
+                        minutes: (s.focused_seconds / 60).clamp(0, 240) as u32,
+                    });
+                }
             }
             if page.next_page_token.is_empty() {
                 break;

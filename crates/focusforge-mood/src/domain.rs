@@ -250,13 +250,23 @@ pub trait UserFacts: Send + Sync {
     async fn time_zone(&self) -> Tz;
     /// Tasks completed in `[from, to)`: when, and minutes worked on each.
     async fn completions(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<Completion>>;
+    /// Focus sessions completed in `[from, to)`: when they ended, and the
+    /// minutes focused. None where no Focus service is deployed.
+    async fn focus_sessions(
+        &self,
+        _from: DateTime<Utc>,
+        _to: DateTime<Utc>,
+    ) -> Result<Vec<Completion>> {
+        Ok(Vec::new())
+    }
 }
 
-/// A completed task, as the patterns count it.
+/// A completed task or focus session, as the patterns count it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Completion {
     pub at: DateTime<Utc>,
-    /// From start to completion (at most 12 hours), else the estimate.
+    /// For a task, from start to completion (at most 12 hours), else the
+    /// estimate; for a focus session, the minutes focused.
     pub minutes: u32,
 }
 
@@ -320,6 +330,7 @@ pub struct Patterns {
     pub emotions: Vec<EmotionCount>,
     pub with_task_completions: Correlation,
     pub with_minutes_worked: Correlation,
+    pub with_focus_minutes: Correlation,
     pub truncated: bool,
 }
 
@@ -614,15 +625,21 @@ impl Moods {
         }
         let (entries, truncated) = self.read_range(user, from, to).await?;
         let tz = facts.time_zone().await;
-        let completions = if entries.is_empty() {
-            Vec::new()
+        let (completions, focus) = if entries.is_empty() {
+            (Vec::new(), Vec::new())
         } else {
-            facts.completions(from, to).await.unwrap_or_else(|e| {
+            let (c, f) = tokio::join!(facts.completions(from, to), facts.focus_sessions(from, to));
+            let c = c.unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "mood patterns without task completions");
                 Vec::new()
-            })
+            });
+            let f = f.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "mood patterns without focus sessions");
+                Vec::new()
+            });
+            (c, f)
         };
-        Ok(analyse(&entries, tz, &completions, truncated))
+        Ok(analyse(&entries, tz, &completions, &focus, truncated))
     }
 
     async fn read_range(
@@ -693,6 +710,7 @@ pub fn analyse(
     entries: &[MoodEntry],
     tz: Tz,
     completions: &[Completion],
+    focus: &[Completion],
     truncated: bool,
 ) -> Patterns {
     let score = |e: &MoodEntry| f64::from(e.score);
@@ -791,6 +809,19 @@ pub fn analyse(
         .collect();
     let counts: Vec<(f64, f64)> = daily.iter().map(|(m, (n, _))| (*n, *m)).collect();
     let minutes: Vec<(f64, f64)> = daily.iter().map(|(m, (_, min))| (*min, *m)).collect();
+    let mut focused: HashMap<NaiveDate, f64> = HashMap::new();
+    for f in focus {
+        *focused.entry(local_day(tz, f.at)).or_default() += f64::from(f.minutes);
+    }
+    let focus_minutes: Vec<(f64, f64)> = days
+        .iter()
+        .map(|(day, xs)| {
+            (
+                focused.get(day).copied().unwrap_or_default(),
+                mean(xs.iter().copied()),
+            )
+        })
+        .collect();
 
     let energies: Vec<f64> = entries
         .iter()
@@ -817,6 +848,11 @@ pub fn analyse(
             measure: "minutes worked on completed tasks per day",
             r: round2(pearson(&minutes)),
             days: minutes.len(),
+        },
+        with_focus_minutes: Correlation {
+            measure: "minutes focused in completed focus sessions per day",
+            r: round2(pearson(&focus_minutes)),
+            days: focus_minutes.len(),
         },
         truncated,
     }
@@ -856,11 +892,11 @@ mod tests {
             entry(2, &[], at(5, 9)),
             entry(2, &[], at(6, 9)),
         ];
-        let p = analyse(&entries, chrono_tz::UTC, &[], false);
+        let p = analyse(&entries, chrono_tz::UTC, &[], &[], false);
         assert!(p.better_with.is_empty(), "2 with: not yet");
         assert_eq!(p.tags_without_enough_entries, ["exercise"]);
         entries.push(entry(4, &["exercise"], at(7, 9)));
-        let p = analyse(&entries, chrono_tz::UTC, &[], false);
+        let p = analyse(&entries, chrono_tz::UTC, &[], &[], false);
         let e = &p.better_with[0];
         assert_eq!((e.tag.as_str(), e.with, e.without), ("exercise", 3, 3));
         assert!((e.effect - (14.0 / 3.0 - 2.0)).abs() < 0.01, "{}", e.effect);
@@ -873,7 +909,13 @@ mod tests {
             .with_ymd_and_hms(2026, 11, 30, 23, 30, 0)
             .single()
             .expect("time");
-        let p = analyse(&[entry(4, &[], when)], chrono_tz::Asia::Tokyo, &[], false);
+        let p = analyse(
+            &[entry(4, &[], when)],
+            chrono_tz::Asia::Tokyo,
+            &[],
+            &[],
+            false,
+        );
         assert_eq!(p.by_hour[0].key, 8);
         assert_eq!(p.by_weekday[0].key, 2);
         assert_eq!(p.time_zone, "Asia/Tokyo");
@@ -894,11 +936,12 @@ mod tests {
                 })
             })
             .collect();
-        let p = analyse(&entries, chrono_tz::UTC, &completions, false);
+        let p = analyse(&entries, chrono_tz::UTC, &completions, &completions, false);
         assert_eq!(p.with_task_completions.days, 6);
         assert!((p.with_task_completions.r - 1.0).abs() < 1e-9);
         assert!((p.with_minutes_worked.r - 1.0).abs() < 1e-9);
-        let none = analyse(&entries, chrono_tz::UTC, &[], false);
+        assert!((p.with_focus_minutes.r - 1.0).abs() < 1e-9);
+        let none = analyse(&entries, chrono_tz::UTC, &[], &[], false);
         assert_eq!(none.with_task_completions.r, 0.0, "no variation, no r");
     }
 

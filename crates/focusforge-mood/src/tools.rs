@@ -115,6 +115,7 @@ pub struct MoodPatterns {
     pub tags_without_enough_entries: Vec<String>,
     pub with_task_completions: Option<Correlation>,
     pub with_minutes_worked: Option<Correlation>,
+    pub with_focus_minutes: Option<Correlation>,
 }
 
 fn client(mesh: &Mesh) -> Result<MoodServiceClient<focusforge_kit::Conn>, ToolError> {
@@ -181,6 +182,7 @@ async fn analyze(
         tags_without_enough_entries: p.tags_without_enough_entries,
         with_task_completions: p.with_task_completions.map(correlation),
         with_minutes_worked: p.with_minutes_worked.map(correlation),
+        with_focus_minutes: p.with_focus_minutes.map(correlation),
     })
 }
 
@@ -198,7 +200,7 @@ pub fn tools() -> Vec<Tool> {
         Tool::new::<MoodPatternsInput, MoodPatterns, _, _>(
             "mood.analyze_patterns",
             "Analyse mood patterns",
-            "Mood by hour and weekday in the user's time zone, the tags that go with better and worse mood, and mood against completed tasks.",
+            "Mood by hour and weekday in the user's time zone, the tags that go with better and worse mood, and mood against completed tasks and focus minutes.",
             Category::Mood,
             MOOD,
             analyze,
