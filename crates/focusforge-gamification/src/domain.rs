@@ -505,12 +505,18 @@ pub struct EntryPage {
     pub next_page_token: String,
 }
 
+/// Writers of one wallet in this process take turns (by a lock per shard of
+/// users), so they do not spend their work on lost races; writers in other
+/// processes are still ordered by the wallet's version.
+const WALLET_LOCKS: usize = 64;
+
 /// The gamification domain. Every method acts on the given user only.
 #[derive(Clone)]
 pub struct Game {
     store: SharedStore,
     clock: Arc<dyn Clock>,
     settings: Arc<Settings>,
+    locks: Arc<Vec<tokio::sync::Mutex<()>>>,
 }
 
 fn store_err(e: StoreError) -> Error {
@@ -532,6 +538,11 @@ impl Game {
             store,
             clock,
             settings: Arc::new(settings),
+            locks: Arc::new(
+                (0..WALLET_LOCKS)
+                    .map(|_| tokio::sync::Mutex::new(()))
+                    .collect(),
+            ),
         }
     }
 
@@ -623,6 +634,8 @@ impl Game {
     where
         F: FnMut(&mut Wallet, DateTime<Utc>) -> Result<Vec<Draft>>,
     {
+        let shard = page_token::fingerprint(user.as_str()) as usize % WALLET_LOCKS;
+        let _turn = self.locks[shard].lock().await;
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
                 let cap_us = 1000u64 << attempt.min(4);
