@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration};
 use focusforge_core::{Error, UserId, Violations};
 use focusforge_gamification::{Cause, award_or_later};
 use focusforge_grpc::convert::{enum_value, from_timestamp, timestamp};
@@ -567,7 +567,7 @@ impl Handler for TimerJob {
     async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
         let id = session_id(ctx)?;
         let user = &ctx.job.spec.user;
-        match self.focus.tick(user, &id).await {
+        match self.focus.get(user, &id).await {
             Ok(o) => {
                 self.effects.after(user, &o).await;
                 Ok(())
@@ -623,9 +623,4 @@ pub fn handlers(focus: &Focus, effects: &Effects) -> (Arc<dyn Handler>, Arc<dyn 
             effects: effects.clone(),
         }),
     )
-}
-
-/// A timestamp for the MCP tools.
-pub fn at(ts: Option<prost_types::Timestamp>) -> Option<DateTime<Utc>> {
-    ts.and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
 }

@@ -609,7 +609,8 @@ impl Focus {
         v.optional_text("request_id", request_id, limits::REQUEST_ID_CHARS);
         v.finish()?;
         let now = self.now();
-        let mut outcome = (false, false, false);
+        // (completed in this write, the next due moment moved)
+        let mut outcome = (false, false);
         let doc = focusforge_store::modify(
             self.store.as_ref(),
             SESSIONS,
@@ -621,7 +622,7 @@ impl Focus {
                 let mut body: Body = serde_json::from_value(doc.body.clone())
                     .map_err(|e| Error::internal(format!("session is unreadable: {e}")))?;
                 if !request_id.is_empty() && body.requests.iter().any(|r| r == request_id) {
-                    outcome = (false, false, true);
+                    outcome = (false, false);
                     return Ok(None);
                 }
                 let was_open = body.state.is_open();
@@ -629,14 +630,14 @@ impl Focus {
                 let settled = body.settle(ms(now));
                 let changed = change(&mut body, ms(now))?;
                 if !(settled || changed) {
-                    outcome = (false, false, false);
+                    outcome = (false, false);
                     return Ok(None);
                 }
                 if changed {
                     remember(&mut body, request_id);
                 }
                 let completed = was_open && body.state == State::Completed;
-                outcome = (completed, body.next_due() != due_before, false);
+                outcome = (completed, body.next_due() != due_before);
                 serde_json::to_value(&body)
                     .map(Some)
                     .map_err(Error::internal)
@@ -647,7 +648,7 @@ impl Focus {
         Ok(Outcome {
             session,
             completed: outcome.0,
-            reschedule: outcome.1 && !outcome.2,
+            reschedule: outcome.1,
         })
     }
 
@@ -718,11 +719,6 @@ impl Focus {
     /// The session, settled.
     pub async fn get(&self, user: &UserId, id: &str) -> Result<Outcome> {
         self.change(user, id, "", |_b, _now| Ok(false)).await
-    }
-
-    /// What the clock did to the session, for the timer.
-    pub async fn tick(&self, user: &UserId, id: &str) -> Result<Outcome> {
-        self.get(user, id).await
     }
 
     /// The open session, if any.

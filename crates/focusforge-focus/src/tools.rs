@@ -1,14 +1,14 @@
 //! The MCP tools of the Focus service.
 
 use chrono::{DateTime, Duration, Utc};
-use focusforge_mcp::tools::{missing, pb_ts};
+use focusforge_mcp::tools::{missing, pb_ts, ts as at};
 use focusforge_mcp::{Caller, Category, Mesh, Tool, ToolError};
 use focusforge_proto::focus::v1 as pb;
 use focusforge_proto::focus::v1::focus_service_client::FocusServiceClient;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::api::{SERVICE, at};
+use crate::api::SERVICE;
 use crate::domain::limits;
 
 fn client(mesh: &Mesh) -> Result<FocusServiceClient<focusforge_kit::Conn>, ToolError> {

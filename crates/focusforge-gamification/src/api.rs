@@ -1,16 +1,13 @@
 //! The gRPC edge of the Gamification service; the facts it checks with the
 //! Users, Task and Focus services; the hook that awards completed tasks; the
 //! award job; and the planner's gamification executor.
-
-use std::sync::Arc;
-
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use focusforge_core::{Error, UserId};
 use focusforge_grpc::convert::{mask_paths, timestamp};
 use focusforge_grpc::{caller, from_status, identity, into_status, service_caller};
 use focusforge_jobs::{Handler, JobContext, JobError, JobSpec, Jobs};
 use focusforge_kit::{Caller, Mesh};
+use focusforge_mcp::tools::ts;
 use focusforge_planner::{ActionSpec, Executor};
 use focusforge_proto::focus::v1 as focus_pb;
 use focusforge_proto::focus::v1::focus_service_client::FocusServiceClient;
@@ -181,10 +178,6 @@ pub async fn user_days(mesh: &Mesh, caller: &Caller) -> UserDays {
     }
 }
 
-fn time(ts: Option<prost_types::Timestamp>) -> Option<DateTime<Utc>> {
-    ts.and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
-}
-
 /// The task, if the Task service says it is the user's and completed.
 async fn completed_task(mesh: &Mesh, caller: &Caller, id: &str) -> Result<CompletedTask, Status> {
     let conn = mesh.conn(tasks_pb::task_service_server::SERVICE_NAME)?;
@@ -197,7 +190,7 @@ async fn completed_task(mesh: &Mesh, caller: &Caller, id: &str) -> Result<Comple
         .ok_or_else(|| Status::internal("the task service answered without the task"))?;
     let completed_at = match (
         tasks_pb::TaskStatus::try_from(task.status),
-        time(task.complete_time),
+        ts(task.complete_time),
     ) {
         (Ok(tasks_pb::TaskStatus::Completed), Some(at)) => at,
         _ => {
@@ -219,7 +212,7 @@ async fn completed_task(mesh: &Mesh, caller: &Caller, id: &str) -> Result<Comple
         title: task.title,
         priority,
         estimated_minutes: task.estimated_minutes,
-        due_at: time(task.due_time),
+        due_at: ts(task.due_time),
         completed_at,
     })
 }
@@ -242,7 +235,7 @@ async fn completed_session(
     let completed =
         focus_pb::SessionState::try_from(s.state) == Ok(focus_pb::SessionState::Completed);
     let focus = focus_pb::SessionKind::try_from(s.kind) == Ok(focus_pb::SessionKind::Focus);
-    let Some(ended_at) = time(s.end_time).filter(|_| completed && focus) else {
+    let Some(ended_at) = ts(s.end_time).filter(|_| completed && focus) else {
         return Err(Status::failed_precondition(format!(
             "session {id} is not a completed focus session"
         )));
@@ -621,9 +614,4 @@ impl Executor for GameExecutor {
             _ => Err(Error::invalid("params.op", "must be redeem or progress")),
         }
     }
-}
-
-/// Keeps the handler type-erased for the kit.
-pub fn award_job(mesh: Mesh) -> Arc<dyn Handler> {
-    Arc::new(AwardJob { mesh })
 }

@@ -82,6 +82,11 @@ impl Service for GamificationService {
                     mesh: deps.mesh.clone(),
                 }),
             )
-            .job(AWARD_JOB, api::award_job(deps.mesh.clone())))
+            .job(
+                AWARD_JOB,
+                Arc::new(api::AwardJob {
+                    mesh: deps.mesh.clone(),
+                }),
+            ))
     }
 }

@@ -318,15 +318,11 @@ impl UserFacts for MeshFacts {
         let mut client = FocusServiceClient::new(conn);
         let mut out = Vec::new();
         let mut token = String::new();
-        let ts = |t: DateTime<Utc>| prost_types::Timestamp {
-            seconds: t.timestamp(),
-            nanos: 0,
-        };
         for _ in 0..COMPLETED_PAGES {
             let page = client
                 .list_sessions(self.caller.request(focus_pb::ListSessionsRequest {
-                    start_time: Some(ts(from - chrono::Duration::hours(4))),
-                    end_time: Some(ts(to)),
+                    start_time: Some(timestamp(from - chrono::Duration::hours(4))),
+                    end_time: Some(timestamp(to)),
                     page_size: 100,
                     page_token: token.clone(),
                     ..Default::default()
@@ -339,10 +335,7 @@ impl UserFacts for MeshFacts {
                     == Ok(focus_pb::SessionState::Completed);
                 let focus =
                     focus_pb::SessionKind::try_from(s.kind) == Ok(focus_pb::SessionKind::Focus);
-                let Some(end) = s
-                    .end_time
-                    .and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
-                else {
+                let Some(end) = focusforge_mcp::tools::ts(s.end_time) else {
                     continue;
                 };
                 if completed && focus && end >= from && end < to {

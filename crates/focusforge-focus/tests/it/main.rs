@@ -50,17 +50,17 @@ async fn a_session_completes_by_itself_at_its_end_without_its_pause() {
         .expect("resume");
     // 28 minutes in, four of them paused: it still runs until 29.
     clock.advance(Duration::minutes(14));
-    let o = focus.tick(&alice, &s.id).await.expect("tick");
+    let o = focus.get(&alice, &s.id).await.expect("tick");
     assert_eq!(o.session.body.state, State::Running);
     assert!(!o.completed);
     clock.advance(Duration::minutes(2));
-    let o = focus.tick(&alice, &s.id).await.expect("tick");
+    let o = focus.get(&alice, &s.id).await.expect("tick");
     assert!(o.completed);
     assert!(o.session.body.by_timer);
     assert_eq!(o.session.ended_at(), Some(t("2026-03-02T09:29:00Z")));
     assert_eq!(o.session.focused_minutes(), 25);
     // Completed once: a second tick changes nothing.
-    assert!(!focus.tick(&alice, &s.id).await.expect("tick").completed);
+    assert!(!focus.get(&alice, &s.id).await.expect("tick").completed);
 }
 
 #[tokio::test]
@@ -157,7 +157,7 @@ async fn a_pause_past_its_budget_ends_by_itself_and_a_long_break_follows_every_f
         .expect("pause");
     clock.advance(Duration::minutes(60));
     // Paused for 10 (the budget), then ran on for 25: completed at 35.
-    let o = focus.tick(&alice, &s.id).await.expect("tick");
+    let o = focus.get(&alice, &s.id).await.expect("tick");
     assert!(o.completed);
     assert_eq!(o.session.ended_at(), Some(t("2026-03-02T09:35:00Z")));
     let next = focus
