@@ -63,6 +63,7 @@ async fn past_task(server: &Server, user: &str) {
                         minutes: *m,
                         order: i as i32,
                         done: true,
+                        id: String::new(),
                     })
                     .collect(),
                 ..Default::default()

@@ -265,6 +265,7 @@ fn bad_blocks(n: usize) -> Vec<WorkBlock> {
             minutes: 0,
             order: i as i32,
             done: false,
+            id: String::new(),
         })
         .collect()
 }

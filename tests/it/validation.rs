@@ -36,6 +36,7 @@ async fn create_names_every_invalid_field() {
                     minutes: 100_000,
                     order: 0,
                     done: false,
+                    id: String::new(),
                 }],
                 ..Default::default()
             },
@@ -65,6 +66,7 @@ async fn create_names_every_invalid_field() {
                     minutes: 100_000,
                     order: 0,
                     done: false,
+                    id: String::new(),
                 }],
                 ..Default::default()
             },

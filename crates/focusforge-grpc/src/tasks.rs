@@ -43,6 +43,7 @@ fn blocks(blocks: Vec<pb::WorkBlock>) -> Vec<WorkBlock> {
             minutes: b.minutes,
             order: b.order,
             done: b.done,
+            id: b.id,
         })
         .collect()
 }
@@ -75,6 +76,7 @@ pub(crate) fn to_pb(t: Task) -> pb::Task {
                 minutes: b.minutes,
                 order: b.order,
                 done: b.done,
+                id: b.id,
             })
             .collect(),
         completion_proof: t.completion_proof,
@@ -86,6 +88,8 @@ pub(crate) fn to_pb(t: Task) -> pb::Task {
         estimated_pomodoros: t.estimated_pomodoros,
         completed_pomodoros: t.completed_pomodoros,
         focus_minutes: t.focus_minutes,
+        earliest_start_time: opt_timestamp(t.earliest_start_at),
+        min_chunk_minutes: t.min_chunk_minutes,
     }
 }
 
@@ -93,6 +97,7 @@ fn new_task(req: pb::CreateTaskRequest) -> Result<NewTask, Error> {
     let mut v = Violations::new();
     let priority = priority(&mut v, "priority", req.priority);
     let due_at = from_timestamp(&mut v, "due_time", req.due_time);
+    let earliest_start_at = from_timestamp(&mut v, "earliest_start_time", req.earliest_start_time);
     let new = NewTask {
         title: req.title,
         description: req.description,
@@ -102,6 +107,8 @@ fn new_task(req: pb::CreateTaskRequest) -> Result<NewTask, Error> {
         tags: req.tags,
         blocks: blocks(req.blocks),
         estimated_pomodoros: req.estimated_pomodoros,
+        earliest_start_at,
+        min_chunk_minutes: req.min_chunk_minutes,
     };
     if !v.is_empty() {
         // Report the domain's violations with ours, not one round trip later.
@@ -120,6 +127,8 @@ const UPDATABLE: &[&str] = &[
     "tags",
     "blocks",
     "estimated_pomodoros",
+    "earliest_start_time",
+    "min_chunk_minutes",
 ];
 
 fn patch(req: pb::UpdateTaskRequest) -> Result<(String, TaskPatch, Option<i64>), Error> {
@@ -142,6 +151,14 @@ fn patch(req: pb::UpdateTaskRequest) -> Result<(String, TaskPatch, Option<i64>),
             "tags" => p.tags = Some(task.tags.clone()),
             "blocks" => p.blocks = Some(blocks(task.blocks.clone())),
             "estimated_pomodoros" => p.estimated_pomodoros = Some(task.estimated_pomodoros),
+            "earliest_start_time" => {
+                p.earliest_start_at = Some(from_timestamp(
+                    &mut v,
+                    "task.earliest_start_time",
+                    task.earliest_start_time,
+                ));
+            }
+            "min_chunk_minutes" => p.min_chunk_minutes = Some(task.min_chunk_minutes),
             _ => {}
         }
     }

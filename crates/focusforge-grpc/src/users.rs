@@ -43,16 +43,20 @@ pub(crate) fn preferences_to_pb(p: Preferences) -> pb::Preferences {
         day_start_hour: p.day_start_hour,
         rest_days: p.rest_days.into_iter().map(i32::from).collect(),
         long_break_every: p.long_break_every,
+        work_start_minute: p.work_start_minute,
+        work_end_minute: p.work_end_minute,
+        working_days: p.working_days.into_iter().map(i32::from).collect(),
     }
 }
 
-/// Rest days from the wire: ISO weekday numbers, each a named weekday.
-fn rest_days(v: &mut Violations, days: &[i32]) -> Vec<u8> {
+/// Weekdays from the wire (`field` names the list): ISO weekday numbers,
+/// each a named weekday.
+fn weekdays(v: &mut Violations, field: &str, days: &[i32]) -> Vec<u8> {
     let mut out = Vec::new();
     for (i, d) in days.iter().enumerate() {
         match pb::Weekday::try_from(*d) {
             Ok(pb::Weekday::Unspecified) | Err(_) => v.add(
-                format!("profile.preferences.rest_days[{i}]"),
+                format!("profile.preferences.{field}[{i}]"),
                 "must be a weekday (WEEKDAY_MONDAY to WEEKDAY_SUNDAY)",
             ),
             Ok(
@@ -91,6 +95,9 @@ const UPDATABLE: &[&str] = &[
     "preferences.day_start_hour",
     "preferences.rest_days",
     "preferences.long_break_every",
+    "preferences.work_start_minute",
+    "preferences.work_end_minute",
+    "preferences.working_days",
 ];
 
 fn patch(req: pb::UpdateProfileRequest) -> Result<ProfilePatch, Error> {
@@ -123,10 +130,19 @@ fn patch(req: pb::UpdateProfileRequest) -> Result<ProfilePatch, Error> {
             p.day_start_hour = Some(prefs.day_start_hour);
         }
         if all || path == "preferences.rest_days" {
-            p.rest_days = Some(rest_days(&mut v, &prefs.rest_days));
+            p.rest_days = Some(weekdays(&mut v, "rest_days", &prefs.rest_days));
         }
         if all || path == "preferences.long_break_every" {
             p.long_break_every = Some(prefs.long_break_every);
+        }
+        if all || path == "preferences.work_start_minute" {
+            p.work_start_minute = Some(prefs.work_start_minute);
+        }
+        if all || path == "preferences.work_end_minute" {
+            p.work_end_minute = Some(prefs.work_end_minute);
+        }
+        if all || path == "preferences.working_days" {
+            p.working_days = Some(weekdays(&mut v, "working_days", &prefs.working_days));
         }
     }
     v.finish()?;

@@ -21,6 +21,7 @@ pub mod limits {
     pub const ESTIMATED_MINUTES: i64 = 7 * 24 * 60;
     pub const BLOCK_MINUTES: i64 = 480;
     pub const BLOCKS: usize = 100;
+    pub const BLOCK_ID: usize = 64;
     pub const BLOCK_ORDER: i64 = 10_000;
     pub const TAGS: usize = 32;
     pub const TAG: usize = 64;

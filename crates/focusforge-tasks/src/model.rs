@@ -50,6 +50,9 @@ pub struct WorkBlock {
     pub minutes: i32,
     pub order: i32,
     pub done: bool,
+    /// Stable within its task; empty on input means a new block.
+    #[serde(default)]
+    pub id: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -75,6 +78,10 @@ pub struct Task {
     /// Focus sessions completed on it, and their minutes.
     pub completed_pomodoros: i32,
     pub focus_minutes: i32,
+    /// No block is scheduled before this.
+    pub earliest_start_at: Option<DateTime<Utc>>,
+    /// Blocks may be split into pieces of at least this; 0 never splits.
+    pub min_chunk_minutes: i32,
 }
 
 /// What a client sends to create a task.
@@ -88,6 +95,8 @@ pub struct NewTask {
     pub tags: Vec<String>,
     pub blocks: Vec<WorkBlock>,
     pub estimated_pomodoros: i32,
+    pub earliest_start_at: Option<DateTime<Utc>>,
+    pub min_chunk_minutes: i32,
 }
 
 /// The fields an update changes; `None` leaves a field as it is.
@@ -102,6 +111,9 @@ pub struct TaskPatch {
     pub tags: Option<Vec<String>>,
     pub blocks: Option<Vec<WorkBlock>>,
     pub estimated_pomodoros: Option<i32>,
+    /// `Some(None)` clears the earliest start.
+    pub earliest_start_at: Option<Option<DateTime<Utc>>>,
+    pub min_chunk_minutes: Option<i32>,
 }
 
 impl TaskPatch {
@@ -130,6 +142,9 @@ impl TaskPatch {
         if let Some(p) = self.estimated_pomodoros {
             check_pomodoros(v, "task.estimated_pomodoros", p);
         }
+        if let Some(m) = self.min_chunk_minutes {
+            check_min_chunk(v, "task.min_chunk_minutes", m);
+        }
     }
 }
 
@@ -142,6 +157,7 @@ impl NewTask {
         normalize_tags(v, self.tags.clone());
         normalize_blocks(v, self.blocks.clone());
         check_pomodoros(v, "estimated_pomodoros", self.estimated_pomodoros);
+        check_min_chunk(v, "min_chunk_minutes", self.min_chunk_minutes);
     }
 }
 
@@ -172,6 +188,25 @@ pub(crate) fn check_pomodoros(v: &mut Violations, field: &str, pomodoros: i32) {
     v.range(field, i64::from(pomodoros), 0, limits::ESTIMATED_POMODOROS);
 }
 
+pub(crate) fn check_min_chunk(v: &mut Violations, field: &str, minutes: i32) {
+    v.range(field, i64::from(minutes), 0, limits::BLOCK_MINUTES);
+}
+
+/// Block ids: 1-64 characters of `[A-Za-z0-9_-]`.
+fn valid_block_id(id: &str) -> bool {
+    (1..=limits::BLOCK_ID).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Gives every block without an id a new one.
+pub(crate) fn assign_block_ids(blocks: &mut [WorkBlock]) {
+    for b in blocks.iter_mut().filter(|b| b.id.is_empty()) {
+        b.id = format!("b{}", &focusforge_core::new_id().replace('-', "")[12..]);
+    }
+}
+
 /// Trims, drops duplicates and checks tags.
 pub(crate) fn normalize_tags(v: &mut Violations, tags: Vec<String>) -> Vec<String> {
     if !v.list("tags", &tags, limits::TAGS) {
@@ -194,6 +229,7 @@ pub(crate) fn normalize_blocks(v: &mut Violations, blocks: Vec<WorkBlock>) -> Ve
         return Vec::new();
     }
     let mut seen = std::collections::HashSet::new();
+    let mut ids = std::collections::HashSet::new();
     let mut out = Vec::with_capacity(blocks.len());
     for (i, mut b) in blocks.into_iter().enumerate() {
         b.title = b.title.trim().to_owned();
@@ -216,6 +252,16 @@ pub(crate) fn normalize_blocks(v: &mut Violations, blocks: Vec<WorkBlock>) -> Ve
                 format!("blocks[{i}].order"),
                 "must be unique within the task",
             );
+        }
+        if !b.id.is_empty() {
+            if !valid_block_id(&b.id) {
+                v.add(
+                    format!("blocks[{i}].id"),
+                    "must be 1-64 characters of A-Z, a-z, 0-9, _ and -",
+                );
+            } else if !ids.insert(b.id.clone()) {
+                v.add(format!("blocks[{i}].id"), "must be unique within the task");
+            }
         }
         out.push(b);
     }

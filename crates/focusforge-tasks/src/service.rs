@@ -9,7 +9,7 @@ use focusforge_store::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::model::{normalize_blocks, normalize_tags};
+use crate::model::{assign_block_ids, normalize_blocks, normalize_tags};
 use crate::{
     COLLECTION, NewTask, Priority, Status, Task, TaskFilter, TaskPatch, WorkBlock, limits,
 };
@@ -39,6 +39,10 @@ struct Body {
     focus_sessions: Vec<String>,
     #[serde(default)]
     completed_pomodoros: i32,
+    #[serde(default)]
+    earliest_start_at: Option<i64>,
+    #[serde(default)]
+    min_chunk_minutes: i32,
 }
 
 fn ms(at: DateTime<Utc>) -> i64 {
@@ -50,8 +54,13 @@ fn from_ms(ms: i64) -> DateTime<Utc> {
 }
 
 fn to_task(doc: Document) -> Result<Task> {
-    let body: Body = serde_json::from_value(doc.body)
+    let mut body: Body = serde_json::from_value(doc.body)
         .map_err(|e| Error::internal(format!("task {} is unreadable: {e}", doc.id)))?;
+    // Blocks stored before blocks had ids: named by their order, which is
+    // unique within the task, until the next write stores the id.
+    for b in body.blocks.iter_mut().filter(|b| b.id.is_empty()) {
+        b.id = format!("o{}", b.order);
+    }
     Ok(Task {
         id: doc.id,
         user_id: doc.user_id,
@@ -72,6 +81,8 @@ fn to_task(doc: Document) -> Result<Task> {
         estimated_pomodoros: body.estimated_pomodoros,
         completed_pomodoros: body.completed_pomodoros,
         focus_minutes: body.focus_minutes,
+        earliest_start_at: body.earliest_start_at.map(from_ms),
+        min_chunk_minutes: body.min_chunk_minutes,
     })
 }
 
@@ -129,7 +140,8 @@ impl Tasks {
         let mut v = Violations::new();
         let title = new.title.trim().to_owned();
         let tags = normalize_tags(&mut v, new.tags);
-        let blocks = normalize_blocks(&mut v, new.blocks);
+        let mut blocks = normalize_blocks(&mut v, new.blocks);
+        assign_block_ids(&mut blocks);
 
         let estimated_minutes = if new.estimated_minutes == 0 {
             // Bounded: at most 100 blocks of at most 480 minutes.
@@ -153,6 +165,8 @@ impl Tasks {
             focus_minutes: 0,
             focus_sessions: Vec::new(),
             completed_pomodoros: 0,
+            earliest_start_at: new.earliest_start_at.map(ms),
+            min_chunk_minutes: new.min_chunk_minutes,
         };
         let doc = NewDocument {
             id: new_id(),
@@ -250,7 +264,11 @@ impl Tasks {
         let mut v = Violations::new();
         let title = patch.title.map(|t| t.trim().to_owned());
         let tags = patch.tags.map(|t| normalize_tags(&mut v, t));
-        let blocks = patch.blocks.map(|b| normalize_blocks(&mut v, b));
+        let blocks = patch.blocks.map(|b| {
+            let mut b = normalize_blocks(&mut v, b);
+            assign_block_ids(&mut b);
+            b
+        });
 
         self.modify(user, id, expected_version, |body, _now| {
             if let Some(t) = &title {
@@ -276,6 +294,12 @@ impl Tasks {
             }
             if let Some(p) = patch.estimated_pomodoros {
                 body.estimated_pomodoros = p;
+            }
+            if let Some(at) = patch.earliest_start_at {
+                body.earliest_start_at = at.map(ms);
+            }
+            if let Some(m) = patch.min_chunk_minutes {
+                body.min_chunk_minutes = m;
             }
             Ok(true)
         })

@@ -31,10 +31,30 @@ pub struct Preferences {
     /// A long break after every N focus sessions of a day.
     #[serde(default = "default_long_break_every")]
     pub long_break_every: i32,
+    /// The working day, minutes after local midnight: `[start, end)`.
+    #[serde(default = "default_work_start")]
+    pub work_start_minute: i32,
+    #[serde(default = "default_work_end")]
+    pub work_end_minute: i32,
+    /// Weekdays work is scheduled on, ISO numbers, sorted.
+    #[serde(default = "default_working_days")]
+    pub working_days: Vec<u8>,
 }
 
 fn default_long_break_every() -> i32 {
     4
+}
+
+fn default_work_start() -> i32 {
+    9 * 60
+}
+
+fn default_work_end() -> i32 {
+    17 * 60
+}
+
+fn default_working_days() -> Vec<u8> {
+    vec![1, 2, 3, 4, 5]
 }
 
 /// Limits of the preferences, for validation and the docs.
@@ -43,6 +63,8 @@ pub mod limits {
     pub const LONG_BREAK_EVERY: (i64, i64) = (1, 12);
     /// At most six rest days: a week keeps one working day.
     pub const REST_DAYS: usize = 6;
+    pub const WORK_START_MINUTE: (i64, i64) = (0, 1439);
+    pub const WORK_END_MINUTE: (i64, i64) = (1, 1440);
 }
 
 impl Default for Preferences {
@@ -56,6 +78,9 @@ impl Default for Preferences {
             day_start_hour: 0,
             rest_days: Vec::new(),
             long_break_every: default_long_break_every(),
+            work_start_minute: default_work_start(),
+            work_end_minute: default_work_end(),
+            working_days: default_working_days(),
         }
     }
 }
@@ -102,6 +127,30 @@ impl Preferences {
             f("rest_days"),
             "must be at most 6 different weekdays",
         );
+        let (lo, hi) = limits::WORK_START_MINUTE;
+        v.range(
+            &f("work_start_minute"),
+            self.work_start_minute.into(),
+            lo,
+            hi,
+        );
+        let (lo, hi) = limits::WORK_END_MINUTE;
+        v.range(&f("work_end_minute"), self.work_end_minute.into(), lo, hi);
+        v.check(
+            self.work_end_minute > self.work_start_minute,
+            f("work_end_minute"),
+            "must be after work_start_minute",
+        );
+        let mut days = self.working_days.clone();
+        days.sort_unstable();
+        days.dedup();
+        v.check(
+            days.len() == self.working_days.len()
+                && !days.is_empty()
+                && days.iter().all(|d| (1..=7).contains(d)),
+            f("working_days"),
+            "must be 1-7 different weekdays",
+        );
     }
 }
 
@@ -133,6 +182,9 @@ pub struct ProfilePatch {
     pub day_start_hour: Option<i32>,
     pub rest_days: Option<Vec<u8>>,
     pub long_break_every: Option<i32>,
+    pub work_start_minute: Option<i32>,
+    pub work_end_minute: Option<i32>,
+    pub working_days: Option<Vec<u8>>,
 }
 
 fn to_profile(doc: Document) -> Result<Profile> {
@@ -278,9 +330,15 @@ impl ProfilePatch {
         set(&mut p.daily_goal_minutes, self.daily_goal_minutes);
         set(&mut p.day_start_hour, self.day_start_hour);
         set(&mut p.long_break_every, self.long_break_every);
+        set(&mut p.work_start_minute, self.work_start_minute);
+        set(&mut p.work_end_minute, self.work_end_minute);
         if let Some(days) = &self.rest_days {
             p.rest_days.clone_from(days);
             p.rest_days.sort_unstable();
+        }
+        if let Some(days) = &self.working_days {
+            p.working_days.clone_from(days);
+            p.working_days.sort_unstable();
         }
     }
 }

@@ -59,10 +59,20 @@ pub struct CreateTaskInput {
     #[serde(default)]
     #[schemars(range(min = 0, max = limits::ESTIMATED_POMODOROS))]
     pub estimated_pomodoros: i32,
+    /// The calendar schedules no block before this.
+    #[serde(default)]
+    pub earliest_start_time: Option<DateTime<Utc>>,
+    /// 0-480: the calendar may split a block into pieces of at least this
+    /// many minutes; 0 never splits.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = limits::BLOCK_MINUTES))]
+    pub min_chunk_minutes: i32,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct TaskBlock {
+    /// Stable within the task.
+    pub id: String,
     pub title: String,
     pub minutes: i32,
     pub order: i32,
@@ -114,6 +124,7 @@ fn task_out(t: Option<tasks_pb::Task>) -> Result<TaskOutput, ToolError> {
             .blocks
             .into_iter()
             .map(|b| TaskBlock {
+                id: b.id,
                 title: b.title,
                 minutes: b.minutes,
                 order: b.order,
@@ -207,8 +218,11 @@ async fn create_task(
                         minutes: b.minutes,
                         order: i32::try_from(n).unwrap_or(i32::MAX),
                         done: false,
+                        id: String::new(),
                     })
                     .collect(),
+                earliest_start_time: i.earliest_start_time.map(pb_ts),
+                min_chunk_minutes: i.min_chunk_minutes,
             }),
         )
         .await?

@@ -31,6 +31,7 @@ fn block(title: &str, minutes: i32, order: i32) -> WorkBlock {
         minutes,
         order,
         done: false,
+        id: String::new(),
     }
 }
 
