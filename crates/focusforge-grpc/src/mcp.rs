@@ -22,6 +22,7 @@ fn category_pb(c: Category) -> i32 {
         Category::Memory => pb::ToolCategory::Memory,
         Category::Planner => pb::ToolCategory::Planner,
         Category::Focus => pb::ToolCategory::Focus,
+        Category::Calendar => pb::ToolCategory::Calendar,
     };
     v as i32
 }
@@ -39,6 +40,7 @@ fn category(raw: i32) -> Result<Option<Category>, Error> {
         pb::ToolCategory::Memory => Some(Category::Memory),
         pb::ToolCategory::Planner => Some(Category::Planner),
         pb::ToolCategory::Focus => Some(Category::Focus),
+        pb::ToolCategory::Calendar => Some(Category::Calendar),
     })
 }
 

@@ -30,6 +30,7 @@ fn action_type(v: &mut Violations, field: &str, raw: i32) -> Option<ActionType> 
         pb::ActionType::MoodTracking => Some(ActionType::MoodTracking),
         pb::ActionType::Gamification => Some(ActionType::Gamification),
         pb::ActionType::Integration => Some(ActionType::Integration),
+        pb::ActionType::Calendar => Some(ActionType::Calendar),
         pb::ActionType::Memory => Some(ActionType::Memory),
         pb::ActionType::Notification => Some(ActionType::Notification),
     }
@@ -41,6 +42,7 @@ fn action_type_pb(t: ActionType) -> i32 {
         ActionType::MoodTracking => pb::ActionType::MoodTracking,
         ActionType::Gamification => pb::ActionType::Gamification,
         ActionType::Integration => pb::ActionType::Integration,
+        ActionType::Calendar => pb::ActionType::Calendar,
         ActionType::Memory => pb::ActionType::Memory,
         ActionType::Notification => pb::ActionType::Notification,
     };

@@ -28,10 +28,11 @@ pub enum Category {
     Memory,
     Planner,
     Focus,
+    Calendar,
 }
 
 impl Category {
-    pub const ALL: [Category; 8] = [
+    pub const ALL: [Category; 9] = [
         Category::Ai,
         Category::Tasks,
         Category::Mood,
@@ -40,6 +41,7 @@ impl Category {
         Category::Memory,
         Category::Planner,
         Category::Focus,
+        Category::Calendar,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +54,7 @@ impl Category {
             Category::Memory => "memory",
             Category::Planner => "planner",
             Category::Focus => "focus",
+            Category::Calendar => "calendar",
         }
     }
 }

@@ -17,16 +17,18 @@ pub enum ActionType {
     Integration,
     Memory,
     Notification,
+    Calendar,
 }
 
 impl ActionType {
-    pub const ALL: [ActionType; 6] = [
+    pub const ALL: [ActionType; 7] = [
         ActionType::TaskManagement,
         ActionType::MoodTracking,
         ActionType::Gamification,
         ActionType::Integration,
         ActionType::Memory,
         ActionType::Notification,
+        ActionType::Calendar,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -37,6 +39,7 @@ impl ActionType {
             ActionType::Integration => "integration",
             ActionType::Memory => "memory",
             ActionType::Notification => "notification",
+            ActionType::Calendar => "calendar",
         }
     }
 

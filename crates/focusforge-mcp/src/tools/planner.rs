@@ -11,6 +11,7 @@ pub enum ActionKind {
     Integration,
     Memory,
     Notification,
+    Calendar,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema)]
@@ -153,6 +154,7 @@ fn kind_pb(k: ActionKind) -> i32 {
         ActionKind::Integration => planner_pb::ActionType::Integration,
         ActionKind::Memory => planner_pb::ActionType::Memory,
         ActionKind::Notification => planner_pb::ActionType::Notification,
+        ActionKind::Calendar => planner_pb::ActionType::Calendar,
     };
     t as i32
 }
@@ -181,6 +183,7 @@ fn action_out(a: planner_pb::Action) -> ActionOutput {
             Ok(planner_pb::ActionType::Integration) => ActionKind::Integration,
             Ok(planner_pb::ActionType::Memory) => ActionKind::Memory,
             Ok(planner_pb::ActionType::Notification) => ActionKind::Notification,
+            Ok(planner_pb::ActionType::Calendar) => ActionKind::Calendar,
             Ok(planner_pb::ActionType::TaskManagement | planner_pb::ActionType::Unspecified)
             | Err(_) => ActionKind::TaskManagement,
         },
