@@ -41,6 +41,7 @@ EXPECTED = {
     "memory.search", "planner.execute_ready", "planner.list", "planner.plan",
     "gamification.progress", "gamification.store", "gamification.redeem",
     "focus.start", "focus.pause", "focus.resume", "focus.complete", "focus.current", "focus.stats",
+    "calendar.list_events", "calendar.create_event", "calendar.auto_schedule", "calendar.feed_url",
 }
 
 
@@ -158,6 +159,27 @@ async def exercise(session, transport):
     stats = await session.call_tool("focus.stats", {"days": 1})
     check(f"{transport}: focus.stats counts the session",
           (stats.structured_content or {}).get("focus_sessions_completed", 0) >= 1, stats)
+    await session.call_tool("tasks.create", {"title": f"Plan the offsite ({transport})",
+                                             "blocks": [{"title": "agenda", "minutes": 45}]})
+    planned = await session.call_tool("calendar.auto_schedule", {"dry_run": True})
+    ps = planned.structured_content or {}
+    mine = [p for p in ps.get("placements", []) if p.get("task_title") == f"Plan the offsite ({transport})"]
+    check(f"{transport}: calendar.auto_schedule places a block and says why",
+          not planned.is_error and len(mine) == 1 and "deadline order" in mine[0].get("reason", ""), planned)
+    event = await session.call_tool("calendar.create_event", {
+        "title": f"Dentist ({transport})", "start_time": "2030-01-07T10:00:00Z", "end_time": "2030-01-07T11:00:00Z",
+        "rrule": "FREQ=WEEKLY;COUNT=3"})
+    listed_events = await session.call_tool("calendar.list_events", {"start_time": "2030-01-01T00:00:00Z", "days": 30})
+    occ = [o for o in (listed_events.structured_content or {}).get("occurrences", []) if o.get("title") == f"Dentist ({transport})"]
+    check(f"{transport}: calendar.create_event makes a weekly event that calendar.list_events expands",
+          not event.is_error and len(occ) == 3 and all(o.get("recurring") for o in occ), listed_events)
+    bad = await session.call_tool("calendar.create_event", {
+        "title": "x", "start_time": "2030-01-07T10:00:00Z", "end_time": "2030-01-07T09:00:00Z"})
+    check(f"{transport}: an end before the start is a tool error naming the field",
+          bad.is_error and "end_time" in str(bad.content), bad)
+    feed = await session.call_tool("calendar.feed_url", {})
+    check(f"{transport}: calendar.feed_url gives the feed",
+          "/calendar/v1/feed.ics?token=" in (feed.structured_content or {}).get("url", ""), feed)
     try:
         await session.call_tool("no.such.tool", {})
         check(f"{transport}: an unknown tool is a JSON-RPC error", False, "no error")

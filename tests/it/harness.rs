@@ -142,6 +142,15 @@ impl Server {
         FocusServiceClient::new(self.channel().await)
     }
 
+    pub async fn calendar(
+        &self,
+    ) -> focusforge_proto::calendar::v1::calendar_service_client::CalendarServiceClient<Channel>
+    {
+        focusforge_proto::calendar::v1::calendar_service_client::CalendarServiceClient::new(
+            self.channel().await,
+        )
+    }
+
     pub async fn mood(&self) -> MoodServiceClient<Channel> {
         MoodServiceClient::new(self.channel().await)
     }

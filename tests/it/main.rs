@@ -4,6 +4,7 @@
 
 mod auth;
 mod backends;
+mod calendar;
 mod chain;
 mod context;
 mod focus;

@@ -35,6 +35,7 @@ const MCP: &str = "focusforge.mcp.v1.McpService";
 const MOOD: &str = "focusforge.mood.v1.MoodService";
 const GAME: &str = "focusforge.gamification.v1.GamificationService";
 const FOCUS: &str = "focusforge.focus.v1.FocusService";
+const CALENDAR: &str = "focusforge.calendar.v1.CalendarService";
 
 /// An address nothing listens on.
 async fn dead_address() -> String {
@@ -94,7 +95,7 @@ async fn reflected_services(server: &Server) -> Vec<String> {
 async fn a_single_process_reports_health_and_reflection_for_each_service() {
     let server = Server::start().await;
     for service in [
-        "", CHAIN, MEMORY, TASKS, USERS, PLANNER, JOBS, MCP, MOOD, GAME, FOCUS,
+        "", CHAIN, MEMORY, TASKS, USERS, PLANNER, JOBS, MCP, MOOD, GAME, FOCUS, CALENDAR,
     ] {
         assert_eq!(
             health(&server, service).await.expect("check"),
@@ -110,6 +111,7 @@ async fn a_single_process_reports_health_and_reflection_for_each_service() {
     assert_eq!(
         names,
         [
+            CALENDAR,
             CHAIN,
             FOCUS,
             GAME,

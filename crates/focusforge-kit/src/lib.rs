@@ -56,6 +56,12 @@ impl Deps {
 
 type Mount = Box<dyn FnOnce(Routes, AuthInterceptor, usize) -> Routes + Send>;
 
+/// A plain HTTP endpoint a service serves on the gateway's port (a feed
+/// calendar apps poll, an OAuth callback): it authenticates its callers
+/// itself.
+pub type HttpService =
+    tower::util::BoxCloneSyncService<http::Request<Body>, http::Response<Body>, Infallible>;
+
 /// A built service: its server and what it adds to the planner and the
 /// workers.
 pub struct Built {
@@ -63,6 +69,7 @@ pub struct Built {
     mount: Mount,
     executors: Vec<(ActionType, Arc<dyn Executor>)>,
     jobs: Vec<(&'static str, Arc<dyn Handler>)>,
+    http: Vec<(&'static str, HttpService)>,
 }
 
 impl Built {
@@ -88,7 +95,14 @@ impl Built {
             }),
             executors: Vec::new(),
             jobs: Vec::new(),
+            http: Vec::new(),
         }
+    }
+
+    /// Serves plain HTTP requests for exactly this path.
+    pub fn http(mut self, path: &'static str, service: HttpService) -> Self {
+        self.http.push((path, service));
+        self
     }
 
     /// Runs planner actions of this type.
@@ -147,6 +161,8 @@ pub struct Mounted {
     pub executors: HashMap<ActionType, Arc<dyn Executor>>,
     /// Job handlers by kind, of the services built.
     pub jobs: Vec<(&'static str, Arc<dyn Handler>)>,
+    /// Plain HTTP endpoints of the services built, by path.
+    pub http: Vec<(&'static str, HttpService)>,
 }
 
 impl Kit {
@@ -249,6 +265,7 @@ impl Kit {
         let mut names = Vec::new();
         let mut executors = HashMap::new();
         let mut jobs = Vec::new();
+        let mut http = Vec::new();
         for service in &self.services {
             if !shorts.iter().any(|s| s == service.short_name()) {
                 continue;
@@ -273,6 +290,7 @@ impl Kit {
             routes = (built.mount)(routes, auth.clone(), max_message_bytes);
             executors.extend(built.executors);
             jobs.extend(built.jobs);
+            http.extend(built.http);
             reporter
                 .set_service_status(service.name(), tonic_health::ServingStatus::Serving)
                 .await;
@@ -284,6 +302,7 @@ impl Kit {
             reporter,
             executors,
             jobs,
+            http,
         })
     }
 }

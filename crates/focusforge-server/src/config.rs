@@ -898,7 +898,8 @@ mod tests {
                 "mcp",
                 "mood",
                 "gamification",
-                "focus"
+                "focus",
+                "calendar"
             ],
             "every service of the kit by default"
         );

@@ -53,6 +53,7 @@ fn kit_with(shared: Arc<Shared>) -> Kit {
         .with(focusforge_mood::MoodService)
         .with(focusforge_gamification::GamificationService)
         .with(focusforge_focus::FocusService)
+        .with(focusforge_calendar::CalendarService)
 }
 
 /// The embedded document store's file inside the data directory.
@@ -448,8 +449,15 @@ pub async fn start_with_clock(
             vector_tables,
             mcp,
             jobs,
+            http,
             ..
         } = service_routes(config, &backends, verifier.clone()).await?;
+        for (path, service) in http {
+            options.http_routes.push(HttpRoute {
+                path: path.into(),
+                service,
+            });
+        }
         if config.memory.maintenance_interval_secs > 0 && !vector_tables.is_empty() {
             background.push(spawn_vector_maintenance(
                 vector_tables,
@@ -579,6 +587,7 @@ async fn build_services(
         vector_tables: shared.vector_tables.get().cloned().unwrap_or_default(),
         mcp: shared.registry.get().cloned(),
         jobs: mounted.jobs,
+        http: mounted.http,
         mesh,
     })
 }
@@ -626,6 +635,8 @@ pub struct ServiceRoutes {
     pub mcp: Option<Registry>,
     /// The job handlers of the services built.
     pub jobs: Vec<(&'static str, Arc<dyn Handler>)>,
+    /// The plain HTTP endpoints of the services built.
+    pub http: Vec<(&'static str, focusforge_kit::HttpService)>,
     /// How these services reach each other and the rest of the mesh.
     pub mesh: Mesh,
 }
