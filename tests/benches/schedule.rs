@@ -1,6 +1,8 @@
-//! Auto-scheduling time: 200 tasks of 4 blocks into a 14-day horizon with
-//! 150 busy events (100 single, 50 recurring: daily stand-ups, weekly
-//! meetings), then a reschedule after one new event over a placed block.
+//! Auto-scheduling time: 200 tasks of 4 blocks (10-20 minutes each) into a
+//! 14-day horizon of 08:00-20:00 days with 150 busy events (100 single, 50
+//! recurring: daily stand-ups, weekly meetings), then a reschedule after one
+//! new event over a placed block. The tasks hold more work than the free
+//! time: the ones that do not fit are reported with their reasons.
 //!
 //! - `scheduler`: the placement function alone (`schedule::schedule`), the
 //!   median of `--runs` runs;
@@ -21,6 +23,8 @@ use focusforge_proto::calendar::v1::calendar_service_client::CalendarServiceClie
 use focusforge_proto::calendar::v1::{AutoScheduleRequest, CreateEventRequest, Event};
 use focusforge_proto::tasks::v1::task_service_client::TaskServiceClient;
 use focusforge_proto::tasks::v1::{CreateTaskRequest, TaskPriority, WorkBlock};
+use focusforge_proto::users::v1::user_service_client::UserServiceClient;
+use focusforge_proto::users::v1::{Preferences, Profile, UpdateProfileRequest};
 use focusforge_server::Config;
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
@@ -67,7 +71,9 @@ impl Lcg {
     }
 }
 
-/// The 150 busy events: (title, start, end, rrule).
+/// The 150 busy events: (title, start, end, rrule): 100 single meetings of
+/// 15-30 minutes, 25 daily stand-ups for a week, 25 weekly meetings for two
+/// weeks.
 fn events(now: DateTime<Utc>) -> Vec<(String, DateTime<Utc>, DateTime<Utc>, String)> {
     let mut r = Lcg(7);
     let day0 = now
@@ -75,30 +81,36 @@ fn events(now: DateTime<Utc>) -> Vec<(String, DateTime<Utc>, DateTime<Utc>, Stri
         .and_hms_opt(0, 0, 0)
         .expect("midnight")
         .and_utc();
+    let slot = |r: &mut Lcg, days: u64| {
+        day0 + Span::days(r.next(days) as i64) + Span::minutes(8 * 60 + 15 * r.next(46) as i64)
+    };
     let mut out = Vec::new();
     for i in 0..100 {
-        let start =
-            day0 + Span::days(r.next(14) as i64) + Span::minutes(8 * 60 + 15 * r.next(36) as i64);
+        let start = slot(&mut r, 14);
+        let minutes = 15 + 15 * r.next(2) as i64;
         out.push((
             format!("meeting {i}"),
             start,
-            start + Span::minutes(30 + 15 * r.next(4) as i64),
+            start + Span::minutes(minutes),
             String::new(),
         ));
     }
-    for i in 0..50 {
-        let start =
-            day0 + Span::days(r.next(7) as i64) + Span::minutes(8 * 60 + 15 * r.next(36) as i64);
-        let rule = if i % 2 == 0 {
-            "FREQ=DAILY;COUNT=14"
-        } else {
-            "FREQ=WEEKLY;COUNT=2"
-        };
+    for i in 0..25 {
+        let start = slot(&mut r, 3);
         out.push((
-            format!("series {i}"),
+            format!("stand-up {i}"),
             start,
-            start + Span::minutes(15 + 15 * r.next(2) as i64),
-            rule.into(),
+            start + Span::minutes(15),
+            "FREQ=DAILY;COUNT=5".into(),
+        ));
+    }
+    for i in 0..25 {
+        let start = slot(&mut r, 7);
+        out.push((
+            format!("weekly {i}"),
+            start,
+            start + Span::minutes(30),
+            "FREQ=WEEKLY;COUNT=2".into(),
         ));
     }
     out
@@ -118,12 +130,13 @@ fn tasks(now: DateTime<Utc>) -> Vec<TaskSpec> {
         .collect()
 }
 
+/// 08:00-20:00 UTC, every day.
 fn hours() -> Hours {
     Hours {
         tz: chrono_tz::UTC,
         start_minute: 8 * 60,
-        end_minute: 18 * 60,
-        days: vec![1, 2, 3, 4, 5, 6],
+        end_minute: 20 * 60,
+        days: vec![1, 2, 3, 4, 5, 6, 7],
     }
 }
 
@@ -153,7 +166,7 @@ fn pure_input(now: DateTime<Utc>) -> Input {
         now,
         horizon_end,
         hours: hours(),
-        buffer_minutes: 5,
+        buffer_minutes: 0,
         busy,
         tasks: tasks(now)
             .into_iter()
@@ -198,6 +211,16 @@ fn pure(runs: u64) {
     let first = median(times);
     let placed = out.placed.len();
     let unplaced = out.unplaced.len();
+    let mut why = std::collections::BTreeMap::new();
+    for u in &out.unplaced {
+        *why.entry(format!("{:?}", u.why)).or_insert(0) += 1;
+    }
+    if let Some(u) = out.unplaced.first() {
+        println!(
+            "unscheduled by reason: {why:?}; e.g. {}: {}",
+            u.title, u.detail
+        );
+    }
     // One new event over the first placed block.
     let mut again = input.clone();
     again.existing = out
@@ -248,6 +271,8 @@ async fn rpc() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = Config {
         data_dir: dir.path().to_path_buf(),
+        // What auto-scheduling reads: no models needed.
+        services: vec!["tasks".into(), "users".into(), "calendar".into()],
         listen: "127.0.0.1:0".into(),
         auth: focusforge_server::config::AuthConfig {
             jwt_secret: Some(SECRET.into()),
@@ -274,6 +299,31 @@ async fn rpc() {
         .expect("minter")
         .mint(&UserId::parse("bench").expect("user"), 3600)
         .expect("mint");
+    let h = hours();
+    UserServiceClient::new(channel.clone())
+        .update_profile(authed(
+            &token,
+            UpdateProfileRequest {
+                profile: Some(Profile {
+                    preferences: Some(Preferences {
+                        work_start_minute: h.start_minute as i32,
+                        work_end_minute: h.end_minute as i32,
+                        working_days: h.days.iter().map(|d| i32::from(*d)).collect(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec![
+                        "preferences.work_start_minute".into(),
+                        "preferences.work_end_minute".into(),
+                        "preferences.working_days".into(),
+                    ],
+                }),
+            },
+        ))
+        .await
+        .expect("profile");
     let mut cal = CalendarServiceClient::new(channel.clone());
     let mut tasks_client = TaskServiceClient::new(channel);
     for (title, s, e, rule) in events(now) {
@@ -325,7 +375,7 @@ async fn rpc() {
     }
     let req = || AutoScheduleRequest {
         horizon_days: 14,
-        buffer_minutes: 5,
+        buffer_minutes: 0,
         dry_run: false,
     };
     let t = Instant::now();
