@@ -32,6 +32,7 @@ use tonic::Code;
 use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
+use crate::game::nanos;
 use crate::harness::{Http, Server, authed, config, send};
 
 fn t(s: &str) -> DateTime<Utc> {
@@ -57,16 +58,6 @@ fn fields(status: &tonic::Status) -> Vec<String> {
         .get_details_bad_request()
         .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
         .unwrap_or_default()
-}
-
-fn nanos() -> String {
-    format!(
-        "{:x}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("time")
-            .as_nanos()
-    )
 }
 
 async fn set_zone(server: &Server, user: &str, tz: &str) {
@@ -229,6 +220,7 @@ async fn events_and_recurrence(server: &Server) {
             GetFreeBusyRequest {
                 start_time: ts("2026-10-26T06:00:00Z"),
                 end_time: ts("2026-10-26T12:00:00Z"),
+                include_google: false,
             },
         ))
         .await
@@ -1530,6 +1522,7 @@ async fn google_calendar_syncs_both_ways() {
             GetFreeBusyRequest {
                 start_time: ts("2026-12-07T00:00:00Z"),
                 end_time: ts("2026-12-08T00:00:00Z"),
+                include_google: false,
             },
         ))
         .await
@@ -1619,6 +1612,32 @@ async fn google_calendar_syncs_both_ways() {
             ),
         );
     }
+    // Google's own free/busy sees the dentist before any sync does.
+    let tuesday = |include_google| GetFreeBusyRequest {
+        start_time: ts("2026-12-08T00:00:00Z"),
+        end_time: ts("2026-12-09T00:00:00Z"),
+        include_google,
+    };
+    let synced = cal
+        .get_free_busy(authed("alice", tuesday(false)))
+        .await
+        .expect("free busy")
+        .into_inner();
+    assert!(synced.busy.is_empty(), "not synced yet: {synced:?}");
+    let live = cal
+        .get_free_busy(authed("alice", tuesday(true)))
+        .await
+        .expect("free busy with Google")
+        .into_inner();
+    let spans: Vec<_> = live
+        .busy
+        .iter()
+        .map(|i| (at(&i.start_time), at(&i.end_time)))
+        .collect();
+    assert_eq!(
+        spans,
+        vec![(t("2026-12-08T10:00:00Z"), t("2026-12-08T11:00:00Z"))]
+    );
     let r = cal
         .sync_google(authed("alice", SyncGoogleRequest {}))
         .await

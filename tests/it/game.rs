@@ -219,7 +219,8 @@ async fn completing_a_task_awards_once_on_mongodb() {
     awards_once(cfg, dir).await;
 }
 
-fn nanos() -> String {
+/// A name no earlier run used (MongoDB databases of one test run).
+pub fn nanos() -> String {
     format!(
         "{:x}",
         std::time::SystemTime::now()

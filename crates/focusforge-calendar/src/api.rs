@@ -719,11 +719,25 @@ impl CalendarRpc for CalendarApi {
         let r = req.into_inner();
         let (from, to) =
             range(r.start_time, r.end_time, limits::RANGE_DAYS_BUSY).map_err(into_status)?;
-        let busy = self
+        let mut busy = self
             .cal
             .busy(&caller.user, from, to)
             .await
             .map_err(into_status)?;
+        if r.include_google {
+            let theirs = self
+                .link()?
+                .free_busy(&caller.user, from, to)
+                .await
+                .map_err(into_status)?;
+            busy.extend(
+                theirs
+                    .into_iter()
+                    .map(|(s, e)| (s.max(from), e.min(to)))
+                    .filter(|(s, e)| s < e),
+            );
+            busy = crate::domain::merge(busy);
+        }
         let interval = |(s, e): (DateTime<Utc>, DateTime<Utc>)| pb::Interval {
             start_time: Some(timestamp(s)),
             end_time: Some(timestamp(e)),

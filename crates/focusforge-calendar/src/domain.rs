@@ -297,6 +297,39 @@ impl Calendar {
         self.clock.now()
     }
 
+    /// Changes one stored event under optimistic concurrency: `change`
+    /// edits its body and says whether there is anything to write.
+    async fn change_event<F>(
+        &self,
+        user: &UserId,
+        id: &str,
+        expected_version: Option<i64>,
+        mut change: F,
+    ) -> Result<Document>
+    where
+        F: FnMut(&mut Body) -> Result<bool>,
+    {
+        focusforge_store::modify(
+            self.store.as_ref(),
+            EVENTS,
+            user,
+            id,
+            "event",
+            expected_version,
+            |doc| {
+                let mut body: Body = serde_json::from_value(doc.body.clone())
+                    .map_err(|e| Error::internal(format!("event is unreadable: {e}")))?;
+                if !change(&mut body)? {
+                    return Ok(None);
+                }
+                serde_json::to_value(&body)
+                    .map(Some)
+                    .map_err(Error::internal)
+            },
+        )
+        .await
+    }
+
     // ---- state ----
 
     pub async fn state(&self, user: &UserId) -> Result<State> {
@@ -482,16 +515,8 @@ impl Calendar {
                 "must name at least one field",
             ));
         }
-        let doc = focusforge_store::modify(
-            self.store.as_ref(),
-            EVENTS,
-            user,
-            id,
-            "event",
-            expected_version,
-            |doc| {
-                let mut body: Body = serde_json::from_value(doc.body.clone())
-                    .map_err(|e| Error::internal(format!("event is unreadable: {e}")))?;
+        let doc = self
+            .change_event(user, id, expected_version, |body| {
                 if body.source == Source::Google {
                     return Err(Error::FailedPrecondition(
                         "this event comes from Google Calendar; change it there".into(),
@@ -503,16 +528,13 @@ impl Calendar {
                 fields.check(&mut v, "event");
                 v.finish()?;
                 if fields == body.fields() {
-                    return Ok(None);
+                    return Ok(false);
                 }
                 body.set_fields(&fields);
                 body.sequence += 1;
-                serde_json::to_value(&body)
-                    .map(Some)
-                    .map_err(Error::internal)
-            },
-        )
-        .await?;
+                Ok(true)
+            })
+            .await?;
         to_event(doc)
     }
 
@@ -690,20 +712,12 @@ impl Calendar {
         to: DateTime<Utc>,
     ) -> Result<Vec<(DateTime<Utc>, DateTime<Utc>)>> {
         let events = self.events_between(user, from, to, None).await?;
-        let mut spans: Vec<_> = Self::expand(events, from, to)
+        let spans: Vec<_> = Self::expand(events, from, to)
             .into_iter()
             .filter(|o| o.event.fields.busy)
             .map(|o| (o.start.max(from), o.end.min(to)))
             .collect();
-        spans.sort();
-        let mut merged: Vec<(DateTime<Utc>, DateTime<Utc>)> = Vec::new();
-        for (s, e) in spans {
-            match merged.last_mut() {
-                Some(last) if s <= last.1 => last.1 = last.1.max(e),
-                _ => merged.push((s, e)),
-            }
-        }
-        Ok(merged)
+        Ok(merge(spans))
     }
 
     /// Adds or updates (by UID) imported events.
@@ -890,25 +904,14 @@ impl Calendar {
         fields: &EventFields,
         reason: &str,
     ) -> Result<String> {
-        let doc = focusforge_store::modify(
-            self.store.as_ref(),
-            EVENTS,
-            user,
-            id,
-            "event",
-            None,
-            |doc| {
-                let mut body: Body = serde_json::from_value(doc.body.clone())
-                    .map_err(|e| Error::internal(format!("event is unreadable: {e}")))?;
+        let doc = self
+            .change_event(user, id, None, |body| {
                 body.set_fields(fields);
                 body.placement_reason = reason.to_owned();
                 body.sequence += 1;
-                serde_json::to_value(&body)
-                    .map(Some)
-                    .map_err(Error::internal)
-            },
-        )
-        .await?;
+                Ok(true)
+            })
+            .await?;
         Ok(doc.id)
     }
 
@@ -990,23 +993,11 @@ impl Calendar {
             .into_iter()
             .filter(|e| e.pushed_sequence.is_some())
         {
-            focusforge_store::modify(
-                self.store.as_ref(),
-                EVENTS,
-                user,
-                &e.id,
-                "event",
-                None,
-                |doc| {
-                    let mut body: Body = serde_json::from_value(doc.body.clone())
-                        .map_err(|e| Error::internal(format!("event is unreadable: {e}")))?;
-                    body.external_id.clear();
-                    body.pushed_sequence = None;
-                    serde_json::to_value(&body)
-                        .map(Some)
-                        .map_err(Error::internal)
-                },
-            )
+            self.change_event(user, &e.id, None, |body| {
+                body.external_id.clear();
+                body.pushed_sequence = None;
+                Ok(true)
+            })
             .await?;
         }
         Ok(())
@@ -1021,26 +1012,29 @@ impl Calendar {
         google_id: &str,
         sequence: i32,
     ) -> Result<()> {
-        focusforge_store::modify(
-            self.store.as_ref(),
-            EVENTS,
-            user,
-            id,
-            "event",
-            None,
-            |doc| {
-                let mut body: Body = serde_json::from_value(doc.body.clone())
-                    .map_err(|e| Error::internal(format!("event is unreadable: {e}")))?;
-                body.external_id = google_id.to_owned();
-                body.pushed_sequence = Some(sequence);
-                serde_json::to_value(&body)
-                    .map(Some)
-                    .map_err(Error::internal)
-            },
-        )
+        self.change_event(user, id, None, |body| {
+            body.external_id = google_id.to_owned();
+            body.pushed_sequence = Some(sequence);
+            Ok(true)
+        })
         .await?;
         Ok(())
     }
+}
+
+/// Sorted, overlapping and touching intervals joined.
+pub fn merge(
+    mut spans: Vec<(DateTime<Utc>, DateTime<Utc>)>,
+) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+    spans.sort();
+    let mut merged: Vec<(DateTime<Utc>, DateTime<Utc>)> = Vec::new();
+    for (s, e) in spans {
+        match merged.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => merged.push((s, e)),
+        }
+    }
+    merged
 }
 
 /// Busy events from Google are stored under an id derived from theirs.

@@ -102,6 +102,18 @@ pub struct Page {
     pub next_sync_token: Option<String>,
 }
 
+/// An event FocusForge writes to Google: a focus block.
+#[derive(Debug, Clone, Copy)]
+pub struct Written<'a> {
+    pub summary: &'a str,
+    pub description: &'a str,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub tz: &'a str,
+    /// Its id here, kept in a private extended property.
+    pub ours: &'a str,
+}
+
 #[derive(Clone)]
 pub struct Google {
     http: reqwest::Client,
@@ -345,44 +357,31 @@ impl Google {
         })
     }
 
-    fn body(
-        summary: &str,
-        description: &str,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-        tz: &str,
-        ours: &str,
-    ) -> Value {
+    fn body(e: &Written<'_>) -> Value {
         let t = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         json!({
-            "summary": summary,
-            "description": description,
-            "start": { "dateTime": t(start), "timeZone": tz },
-            "end": { "dateTime": t(end), "timeZone": tz },
+            "summary": e.summary,
+            "description": e.description,
+            "start": { "dateTime": t(e.start), "timeZone": e.tz },
+            "end": { "dateTime": t(e.end), "timeZone": e.tz },
             "transparency": "opaque",
-            "extendedProperties": { "private": { MARK: ours } },
+            "extendedProperties": { "private": { MARK: e.ours } },
         })
     }
 
     /// `events.insert`; the new event's id.
-    #[allow(clippy::too_many_arguments)]
     pub async fn insert(
         &self,
         access: &str,
         calendar: &str,
-        summary: &str,
-        description: &str,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-        tz: &str,
-        ours: &str,
+        e: &Written<'_>,
     ) -> Result<String, GoogleError> {
         let (status, v) = self
             .send(
                 self.http
                     .post(self.events_url(calendar))
                     .bearer_auth(access)
-                    .json(&Self::body(summary, description, start, end, tz, ours)),
+                    .json(&Self::body(e)),
             )
             .await?;
         Self::check(status, &v)?;
@@ -393,25 +392,19 @@ impl Google {
     }
 
     /// `events.patch`.
-    #[allow(clippy::too_many_arguments)]
     pub async fn patch(
         &self,
         access: &str,
         calendar: &str,
         id: &str,
-        summary: &str,
-        description: &str,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-        tz: &str,
-        ours: &str,
+        e: &Written<'_>,
     ) -> Result<(), GoogleError> {
         let (status, v) = self
             .send(
                 self.http
                     .patch(format!("{}/{}", self.events_url(calendar), urlencoding(id)))
                     .bearer_auth(access)
-                    .json(&Self::body(summary, description, start, end, tz, ours)),
+                    .json(&Self::body(e)),
             )
             .await?;
         Self::check(status, &v)

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::domain::{Calendar, GoogleLink, PendingLink, State};
 use crate::event::{EventFields, Kind, Source, When};
-use crate::google::{Google, GoogleError, Item, Stamp};
+use crate::google::{Google, GoogleError, Item, Stamp, Written};
 use crate::seal::Sealer;
 
 /// How long a started link may take to finish.
@@ -375,42 +375,33 @@ impl Link {
             if end < horizon {
                 continue;
             }
-            let insert = || {
-                self.google.insert(
-                    access,
-                    cal,
-                    &e.fields.title,
-                    &e.fields.description,
-                    start,
-                    end,
-                    &e.fields.tz,
-                    &e.id,
-                )
+            let written = Written {
+                summary: &e.fields.title,
+                description: &e.fields.description,
+                start,
+                end,
+                tz: &e.fields.tz,
+                ours: &e.id,
             };
             let google_id = if e.external_id.is_empty() || e.pushed_sequence.is_none() {
-                insert().await.map_err(google_err)?
+                self.google
+                    .insert(access, cal, &written)
+                    .await
+                    .map_err(google_err)?
             } else {
                 match self
                     .google
-                    .patch(
-                        access,
-                        cal,
-                        &e.external_id,
-                        &e.fields.title,
-                        &e.fields.description,
-                        start,
-                        end,
-                        &e.fields.tz,
-                        &e.id,
-                    )
+                    .patch(access, cal, &e.external_id, &written)
                     .await
                 {
                     Ok(()) => e.external_id.clone(),
                     // Deleted in Google (or another calendar linked since):
                     // write it again.
-                    Err(GoogleError::NotFound | GoogleError::Gone) => {
-                        insert().await.map_err(google_err)?
-                    }
+                    Err(GoogleError::NotFound | GoogleError::Gone) => self
+                        .google
+                        .insert(access, cal, &written)
+                        .await
+                        .map_err(google_err)?,
                     Err(other) => return Err(google_err(other)),
                 }
             };
