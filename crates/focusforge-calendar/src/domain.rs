@@ -414,12 +414,14 @@ impl Calendar {
         }
     }
 
-    /// Counts `n` more events against the user's limit.
+    /// Counts `n` more events against the user's limit. The count is kept
+    /// by writes, so a state write lost after an insert or a delete makes it
+    /// drift; before refusing, it is recounted from the events themselves.
     async fn count(&self, user: &UserId, n: u32) -> Result<()> {
         if n == 0 {
             return Ok(());
         }
-        self.change_state(user, |s| {
+        let add = |s: &mut State| {
             if s.events.saturating_add(n) > limits::EVENTS {
                 return Err(Error::ResourceExhausted(format!(
                     "the calendar holds {} events, the most it keeps; delete some first",
@@ -428,9 +430,19 @@ impl Calendar {
             }
             s.events += n;
             Ok(())
-        })
-        .await?;
-        Ok(())
+        };
+        match self.change_state(user, add).await {
+            Err(Error::ResourceExhausted(_)) => {
+                let real = u32::try_from(self.all(user).await?.len()).unwrap_or(u32::MAX);
+                self.change_state(user, |s| {
+                    s.events = real;
+                    add(s)
+                })
+                .await?;
+                Ok(())
+            }
+            other => other.map(|_| ()),
+        }
     }
 
     /// Writes a new event document (counted by the caller).
@@ -1060,4 +1072,51 @@ fn parse_feed_token(token: &str) -> Option<(UserId, String)> {
     let user = UserId::parse(&String::from_utf8(bytes).ok()?).ok()?;
     (secret.len() == 64 && secret.bytes().all(|b| b.is_ascii_hexdigit()))
         .then(|| (user, secret.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use focusforge_core::ManualClock;
+    use focusforge_store::SqliteStore;
+
+    #[tokio::test]
+    async fn a_drifted_event_count_is_recounted_before_it_refuses() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let at = DateTime::from_timestamp(1_796_000_000, 0).unwrap_or_default();
+        let clock = Arc::new(ManualClock::new(at));
+        let store = SqliteStore::open(&dir.path().join("s.db"), clock.clone())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let cal = Calendar::new(Arc::new(store), clock);
+        let user = UserId::parse("alice").unwrap_or_else(|e| panic!("{e}"));
+        let fields = EventFields {
+            title: "x".into(),
+            description: String::new(),
+            location: String::new(),
+            when: When::Timed {
+                start: at,
+                end: at + chrono::Duration::hours(1),
+            },
+            tz: "UTC".into(),
+            rrule: String::new(),
+            exdates: Vec::new(),
+            busy: true,
+        };
+        let kept = cal
+            .create(&user, fields.clone(), Origin::default())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        // As if the state writes of many deletes had been lost.
+        cal.change_state(&user, |s| {
+            s.events = limits::EVENTS;
+            Ok(())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        cal.create(&user, fields, Origin::default())
+            .await
+            .unwrap_or_else(|e| panic!("refused though one event is kept: {e}"));
+        let state = cal.state(&user).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(state.events, 2, "recounted: {} and the new one", kept.id);
+    }
 }
