@@ -34,6 +34,7 @@ use tonic_types::StatusExt;
 
 use crate::game::nanos;
 use crate::harness::{Http, Server, authed, config, send};
+use crate::mood::fields;
 
 fn t(s: &str) -> DateTime<Utc> {
     s.parse().expect("time")
@@ -50,14 +51,6 @@ fn ts(s: &str) -> Option<Timestamp> {
 fn at(ts: &Option<Timestamp>) -> DateTime<Utc> {
     let ts = ts.expect("timestamp");
     DateTime::from_timestamp(ts.seconds, ts.nanos as u32).expect("time")
-}
-
-fn fields(status: &tonic::Status) -> Vec<String> {
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    status
-        .get_details_bad_request()
-        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
-        .unwrap_or_default()
 }
 
 async fn set_zone(server: &Server, user: &str, tz: &str) {

@@ -41,7 +41,8 @@ fn ago(hours: i64) -> Option<Timestamp> {
 }
 
 /// The fields an INVALID_ARGUMENT names.
-fn fields(status: &tonic::Status) -> Vec<String> {
+/// The fields an INVALID_ARGUMENT names.
+pub fn fields(status: &tonic::Status) -> Vec<String> {
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     status
         .get_details_bad_request()

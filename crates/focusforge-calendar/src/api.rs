@@ -12,6 +12,7 @@ use focusforge_core::{Error, UserId, Violations};
 use focusforge_grpc::convert::{from_timestamp, mask_paths, opt_timestamp, timestamp};
 use focusforge_grpc::{from_status, identity, into_status, preferences_of};
 use focusforge_kit::{Caller, Mesh};
+use focusforge_mcp::tools::ts;
 use focusforge_planner::{ActionSpec, Executor};
 use focusforge_proto::calendar::v1 as pb;
 use focusforge_proto::calendar::v1::calendar_service_client::CalendarServiceClient;
@@ -473,9 +474,6 @@ impl CalendarApi {
         let input_tasks: Vec<schedule::TaskIn> = tasks
             .iter()
             .map(|t| {
-                let ts = |t: &Option<prost_types::Timestamp>| {
-                    t.and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
-                };
                 for b in &t.blocks {
                     titles.insert(
                         (t.id.clone(), b.id.clone()),
@@ -514,10 +512,10 @@ impl CalendarApi {
                         )
                         | Err(_) => 1,
                     },
-                    due: ts(&t.due_time),
-                    earliest: ts(&t.earliest_start_time),
+                    due: ts(t.due_time),
+                    earliest: ts(t.earliest_start_time),
                     min_chunk: i64::from(t.min_chunk_minutes),
-                    created: ts(&t.create_time).unwrap_or_default(),
+                    created: ts(t.create_time).unwrap_or_default(),
                     blocks,
                 }
             })

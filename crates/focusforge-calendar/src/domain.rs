@@ -795,7 +795,7 @@ impl Calendar {
     /// old one stops working).
     pub async fn feed(&self, user: &UserId, rotate: bool) -> Result<String> {
         if !rotate && let Some(secret) = self.state(user).await?.feed_secret {
-            return Ok(feed_token(user, &secret));
+            return Ok(named(user, &secret));
         }
         let fresh = hex::encode(rand::random::<[u8; 32]>());
         let state = self
@@ -806,10 +806,7 @@ impl Calendar {
                 Ok(())
             })
             .await?;
-        Ok(feed_token(
-            user,
-            state.feed_secret.as_deref().unwrap_or(&fresh),
-        ))
+        Ok(named(user, state.feed_secret.as_deref().unwrap_or(&fresh)))
     }
 
     pub async fn revoke_feed(&self, user: &UserId) -> Result<()> {
@@ -961,24 +958,15 @@ impl Calendar {
                 }
             }
             Some(doc) => {
-                let mut body: Body = serde_json::from_value(doc.body)
-                    .map_err(|e| Error::internal(format!("event is unreadable: {e}")))?;
-                if body.fields() == fields {
-                    return Ok(());
-                }
-                body.set_fields(&fields);
-                body.sequence += 1;
-                self.store
-                    .replace(
-                        EVENTS,
-                        user,
-                        &doc.id,
-                        serde_json::to_value(&body).map_err(Error::internal)?,
-                        None,
-                        Precondition::Version(doc.version),
-                    )
-                    .await
-                    .map_err(store_err)?;
+                self.change_event(user, &doc.id, None, |body| {
+                    if body.fields() == fields {
+                        return Ok(false);
+                    }
+                    body.set_fields(&fields);
+                    body.sequence += 1;
+                    Ok(true)
+                })
+                .await?;
                 Ok(())
             }
         }
@@ -1054,13 +1042,17 @@ pub fn google_doc_id(google_id: &str) -> String {
     format!("g-{}", &sha256_hex(google_id.as_bytes())[..32])
 }
 
-fn feed_token(user: &UserId, secret: &str) -> String {
+/// A secret that names its user: `<base64url(user)>.<secret>` (feed
+/// tokens, OAuth states), so the store, which is keyed by user, can be
+/// asked for the one secret to compare with.
+pub fn named(user: &UserId, secret: &str) -> String {
     use base64::Engine as _;
     let u = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(user.as_str());
     format!("{u}.{secret}")
 }
 
-fn parse_feed_token(token: &str) -> Option<(UserId, String)> {
+/// The user and secret of a [`named`] secret.
+pub fn name_of(token: &str) -> Option<(UserId, &str)> {
     use base64::Engine as _;
     if token.len() > 512 {
         return None;
@@ -1069,7 +1061,11 @@ fn parse_feed_token(token: &str) -> Option<(UserId, String)> {
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(u)
         .ok()?;
-    let user = UserId::parse(&String::from_utf8(bytes).ok()?).ok()?;
+    Some((UserId::parse(&String::from_utf8(bytes).ok()?).ok()?, secret))
+}
+
+fn parse_feed_token(token: &str) -> Option<(UserId, String)> {
+    let (user, secret) = name_of(token)?;
     (secret.len() == 64 && secret.bytes().all(|b| b.is_ascii_hexdigit()))
         .then(|| (user, secret.to_owned()))
 }

@@ -3,7 +3,6 @@
 //! read incrementally with `syncToken` (a full resync on 410 Gone), focus
 //! blocks written back as events.
 
-use base64::Engine as _;
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use focusforge_core::{Error, Result, UserId};
@@ -50,13 +49,9 @@ fn not_linked() -> Error {
     Error::FailedPrecondition("Google Calendar is not linked; call BeginGoogleLink first".into())
 }
 
-/// The user a state names (its first part), if it is well formed.
+/// The user a state names, if it is well formed.
 pub fn state_user(state: &str) -> Option<UserId> {
-    let (u, _) = state.split_once('.')?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(u)
-        .ok()?;
-    UserId::parse(&String::from_utf8(bytes).ok()?).ok()
+    crate::domain::name_of(state).map(|(user, _)| user)
 }
 
 impl Link {
@@ -73,8 +68,7 @@ impl Link {
                 "must be at most 255 characters",
             ));
         }
-        let u = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(user.as_str());
-        let state = format!("{u}.{}", hex::encode(rand::random::<[u8; 16]>()));
+        let state = crate::domain::named(user, &hex::encode(rand::random::<[u8; 16]>()));
         let verifier = hex::encode(rand::random::<[u8; 32]>());
         let sealed = self.sealer.seal(user.as_str(), &verifier)?;
         let expires = (self.cal.now() + Duration::minutes(PENDING_MINUTES)).timestamp_millis();
