@@ -29,6 +29,9 @@ macro_rules! document_store_conformance {
             purge_removes_only_expired,
             filters_select_by_field,
             created_between_selects_by_time,
+            updated_between_selects_by_last_write,
+            scan_returns_every_match_up_to_its_limit,
+            changes_visit_every_changed_document_once,
             pagination_visits_every_document_once,
             pagination_ascending_by_updated_at,
             delete_many_is_scoped,
@@ -457,6 +460,141 @@ pub async fn created_between_selects_by_time(store: &dyn DocumentStore, clock: &
     let page = store.find("mood", &user("alice"), &q).await.expect("find");
     let ids: Vec<_> = page.documents.iter().map(|d| d.id.as_str()).collect();
     assert_eq!(ids, ["b"]);
+}
+
+pub async fn updated_between_selects_by_last_write(store: &dyn DocumentStore, clock: &ManualClock) {
+    let start = clock.now_for_tests();
+    for id in ["a", "b", "c"] {
+        must_insert(store, "mood", doc("alice", id, json!({}))).await;
+    }
+    clock.advance(Duration::hours(2));
+    store
+        .replace(
+            "mood",
+            &user("alice"),
+            "b",
+            json!({"x": 1}),
+            None,
+            Precondition::None,
+        )
+        .await
+        .expect("replace");
+    let filters = vec![Filter::UpdatedBetween {
+        gte: Some(start + Duration::hours(1)),
+        lt: Some(start + Duration::hours(3)),
+    }];
+    let q = Query {
+        filters: filters.clone(),
+        limit: 10,
+        ..Query::default()
+    };
+    let page = store.find("mood", &user("alice"), &q).await.expect("find");
+    let ids: Vec<_> = page.documents.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids, ["b"]);
+    let scan = store
+        .scan("mood", &user("alice"), &filters, 10)
+        .await
+        .expect("scan");
+    let ids: Vec<_> = scan.documents.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids, ["b"]);
+}
+
+pub async fn scan_returns_every_match_up_to_its_limit(
+    store: &dyn DocumentStore,
+    clock: &ManualClock,
+) {
+    let alice = user("alice");
+    for i in 0..12 {
+        let status = if i % 3 == 0 { "done" } else { "open" };
+        must_insert(
+            store,
+            "tasks",
+            doc(
+                "alice",
+                &format!("t{i:02}"),
+                json!({"status": status, "i": i}),
+            ),
+        )
+        .await;
+        clock.advance(Duration::milliseconds(1));
+    }
+    must_insert(store, "tasks", doc("bob", "b0", json!({"status": "done"}))).await;
+    store
+        .insert(
+            "tasks",
+            NewDocument {
+                expires_at: Some(clock.now_for_tests()),
+                ..doc("alice", "gone", json!({"status": "done"}))
+            },
+        )
+        .await
+        .expect("insert expiring");
+    let done = [Filter::eq("status", "done")];
+    let scan = store.scan("tasks", &alice, &done, 100).await.expect("scan");
+    let mut ids: Vec<_> = scan.documents.iter().map(|d| d.id.clone()).collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        ["t00", "t03", "t06", "t09"],
+        "only alice's live matches"
+    );
+    assert!(!scan.truncated);
+    let all_of_them = store.scan("tasks", &alice, &[], 12).await.expect("scan");
+    assert_eq!(all_of_them.documents.len(), 12);
+    assert!(!all_of_them.truncated, "exactly the limit is not truncated");
+    let cut = store.scan("tasks", &alice, &[], 5).await.expect("scan");
+    assert_eq!(cut.documents.len(), 5);
+    assert!(cut.truncated);
+    for limit in [0, crate::MAX_SCAN + 1] {
+        assert!(matches!(
+            store.scan("tasks", &alice, &[], limit).await,
+            Err(StoreError::InvalidQuery(_))
+        ));
+    }
+    assert!(matches!(
+        store
+            .scan("tasks", &alice, &[Filter::eq("a') OR 1=1 --", "x")], 5)
+            .await,
+        Err(StoreError::InvalidQuery(_))
+    ));
+}
+
+/// The windowed reader: windows split when a scan is truncated, and more
+/// documents than a batch written in one millisecond still come once each.
+pub async fn changes_visit_every_changed_document_once(
+    store: &dyn DocumentStore,
+    clock: &ManualClock,
+) {
+    let start = clock.now_for_tests();
+    let mut expected = Vec::new();
+    for i in 0..40 {
+        let id = format!("d{i:02}");
+        must_insert(store, "tasks", doc("alice", &id, json!({"i": i}))).await;
+        expected.push(id);
+        // Eight in one millisecond, then gaps of minutes to days.
+        if i >= 8 {
+            clock.advance(Duration::minutes(37 * i64::from(i)));
+        }
+    }
+    must_insert(store, "tasks", doc("bob", "b0", json!({}))).await;
+    let mut seen = Vec::new();
+    let mut changes = crate::changes(
+        store,
+        "tasks",
+        &user("alice"),
+        start,
+        clock.now_for_tests() + Duration::seconds(1),
+    )
+    .batch(5);
+    let mut batches = 0;
+    while let Some(batch) = changes.next_batch().await.expect("batch") {
+        assert!(!batch.is_empty());
+        batches += 1;
+        seen.extend(batch.into_iter().map(|d| d.id));
+    }
+    seen.sort();
+    assert_eq!(seen, expected, "every changed document once, only alice's");
+    assert!(batches >= 8, "forty documents in batches of at most five");
 }
 
 pub async fn pagination_visits_every_document_once(store: &dyn DocumentStore, clock: &ManualClock) {

@@ -8,6 +8,7 @@
 //! and [`MongoStore`] (production).
 //! [`conformance`] holds the suite every backend must pass.
 
+mod changes;
 mod error;
 mod modify;
 mod mongo;
@@ -25,10 +26,11 @@ use chrono::{DateTime, Utc};
 pub use focusforge_core::UserId;
 use serde_json::Value;
 
+pub use changes::{Changes, changes};
 pub use error::StoreError;
 pub use modify::modify;
 pub use mongo::{MongoSettings, MongoStore};
-pub use query::{Cursor, Filter, Order, Page, Query, SortKey};
+pub use query::{Cursor, Filter, MAX_SCAN, Order, Page, Query, Scan, SortKey};
 pub use sqlite::SqliteStore;
 
 /// A collection a service owns, declared in its kit module: the body
@@ -129,6 +131,17 @@ pub trait DocumentStore: Send + Sync + 'static {
         user: &UserId,
         query: &Query,
     ) -> Result<Page, StoreError>;
+
+    /// Up to `limit` (1..=[`MAX_SCAN`]) of the user's live documents matching
+    /// every filter, in no particular order: a range read without the cost
+    /// of ordering, for readers that take every match (see [`changes`]).
+    async fn scan(
+        &self,
+        collection: &str,
+        user: &UserId,
+        filters: &[Filter],
+        limit: usize,
+    ) -> Result<Scan, StoreError>;
 
     /// Physically removes expired documents of every collection; returns how many.
     async fn purge_expired(&self) -> Result<u64, StoreError>;

@@ -24,10 +24,10 @@ use mongodb::{Client, Collection, Database, IndexModel};
 use serde_json::Value;
 
 use crate::Collection as Declared;
-use crate::query::check_filters;
+use crate::query::{check_filters, check_scan};
 use crate::{
-    Document, DocumentStore, Filter, NewDocument, Page, Precondition, Query, SortKey, StoreError,
-    check_collection, check_object,
+    Document, DocumentStore, Filter, NewDocument, Page, Precondition, Query, Scan, SortKey,
+    StoreError, check_collection, check_object,
 };
 
 /// Connection settings; the URI may carry more driver options.
@@ -153,7 +153,12 @@ fn filter_doc(filter: &Filter) -> Result<BsonDoc, StoreError> {
                 doc! { path(field): range }
             }
         }
-        Filter::CreatedBetween { gte, lt } => {
+        Filter::CreatedBetween { gte, lt } | Filter::UpdatedBetween { gte, lt } => {
+            let field = if matches!(filter, Filter::CreatedBetween { .. }) {
+                "created_at"
+            } else {
+                "updated_at"
+            };
             let mut range = BsonDoc::new();
             if let Some(gte) = gte {
                 range.insert("$gte", gte.timestamp_millis());
@@ -164,7 +169,7 @@ fn filter_doc(filter: &Filter) -> Result<BsonDoc, StoreError> {
             if range.is_empty() {
                 doc! {}
             } else {
-                doc! { "created_at": range }
+                doc! { field: range }
             }
         }
     })
@@ -490,6 +495,29 @@ impl DocumentStore for MongoStore {
             .map(to_document)
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_overfetch(documents, query))
+    }
+
+    async fn scan(
+        &self,
+        collection: &str,
+        user: &UserId,
+        filters: &[Filter],
+        limit: usize,
+    ) -> Result<Scan, StoreError> {
+        check_scan(filters, limit)?;
+        let coll = self.coll(collection).await?;
+        let parts = scoped(user, self.now(), filters)?;
+        let cursor = coll
+            .find(and(parts))
+            .limit(limit as i64 + 1)
+            .await
+            .map_err(backend)?;
+        let raws: Vec<BsonDoc> = cursor.try_collect().await.map_err(backend)?;
+        let documents = raws
+            .into_iter()
+            .map(to_document)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Scan::from_overfetch(documents, limit))
     }
 
     async fn purge_expired(&self) -> Result<u64, StoreError> {

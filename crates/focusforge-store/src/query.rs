@@ -26,6 +26,11 @@ pub enum Filter {
         gte: Option<DateTime<Utc>>,
         lt: Option<DateTime<Utc>>,
     },
+    /// The document's own `updated_at` (its last write) lies in `[gte, lt)`.
+    UpdatedBetween {
+        gte: Option<DateTime<Utc>>,
+        lt: Option<DateTime<Utc>>,
+    },
 }
 
 impl Filter {
@@ -37,7 +42,7 @@ impl Filter {
         match self {
             Filter::Eq(f, _) | Filter::In(f, _) | Filter::Contains(f, _) => Some(f),
             Filter::Range { field, .. } => Some(field),
-            Filter::CreatedBetween { .. } => None,
+            Filter::CreatedBetween { .. } | Filter::UpdatedBetween { .. } => None,
         }
     }
 }
@@ -123,6 +128,37 @@ fn check_field(path: &str) -> Result<(), StoreError> {
         Ok(())
     } else {
         Err(StoreError::InvalidQuery(format!("bad field path {path:?}")))
+    }
+}
+
+/// The most documents one [`crate::DocumentStore::scan`] returns.
+pub const MAX_SCAN: usize = 10_000;
+
+pub(crate) fn check_scan(filters: &[Filter], limit: usize) -> Result<(), StoreError> {
+    if limit == 0 || limit > MAX_SCAN {
+        return Err(StoreError::InvalidQuery(format!(
+            "scan limit must be 1-{MAX_SCAN}, got {limit}"
+        )));
+    }
+    check_filters(filters)
+}
+
+/// What a scan found: up to its limit of documents, in no particular order.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Scan {
+    pub documents: Vec<Document>,
+    /// More documents matched than the limit let through.
+    pub truncated: bool,
+}
+
+impl Scan {
+    pub(crate) fn from_overfetch(mut documents: Vec<Document>, limit: usize) -> Self {
+        let truncated = documents.len() > limit;
+        documents.truncate(limit);
+        Scan {
+            documents,
+            truncated,
+        }
     }
 }
 

@@ -13,10 +13,10 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 use serde_json::Value;
 
-use crate::query::check_filters;
+use crate::query::{check_filters, check_scan};
 use crate::{
-    Document, DocumentStore, Filter, NewDocument, Page, Precondition, Query, SortKey, StoreError,
-    check_collection, check_object,
+    Document, DocumentStore, Filter, NewDocument, Page, Precondition, Query, Scan, SortKey,
+    StoreError, check_collection, check_object,
 };
 
 const SCHEMA: &str = "
@@ -213,13 +213,18 @@ fn push_filters(
                 }
                 continue;
             }
-            Filter::CreatedBetween { gte, lt } => {
+            Filter::CreatedBetween { gte, lt } | Filter::UpdatedBetween { gte, lt } => {
+                let column = if matches!(filter, Filter::CreatedBetween { .. }) {
+                    "created_at"
+                } else {
+                    "updated_at"
+                };
                 if let Some(gte) = gte {
-                    sql.push_str(" AND created_at >= ?");
+                    sql.push_str(&format!(" AND {column} >= ?"));
                     args.push(SqlValue::Integer(millis(*gte)));
                 }
                 if let Some(lt) = lt {
-                    sql.push_str(" AND created_at < ?");
+                    sql.push_str(&format!(" AND {column} < ?"));
                     args.push(SqlValue::Integer(millis(*lt)));
                 }
                 continue;
@@ -436,6 +441,39 @@ impl DocumentStore for SqliteStore {
                 .map(|row| row.map_err(StoreError::backend).and_then(parse_body))
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(Page::from_overfetch(documents, &query))
+        })
+        .await
+    }
+
+    async fn scan(
+        &self,
+        collection: &str,
+        user: &UserId,
+        filters: &[Filter],
+        limit: usize,
+    ) -> Result<Scan, StoreError> {
+        check_collection(collection)?;
+        check_scan(filters, limit)?;
+        let (collection, user, filters) = (collection.to_owned(), user.clone(), filters.to_vec());
+        self.run(move |conn, now| {
+            let mut sql = format!(
+                "SELECT {COLUMNS} FROM documents WHERE collection = ? AND user_id = ? AND {LIVE}"
+            );
+            let mut args = vec![
+                SqlValue::Text(collection),
+                SqlValue::Text(user.as_str().to_owned()),
+                SqlValue::Integer(now),
+            ];
+            push_filters(&filters, &mut sql, &mut args)?;
+            sql.push_str(" LIMIT ?");
+            args.push(SqlValue::Integer(limit as i64 + 1));
+            let mut stmt = conn.prepare_cached(&sql).map_err(StoreError::backend)?;
+            let documents = stmt
+                .query_map(rusqlite::params_from_iter(args), read_document)
+                .map_err(StoreError::backend)?
+                .map(|row| row.map_err(StoreError::backend).and_then(parse_body))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Scan::from_overfetch(documents, limit))
         })
         .await
     }
