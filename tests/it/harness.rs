@@ -151,6 +151,15 @@ impl Server {
         )
     }
 
+    pub async fn analytics(
+        &self,
+    ) -> focusforge_proto::analytics::v1::analytics_service_client::AnalyticsServiceClient<Channel>
+    {
+        focusforge_proto::analytics::v1::analytics_service_client::AnalyticsServiceClient::new(
+            self.channel().await,
+        )
+    }
+
     pub async fn mood(&self) -> MoodServiceClient<Channel> {
         MoodServiceClient::new(self.channel().await)
     }

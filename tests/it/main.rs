@@ -2,6 +2,7 @@
 //! `127.0.0.1:0` and called through the gateway, with a tonic client over
 //! HTTP/2 and with raw gRPC-web over HTTP/1.1 and HTTP/2.
 
+mod analytics;
 mod auth;
 mod backends;
 mod calendar;

@@ -9,7 +9,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration};
 use focusforge_core::{Error, UserId, Violations};
 use focusforge_gamification::{Cause, award_or_later};
-use focusforge_grpc::convert::{enum_value, from_timestamp, timestamp};
+use focusforge_grpc::convert::{changed_since, enum_value, from_timestamp, timestamp};
+use focusforge_grpc::sync::{SyncStream, sync_stream};
 use focusforge_grpc::{caller, identity, into_status};
 use focusforge_jobs::{Handler, JobContext, JobError, JobSpec, Jobs};
 use focusforge_kit::{Caller, Mesh};
@@ -445,6 +446,24 @@ impl FocusRpc for FocusApi {
             sessions: page.sessions.into_iter().map(session_pb).collect(),
             next_page_token: page.next_page_token,
         }))
+    }
+
+    type SyncSessionsStream = SyncStream<pb::SyncSessionsResponse>;
+
+    async fn sync_sessions(
+        &self,
+        req: Request<pb::SyncSessionsRequest>,
+    ) -> Reply<Self::SyncSessionsStream> {
+        let user = caller(&req)?;
+        let since = changed_since(req.into_inner().changed_since).map_err(into_status)?;
+        let batches = futures::StreamExt::map(self.focus.changes(&user, since), |batch| {
+            batch.map(|sessions| sessions.into_iter().map(session_pb).collect())
+        });
+        Ok(Response::new(sync_stream(
+            "sessions",
+            batches,
+            |sessions| pb::SyncSessionsResponse { sessions },
+        )))
     }
 
     async fn get_focus_stats(

@@ -854,6 +854,60 @@ impl Focus {
         })
     }
 
+    /// The user's sessions written at or after `since`, in batches in no
+    /// particular order, each as the clock has it, and last the open
+    /// session whenever it was written: a session the clock completed is
+    /// written down only by the next command, so a reader keeping its own
+    /// view learns of that completion here.
+    pub fn changes(
+        &self,
+        user: &UserId,
+        since: DateTime<Utc>,
+    ) -> impl futures::Stream<Item = Result<Vec<Session>>> + Send + 'static {
+        use futures::StreamExt;
+        let now = self.now();
+        let batches = focusforge_store::changes(
+            self.store.clone(),
+            SESSIONS,
+            user,
+            since,
+            now + Duration::minutes(1),
+        )
+        .into_stream()
+        .map(move |batch| {
+            batch
+                .map_err(store_err)?
+                .into_iter()
+                .map(|doc| {
+                    let mut s = to_session(doc, now)?;
+                    s.body.settle(ms(now));
+                    Ok(s)
+                })
+                .collect()
+        });
+        let (store, user) = (self.store.clone(), user.clone());
+        let open = futures::stream::once(async move {
+            let pointer = store
+                .get(CURRENT, &user, CURRENT_ID)
+                .await
+                .map_err(store_err)?
+                .and_then(|d| serde_json::from_value::<Pointer>(d.body).ok())
+                .and_then(|p| p.session);
+            let Some(id) = pointer else {
+                return Ok(Vec::new());
+            };
+            let Some(doc) = store.get(SESSIONS, &user, &id).await.map_err(store_err)? else {
+                return Ok(Vec::new());
+            };
+            let mut s = to_session(doc, now)?;
+            s.body.settle(ms(now));
+            Ok(vec![s])
+        });
+        batches
+            .chain(open)
+            .filter(|b| std::future::ready(!matches!(b, Ok(v) if v.is_empty())))
+    }
+
     /// Figures over the sessions started in `[from, to)`, in the user's days.
     pub async fn stats(
         &self,

@@ -3,7 +3,8 @@
 //! award job; and the planner's gamification executor.
 use async_trait::async_trait;
 use focusforge_core::{Error, UserId};
-use focusforge_grpc::convert::{mask_paths, timestamp};
+use focusforge_grpc::convert::{changed_since, mask_paths, timestamp};
+use focusforge_grpc::sync::{SyncStream, sync_stream};
 use focusforge_grpc::{caller, from_status, identity, into_status, service_caller};
 use focusforge_jobs::{Handler, JobContext, JobError, JobSpec, Jobs};
 use focusforge_kit::{Caller, Mesh};
@@ -280,6 +281,29 @@ impl GameRpc for GameApi {
             entries: page.entries.into_iter().map(entry_pb).collect(),
             next_page_token: page.next_page_token,
         }))
+    }
+
+    type SyncLedgerEntriesStream = SyncStream<pb::SyncLedgerEntriesResponse>;
+
+    async fn sync_ledger_entries(
+        &self,
+        req: Request<pb::SyncLedgerEntriesRequest>,
+    ) -> Reply<Self::SyncLedgerEntriesStream> {
+        let user = caller(&req)?;
+        let since = changed_since(req.into_inner().changed_since).map_err(into_status)?;
+        let changes = self
+            .game
+            .ledger_changes(&user, since)
+            .await
+            .map_err(into_status)?;
+        let batches = futures::StreamExt::map(changes, |batch| {
+            batch.map(|entries| entries.into_iter().map(entry_pb).collect())
+        });
+        Ok(Response::new(sync_stream(
+            "ledger entries",
+            batches,
+            |entries| pb::SyncLedgerEntriesResponse { entries },
+        )))
     }
 
     async fn award(&self, req: Request<pb::AwardRequest>) -> Reply<pb::AwardResponse> {

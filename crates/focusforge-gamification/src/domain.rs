@@ -857,6 +857,31 @@ impl Game {
     }
 
     /// The ledger, newest first.
+    /// The user's ledger entries written at or after `since`, in batches
+    /// in no particular order; entries still pending in the wallet are
+    /// written first, so none is missing.
+    pub async fn ledger_changes(
+        &self,
+        user: &UserId,
+        since: DateTime<Utc>,
+    ) -> Result<impl futures::Stream<Item = Result<Vec<Entry>>> + Send + 'static> {
+        use futures::StreamExt;
+        let doc = self.wallet_doc(user).await?;
+        self.flush(user, &wallet_of(&doc)?.pending).await?;
+        let until = self.clock.now() + chrono::Duration::minutes(1);
+        Ok(
+            focusforge_store::changes(self.store.clone(), LEDGER, user, since, until)
+                .into_stream()
+                .map(|batch| {
+                    batch
+                        .map_err(store_err)?
+                        .into_iter()
+                        .map(|d| serde_json::from_value(d.body).map_err(Error::internal))
+                        .collect()
+                }),
+        )
+    }
+
     pub async fn ledger(
         &self,
         user: &UserId,

@@ -31,6 +31,14 @@ pub fn from_timestamp(
     DateTime::from_timestamp(ts.seconds, ts.nanos as u32)
 }
 
+/// A sync request's `changed_since`: unset means from the beginning.
+pub fn changed_since(ts: Option<Timestamp>) -> focusforge_core::Result<DateTime<Utc>> {
+    let mut v = Violations::new();
+    let since = from_timestamp(&mut v, "changed_since", ts);
+    v.finish()?;
+    Ok(since.unwrap_or(DateTime::UNIX_EPOCH))
+}
+
 /// Converts a proto enum value, recording unknown values.
 pub fn enum_value<E: TryFrom<i32>>(v: &mut Violations, field: &str, raw: i32) -> Option<E> {
     match E::try_from(raw) {

@@ -10,6 +10,7 @@ mod jobs;
 mod mcp;
 mod memory;
 mod planner;
+pub mod sync;
 mod tasks;
 mod users;
 

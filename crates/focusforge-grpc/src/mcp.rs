@@ -23,6 +23,7 @@ fn category_pb(c: Category) -> i32 {
         Category::Planner => pb::ToolCategory::Planner,
         Category::Focus => pb::ToolCategory::Focus,
         Category::Calendar => pb::ToolCategory::Calendar,
+        Category::Analytics => pb::ToolCategory::Analytics,
     };
     v as i32
 }
@@ -41,6 +42,7 @@ fn category(raw: i32) -> Result<Option<Category>, Error> {
         pb::ToolCategory::Planner => Some(Category::Planner),
         pb::ToolCategory::Focus => Some(Category::Focus),
         pb::ToolCategory::Calendar => Some(Category::Calendar),
+        pb::ToolCategory::Analytics => Some(Category::Analytics),
     })
 }
 

@@ -4,7 +4,10 @@ use focusforge_proto::tasks::v1::task_service_server::TaskService;
 use focusforge_tasks::{NewTask, Priority, Status, Task, TaskFilter, TaskPatch, Tasks, WorkBlock};
 use tonic::{Request, Response, Status as GrpcStatus};
 
-use crate::convert::{enum_value, from_timestamp, mask_paths, opt_timestamp, timestamp};
+use crate::convert::{
+    changed_since, enum_value, from_timestamp, mask_paths, opt_timestamp, timestamp,
+};
+use crate::sync::{SyncStream, sync_stream};
 use crate::{caller, into_status, service_caller};
 
 /// `focusforge.tasks.v1.TaskService` over the tasks domain.
@@ -228,6 +231,19 @@ impl TaskService for TaskApi {
             tasks: page.tasks.into_iter().map(to_pb).collect(),
             next_page_token: page.next_page_token,
         }))
+    }
+
+    type SyncTasksStream = SyncStream<pb::SyncTasksResponse>;
+
+    async fn sync_tasks(&self, req: Request<pb::SyncTasksRequest>) -> Reply<Self::SyncTasksStream> {
+        let user = caller(&req)?;
+        let since = changed_since(req.into_inner().changed_since).map_err(into_status)?;
+        let batches = futures::StreamExt::map(self.0.changes(&user, since), |batch| {
+            batch.map(|tasks| tasks.into_iter().map(to_pb).collect())
+        });
+        Ok(Response::new(sync_stream("tasks", batches, |tasks| {
+            pb::SyncTasksResponse { tasks }
+        })))
     }
 
     async fn update_task(

@@ -29,10 +29,11 @@ pub enum Category {
     Planner,
     Focus,
     Calendar,
+    Analytics,
 }
 
 impl Category {
-    pub const ALL: [Category; 9] = [
+    pub const ALL: [Category; 10] = [
         Category::Ai,
         Category::Tasks,
         Category::Mood,
@@ -42,6 +43,7 @@ impl Category {
         Category::Planner,
         Category::Focus,
         Category::Calendar,
+        Category::Analytics,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -55,6 +57,7 @@ impl Category {
             Category::Planner => "planner",
             Category::Focus => "focus",
             Category::Calendar => "calendar",
+            Category::Analytics => "analytics",
         }
     }
 }

@@ -5,7 +5,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use focusforge_core::{Error, UserId, Violations};
-use focusforge_grpc::convert::{from_timestamp, mask_paths, timestamp};
+use focusforge_grpc::convert::{changed_since, from_timestamp, mask_paths, timestamp};
+use focusforge_grpc::sync::{SyncStream, sync_stream};
 use focusforge_grpc::{caller, from_status, identity, into_status};
 use focusforge_kit::{Caller, Mesh};
 use focusforge_planner::{ActionSpec, Executor};
@@ -156,6 +157,21 @@ impl MoodRpc for MoodApi {
             entries: page.entries.into_iter().map(to_pb).collect(),
             next_page_token: page.next_page_token,
         }))
+    }
+
+    type SyncMoodsStream = SyncStream<pb::SyncMoodsResponse>;
+
+    async fn sync_moods(&self, req: Request<pb::SyncMoodsRequest>) -> Reply<Self::SyncMoodsStream> {
+        let user = caller(&req)?;
+        let since = changed_since(req.into_inner().changed_since).map_err(into_status)?;
+        let batches = futures::StreamExt::map(self.moods.changes(&user, since), |batch| {
+            batch.map(|entries| entries.into_iter().map(to_pb).collect())
+        });
+        Ok(Response::new(sync_stream(
+            "mood entries",
+            batches,
+            |entries| pb::SyncMoodsResponse { entries },
+        )))
     }
 
     async fn update_mood(

@@ -473,6 +473,26 @@ impl Moods {
         }
     }
 
+    /// The user's entries written at or after `since`, in batches in no
+    /// particular order.
+    pub fn changes(
+        &self,
+        user: &UserId,
+        since: DateTime<Utc>,
+    ) -> impl futures::Stream<Item = Result<Vec<MoodEntry>>> + Send + 'static {
+        use futures::StreamExt;
+        let until = self.clock.now() + Duration::minutes(1);
+        focusforge_store::changes(self.store.clone(), COLLECTION, user, since, until)
+            .into_stream()
+            .map(|batch| {
+                batch
+                    .map_err(not_found)?
+                    .into_iter()
+                    .map(to_entry)
+                    .collect()
+            })
+    }
+
     pub async fn list(
         &self,
         user: &UserId,

@@ -899,7 +899,8 @@ mod tests {
                 "mood",
                 "gamification",
                 "focus",
-                "calendar"
+                "calendar",
+                "analytics"
             ],
             "every service of the kit by default"
         );

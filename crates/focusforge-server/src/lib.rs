@@ -54,6 +54,7 @@ fn kit_with(shared: Arc<Shared>) -> Kit {
         .with(focusforge_gamification::GamificationService)
         .with(focusforge_focus::FocusService)
         .with(focusforge_calendar::CalendarService)
+        .with(focusforge_analytics::AnalyticsService)
 }
 
 /// The embedded document store's file inside the data directory.

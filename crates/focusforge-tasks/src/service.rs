@@ -245,6 +245,20 @@ impl Tasks {
         })
     }
 
+    /// The user's tasks written at or after `since`, in batches in no
+    /// particular order (see [`focusforge_store::changes`]).
+    pub fn changes(
+        &self,
+        user: &UserId,
+        since: DateTime<Utc>,
+    ) -> impl futures::Stream<Item = Result<Vec<Task>>> + Send + 'static {
+        use futures::StreamExt;
+        let until = self.clock.now() + chrono::Duration::minutes(1);
+        focusforge_store::changes(self.store.clone(), COLLECTION, user, since, until)
+            .into_stream()
+            .map(|batch| batch.map_err(not_found)?.into_iter().map(to_task).collect())
+    }
+
     pub async fn update(
         &self,
         user: &UserId,

@@ -1,0 +1,415 @@
+//! Each user's facts, read from the Task, Focus, Mood and Gamification
+//! services through their `Sync*` streams, as the caller, and kept in a
+//! bounded in-process cache: the first report of a user reads everything
+//! written since the range's start; later ones read only what was written
+//! since the last read (with an overlap for writes committed meanwhile),
+//! and a full read every `refresh` drops what was deleted.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use chrono::{DateTime, Duration, Utc};
+use focusforge_core::{Clock, Error, Result, UserId};
+use focusforge_kit::{Caller, Mesh};
+use focusforge_proto::focus::v1 as focus_pb;
+use focusforge_proto::focus::v1::focus_service_client::FocusServiceClient;
+use focusforge_proto::gamification::v1 as game_pb;
+use focusforge_proto::gamification::v1::gamification_service_client::GamificationServiceClient;
+use focusforge_proto::mood::v1 as mood_pb;
+use focusforge_proto::mood::v1::mood_service_client::MoodServiceClient;
+use focusforge_proto::tasks::v1 as tasks_pb;
+use focusforge_proto::tasks::v1::task_service_client::TaskServiceClient;
+use prost_types::Timestamp;
+use tokio::sync::Mutex;
+use tonic::{Code, Status};
+
+use crate::report::{Ended, Facts, MoodFact, PointFact, SessionFact, TaskFact};
+
+pub const TASKS: &str = tasks_pb::task_service_server::SERVICE_NAME;
+pub const FOCUS: &str = focus_pb::focus_service_server::SERVICE_NAME;
+pub const MOOD: &str = mood_pb::mood_service_server::SERVICE_NAME;
+pub const GAME: &str = game_pb::gamification_service_server::SERVICE_NAME;
+
+/// How far before the latest write seen a catch-up read starts, for writes
+/// that were committed during the previous read with an earlier time.
+const OVERLAP: Duration = Duration::seconds(10);
+
+/// A user's facts and where each source's reading stands.
+#[derive(Default)]
+pub struct UserFacts {
+    pub facts: Facts,
+    /// Everything written since this is held.
+    pub since: Option<DateTime<Utc>>,
+    /// When the last full read began.
+    pub read_at: Option<DateTime<Utc>>,
+    /// The latest write time seen, per source (tasks, focus, mood, game).
+    marks: [Option<i64>; 4],
+    /// Sources this deployment does not run.
+    pub unavailable: Vec<&'static str>,
+}
+
+struct Entry {
+    facts: Mutex<UserFacts>,
+    weight: AtomicU32,
+}
+
+/// The per-user facts of this process, bounded by the number of facts held.
+#[derive(Clone)]
+pub struct FactCache {
+    cache: moka::future::Cache<UserId, Arc<Entry>>,
+    refresh: Duration,
+    clock: Arc<dyn Clock>,
+}
+
+/// The records read of each kind on a refresh.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Read {
+    pub tasks: u32,
+    pub sessions: u32,
+    pub moods: u32,
+    pub points: u32,
+}
+
+impl FactCache {
+    /// A cache holding at most `max_facts` facts over all users.
+    pub fn new(max_facts: u64, refresh: Duration, clock: Arc<dyn Clock>) -> Self {
+        let cache = moka::future::Cache::builder()
+            .max_capacity(max_facts)
+            .weigher(|_: &UserId, e: &Arc<Entry>| e.weight.load(Ordering::Relaxed).max(1))
+            .build();
+        FactCache {
+            cache,
+            refresh,
+            clock,
+        }
+    }
+
+    /// Brings the caller's facts up to date for a report starting at
+    /// `from`, then hands them to `f`.
+    pub async fn with<R>(
+        &self,
+        mesh: &Mesh,
+        caller: &Caller,
+        from: DateTime<Utc>,
+        f: impl FnOnce(&UserFacts) -> R,
+    ) -> Result<R> {
+        let user = caller.user.clone();
+        let entry = self
+            .cache
+            .get_with(user.clone(), async {
+                Arc::new(Entry {
+                    facts: Mutex::new(UserFacts::default()),
+                    weight: AtomicU32::new(1),
+                })
+            })
+            .await;
+        let mut held = entry.facts.lock().await;
+        let now = self.clock.now();
+        let full = match (held.since, held.read_at) {
+            (Some(since), Some(read_at)) => since > from || now - read_at > self.refresh,
+            _ => true,
+        };
+        if full {
+            let since = held.since.map_or(from, |s| s.min(from));
+            let mut fresh = UserFacts {
+                since: Some(since),
+                read_at: Some(now),
+                ..UserFacts::default()
+            };
+            refresh(mesh, caller, &mut fresh, None).await?;
+            *held = fresh;
+        } else {
+            let marks = held.marks;
+            refresh(mesh, caller, &mut held, Some(marks)).await?;
+        }
+        let weight = u32::try_from(held.facts.len()).unwrap_or(u32::MAX);
+        let out = f(&held);
+        if entry.weight.swap(weight, Ordering::Relaxed) != weight {
+            // Re-inserted so the cache weighs it again.
+            self.cache.insert(user, entry.clone()).await;
+        }
+        Ok(out)
+    }
+
+    /// Forgets every user's facts.
+    pub fn clear(&self) {
+        self.cache.invalidate_all();
+    }
+}
+
+fn ms(t: Option<Timestamp>) -> Option<i64> {
+    let t = t?;
+    DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32).map(|d| d.timestamp_millis())
+}
+
+fn since_ts(at: DateTime<Utc>) -> Option<Timestamp> {
+    Some(Timestamp {
+        seconds: at.timestamp(),
+        nanos: at.timestamp_subsec_nanos() as i32,
+    })
+}
+
+/// `None` when the service is not deployed here; other failures are the
+/// report's failure, naming the service.
+fn source_error(service: &str, s: Status) -> Option<Error> {
+    match s.code() {
+        Code::Unimplemented => None,
+        Code::DeadlineExceeded => Some(Error::Unavailable(format!(
+            "{service} did not answer in time"
+        ))),
+        _ => Some(Error::Unavailable(format!("{service}: {}", s.message()))),
+    }
+}
+
+/// Where reading a source starts: its mark less the overlap on a catch-up,
+/// else the facts' start.
+fn start(facts: &UserFacts, mark: Option<Option<i64>>) -> DateTime<Utc> {
+    let since = facts.since.unwrap_or(DateTime::UNIX_EPOCH);
+    match mark {
+        Some(Some(m)) => DateTime::from_timestamp_millis(m).unwrap_or(since) - OVERLAP,
+        _ => since,
+    }
+}
+
+async fn refresh(
+    mesh: &Mesh,
+    caller: &Caller,
+    held: &mut UserFacts,
+    marks: Option<[Option<i64>; 4]>,
+) -> Result<Read> {
+    let at = |i: usize| start(held, marks.map(|m| m[i]));
+    let (t, s, m, g) = tokio::join!(
+        read_tasks(mesh, caller, at(0)),
+        read_sessions(mesh, caller, at(1)),
+        read_moods(mesh, caller, at(2)),
+        read_points(mesh, caller, at(3)),
+    );
+    let mut read = Read::default();
+    held.unavailable.clear();
+    let mut take =
+        |i: usize, service: &'static str, r: std::result::Result<Option<i64>, Status>| match r {
+            Ok(mark) => {
+                if mark.is_some() {
+                    held.marks[i] = held.marks[i].max(mark);
+                }
+                Ok(())
+            }
+            Err(s) => match source_error(service, s) {
+                None => {
+                    held.unavailable.push(service);
+                    Ok(())
+                }
+                Some(e) => Err(e),
+            },
+        };
+    let (tasks, sessions, moods, points) = (t, s, m, g);
+    take(
+        0,
+        TASKS,
+        tasks.as_ref().map(|b| b.mark).map_err(Clone::clone),
+    )?;
+    take(
+        1,
+        FOCUS,
+        sessions.as_ref().map(|b| b.mark).map_err(Clone::clone),
+    )?;
+    take(
+        2,
+        MOOD,
+        moods.as_ref().map(|b| b.mark).map_err(Clone::clone),
+    )?;
+    take(
+        3,
+        GAME,
+        points.as_ref().map(|b| b.mark).map_err(Clone::clone),
+    )?;
+    if let Ok(b) = tasks {
+        read.tasks = b.records.len() as u32;
+        held.facts.tasks.extend(b.records);
+    }
+    if let Ok(b) = sessions {
+        read.sessions = b.records.len() as u32;
+        for (id, s) in b.records {
+            match s {
+                Some(s) => {
+                    held.facts.sessions.insert(id, s);
+                }
+                None => {
+                    held.facts.sessions.remove(&id);
+                }
+            }
+        }
+    }
+    if let Ok(b) = moods {
+        read.moods = b.records.len() as u32;
+        held.facts.moods.extend(b.records);
+    }
+    if let Ok(b) = points {
+        read.points = b.records.len() as u32;
+        held.facts.points.extend(b.records);
+    }
+    Ok(read)
+}
+
+/// What one source's read brought: records by id and the latest write time.
+struct Batch<K, V> {
+    records: Vec<(K, V)>,
+    mark: Option<i64>,
+}
+
+impl<K, V> Batch<K, V> {
+    fn new() -> Self {
+        Batch {
+            records: Vec::new(),
+            mark: None,
+        }
+    }
+
+    fn push(&mut self, id: K, fact: V, written: Option<i64>) {
+        self.records.push((id, fact));
+        self.mark = self.mark.max(written);
+    }
+}
+
+type Fetched<K, V> = std::result::Result<Batch<K, V>, Status>;
+
+async fn read_tasks(
+    mesh: &Mesh,
+    caller: &Caller,
+    since: DateTime<Utc>,
+) -> Fetched<String, TaskFact> {
+    let mut client = TaskServiceClient::new(mesh.conn(TASKS)?);
+    let mut stream = client
+        .sync_tasks(caller.request(tasks_pb::SyncTasksRequest {
+            changed_since: since_ts(since),
+        }))
+        .await?
+        .into_inner();
+    let mut out = Batch::new();
+    while let Some(msg) = stream.message().await? {
+        for t in msg.tasks {
+            let completed = (t.status == tasks_pb::TaskStatus::Completed as i32)
+                .then(|| ms(t.complete_time))
+                .flatten();
+            let fact = TaskFact {
+                created: ms(t.create_time).unwrap_or_default(),
+                started: ms(t.start_time),
+                completed,
+                estimated_minutes: t.estimated_minutes,
+                focus_minutes: t.focus_minutes,
+            };
+            out.push(t.id, fact, ms(t.update_time));
+        }
+    }
+    Ok(out)
+}
+
+/// Sessions by id; breaks come as `None` (a session's kind never changes,
+/// so this only keeps them out).
+async fn read_sessions(
+    mesh: &Mesh,
+    caller: &Caller,
+    since: DateTime<Utc>,
+) -> Fetched<String, Option<SessionFact>> {
+    let mut client = FocusServiceClient::new(mesh.conn(FOCUS)?);
+    let mut stream = client
+        .sync_sessions(caller.request(focus_pb::SyncSessionsRequest {
+            changed_since: since_ts(since),
+        }))
+        .await?
+        .into_inner();
+    let mut out = Batch::new();
+    while let Some(msg) = stream.message().await? {
+        for s in msg.sessions {
+            let fact = (s.kind == focus_pb::SessionKind::Focus as i32).then(|| SessionFact {
+                started: ms(s.start_time).unwrap_or_default(),
+                ended: match focus_pb::SessionState::try_from(s.state) {
+                    Ok(focus_pb::SessionState::Completed) => Ended::Completed,
+                    Ok(focus_pb::SessionState::Abandoned) => Ended::Abandoned,
+                    _ => Ended::Open,
+                },
+                focused_minutes: s.focused_seconds as f64 / 60.0,
+            });
+            out.push(s.id, fact, ms(s.update_time));
+        }
+    }
+    Ok(out)
+}
+
+async fn read_moods(
+    mesh: &Mesh,
+    caller: &Caller,
+    since: DateTime<Utc>,
+) -> Fetched<String, MoodFact> {
+    let mut client = MoodServiceClient::new(mesh.conn(MOOD)?);
+    let mut stream = client
+        .sync_moods(caller.request(mood_pb::SyncMoodsRequest {
+            changed_since: since_ts(since),
+        }))
+        .await?
+        .into_inner();
+    let mut out = Batch::new();
+    while let Some(msg) = stream.message().await? {
+        for e in msg.entries {
+            let fact = MoodFact {
+                at: ms(e.at).unwrap_or_default(),
+                score: e.score.clamp(0, 5) as u8,
+            };
+            out.push(e.id, fact, ms(e.update_time));
+        }
+    }
+    Ok(out)
+}
+
+async fn read_points(
+    mesh: &Mesh,
+    caller: &Caller,
+    since: DateTime<Utc>,
+) -> Fetched<i64, PointFact> {
+    let mut client = GamificationServiceClient::new(mesh.conn(GAME)?);
+    let mut stream = client
+        .sync_ledger_entries(caller.request(game_pb::SyncLedgerEntriesRequest {
+            changed_since: since_ts(since),
+        }))
+        .await?
+        .into_inner();
+    let mut out = Batch::new();
+    while let Some(msg) = stream.message().await? {
+        for e in msg.entries {
+            let at = ms(e.create_time);
+            let fact = PointFact {
+                at: at.unwrap_or_default(),
+                points: e.points,
+            };
+            out.push(e.sequence, fact, at);
+        }
+    }
+    Ok(out)
+}
+
+/// The streak as Gamification keeps it; `None` where it is not deployed.
+pub async fn streaks(mesh: &Mesh, caller: &Caller) -> Result<Option<crate::report::Streaks>> {
+    let conn = match mesh.conn(GAME) {
+        Ok(c) => c,
+        Err(_) => return Ok(None),
+    };
+    match GamificationServiceClient::new(conn)
+        .get_progress(caller.request(game_pb::GetProgressRequest {}))
+        .await
+    {
+        Ok(r) => {
+            Ok(r.into_inner()
+                .progress
+                .and_then(|p| p.streak)
+                .map(|s| crate::report::Streaks {
+                    current_days: s.current_days,
+                    longest_days: s.longest_days,
+                    last_active_day: s.last_active_day,
+                }))
+        }
+        Err(s) => match source_error(GAME, s) {
+            None => Ok(None),
+            Some(e) => Err(e),
+        },
+    }
+}
