@@ -713,7 +713,7 @@ async fn auto_schedule_explains_and_reschedules_minimally_on_mongodb() {
 }
 
 /// `GET path` on the gateway over HTTP/1.1.
-async fn get(
+pub(crate) async fn get(
     server: &Server,
     path: &str,
     headers: &[(&str, &str)],
@@ -1093,7 +1093,7 @@ impl FakeGoogle {
     }
 }
 
-fn form(body: &[u8]) -> BTreeMap<String, String> {
+pub(crate) fn form(body: &[u8]) -> BTreeMap<String, String> {
     let dec = |s: &str| {
         let s = s.replace('+', " ");
         let mut out = Vec::new();
@@ -1120,7 +1120,7 @@ fn form(body: &[u8]) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn reply(status: u16, body: Value) -> http::Response<Full<Bytes>> {
+pub(crate) fn reply(status: u16, body: Value) -> http::Response<Full<Bytes>> {
     let mut r = http::Response::new(Full::new(Bytes::from(if body.is_null() {
         Vec::new()
     } else {
@@ -1291,7 +1291,7 @@ async fn google_handle(
     )
 }
 
-mod sha2_digest {
+pub(crate) mod sha2_digest {
     /// PKCE S256: base64url(SHA-256(verifier)), computed with Python's
     /// hashlib so the check does not share the server's code.
     pub fn digest(verifier: &str) -> String {
@@ -1308,6 +1308,15 @@ mod sha2_digest {
 }
 
 async fn fake_google(fake: Arc<Mutex<FakeGoogle>>) -> String {
+    serve(move |req| google_handle(fake.clone(), req)).await
+}
+
+/// Serves `handle` over HTTP/1.1 on a loopback port; returns its base URL.
+pub(crate) async fn serve<F, Fut>(handle: F) -> String
+where
+    F: Fn(Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = http::Response<Full<Bytes>>> + Send + 'static,
+{
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -1317,11 +1326,11 @@ async fn fake_google(fake: Arc<Mutex<FakeGoogle>>) -> String {
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
-            let fake = fake.clone();
+            let handle = handle.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| {
-                    let fake = fake.clone();
-                    async move { Ok::<_, std::convert::Infallible>(google_handle(fake, req).await) }
+                    let fut = handle(req);
+                    async move { Ok::<_, std::convert::Infallible>(fut.await) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)

@@ -13,6 +13,7 @@ mod game;
 mod grpc_web;
 mod hardening;
 mod harness;
+mod integrations;
 mod mcp;
 mod memory;
 mod mesh;

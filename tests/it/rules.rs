@@ -92,7 +92,15 @@ const ONLY_IN: &[(u8, &str, &[&str])] = &[
     (3, "candle-core", &["focusforge-embed", "focusforge-llm"]),
     (3, "candle-nn", &["focusforge-embed", "focusforge-llm"]),
     (3, "tokenizers", &["focusforge-embed", "focusforge-llm"]),
-    (3, "reqwest", &["focusforge-llm", "focusforge-calendar"]),
+    (
+        3,
+        "reqwest",
+        &[
+            "focusforge-llm",
+            "focusforge-calendar",
+            "focusforge-integrations",
+        ],
+    ),
 ];
 
 /// Rule 3: the files that may hold `unsafe` code.

@@ -5,8 +5,8 @@
 //! since the last read (with an overlap for writes committed meanwhile),
 //! and a full read every `refresh` drops what was deleted.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use chrono::{DateTime, Duration, Utc};
 use focusforge_core::{Clock, Error, Result, UserId};
@@ -50,13 +50,67 @@ pub struct UserFacts {
 
 struct Entry {
     facts: Mutex<UserFacts>,
-    weight: AtomicU32,
 }
 
-/// The per-user facts of this process, bounded by the number of facts held.
+/// Users' entries by recency, weighed by the facts they hold.
+#[derive(Default)]
+struct Lru {
+    users: HashMap<UserId, (Arc<Entry>, u64, u64)>,
+    /// Last use -> user, oldest first.
+    order: BTreeMap<u64, UserId>,
+    tick: u64,
+    weight: u64,
+}
+
+impl Lru {
+    fn touch(&mut self, user: &UserId) -> Arc<Entry> {
+        self.tick += 1;
+        let tick = self.tick;
+        if let Some((entry, used, _)) = self.users.get_mut(user) {
+            self.order.remove(used);
+            *used = tick;
+            self.order.insert(tick, user.clone());
+            return entry.clone();
+        }
+        let entry = Arc::new(Entry {
+            facts: Mutex::new(UserFacts::default()),
+        });
+        self.users.insert(user.clone(), (entry.clone(), tick, 1));
+        self.order.insert(tick, user.clone());
+        self.weight += 1;
+        entry
+    }
+
+    /// Records what a user's entry now weighs, then drops the least
+    /// recently used users (never `user` itself) past `max`.
+    fn weigh(&mut self, user: &UserId, weight: u64, max: u64) {
+        if let Some((_, _, w)) = self.users.get_mut(user) {
+            self.weight = self.weight - *w + weight;
+            *w = weight;
+        }
+        while self.weight > max {
+            let Some((&used, oldest)) = self.order.iter().next() else {
+                break;
+            };
+            if oldest == user {
+                break;
+            }
+            let oldest = oldest.clone();
+            self.order.remove(&used);
+            if let Some((_, _, w)) = self.users.remove(&oldest) {
+                self.weight -= w;
+            }
+        }
+    }
+}
+
+/// The per-user facts of this process, bounded by the number of facts held
+/// over all users: past it the least recently used users are dropped (and
+/// read again at their next report).
 #[derive(Clone)]
 pub struct FactCache {
-    cache: moka::future::Cache<UserId, Arc<Entry>>,
+    lru: Arc<std::sync::Mutex<Lru>>,
+    max_facts: u64,
     refresh: Duration,
     clock: Arc<dyn Clock>,
 }
@@ -73,15 +127,22 @@ pub struct Read {
 impl FactCache {
     /// A cache holding at most `max_facts` facts over all users.
     pub fn new(max_facts: u64, refresh: Duration, clock: Arc<dyn Clock>) -> Self {
-        let cache = moka::future::Cache::builder()
-            .max_capacity(max_facts)
-            .weigher(|_: &UserId, e: &Arc<Entry>| e.weight.load(Ordering::Relaxed).max(1))
-            .build();
         FactCache {
-            cache,
+            lru: Arc::default(),
+            max_facts,
             refresh,
             clock,
         }
+    }
+
+    fn lru(&self) -> std::sync::MutexGuard<'_, Lru> {
+        self.lru.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The users whose facts are held, and the facts over all of them.
+    pub fn held(&self) -> (usize, u64) {
+        let lru = self.lru();
+        (lru.users.len(), lru.weight)
     }
 
     /// Brings the caller's facts up to date for a report starting at
@@ -94,15 +155,7 @@ impl FactCache {
         f: impl FnOnce(&UserFacts) -> R,
     ) -> Result<R> {
         let user = caller.user.clone();
-        let entry = self
-            .cache
-            .get_with(user.clone(), async {
-                Arc::new(Entry {
-                    facts: Mutex::new(UserFacts::default()),
-                    weight: AtomicU32::new(1),
-                })
-            })
-            .await;
+        let entry = self.lru().touch(&user);
         let mut held = entry.facts.lock().await;
         let now = self.clock.now();
         let full = match (held.since, held.read_at) {
@@ -122,18 +175,11 @@ impl FactCache {
             let marks = held.marks;
             refresh(mesh, caller, &mut held, Some(marks)).await?;
         }
-        let weight = u32::try_from(held.facts.len()).unwrap_or(u32::MAX);
         let out = f(&held);
-        if entry.weight.swap(weight, Ordering::Relaxed) != weight {
-            // Re-inserted so the cache weighs it again.
-            self.cache.insert(user, entry.clone()).await;
-        }
+        let weight = held.facts.len() as u64 + 1;
+        drop(held);
+        self.lru().weigh(&user, weight, self.max_facts);
         Ok(out)
-    }
-
-    /// Forgets every user's facts.
-    pub fn clear(&self) {
-        self.cache.invalidate_all();
     }
 }
 
@@ -411,5 +457,34 @@ pub async fn streaks(mesh: &Mesh, caller: &Caller) -> Result<Option<crate::repor
             None => Ok(None),
             Some(e) => Err(e),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(name: &str) -> UserId {
+        UserId::parse(name).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn the_least_recently_used_users_go_first_and_never_the_one_in_use() {
+        let mut lru = Lru::default();
+        let (a, b, c) = (user("a"), user("b"), user("c"));
+        lru.touch(&a);
+        lru.weigh(&a, 4, 10);
+        lru.touch(&b);
+        lru.weigh(&b, 4, 10);
+        lru.touch(&a);
+        lru.touch(&c);
+        lru.weigh(&c, 4, 10);
+        assert!(lru.users.contains_key(&a), "used after b");
+        assert!(!lru.users.contains_key(&b), "the least recently used");
+        assert_eq!(lru.weight, 8);
+        lru.weigh(&c, 50, 10);
+        assert_eq!(lru.users.len(), 1, "only the user in use stays");
+        assert_eq!(lru.weight, 50);
+        assert_eq!(lru.order.len(), 1);
     }
 }

@@ -4,6 +4,8 @@
 //! another algorithm than the configured one, expired tokens and tokens
 //! without `exp` or `sub` are rejected.
 
+pub mod seal;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 

@@ -236,7 +236,7 @@ pub struct Occurrence {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct GoogleLink {
     pub calendar_id: String,
-    /// Sealed with the configured key (see `crate::seal`).
+    /// Sealed with the configured key (see `focusforge_auth::seal`).
     pub refresh_token: String,
     pub access_token: String,
     pub access_expires_ms: i64,
@@ -1042,27 +1042,7 @@ pub fn google_doc_id(google_id: &str) -> String {
     format!("g-{}", &sha256_hex(google_id.as_bytes())[..32])
 }
 
-/// A secret that names its user: `<base64url(user)>.<secret>` (feed
-/// tokens, OAuth states), so the store, which is keyed by user, can be
-/// asked for the one secret to compare with.
-pub fn named(user: &UserId, secret: &str) -> String {
-    use base64::Engine as _;
-    let u = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(user.as_str());
-    format!("{u}.{secret}")
-}
-
-/// The user and secret of a [`named`] secret.
-pub fn name_of(token: &str) -> Option<(UserId, &str)> {
-    use base64::Engine as _;
-    if token.len() > 512 {
-        return None;
-    }
-    let (u, secret) = token.split_once('.')?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(u)
-        .ok()?;
-    Some((UserId::parse(&String::from_utf8(bytes).ok()?).ok()?, secret))
-}
+pub use focusforge_auth::seal::{name_of, named};
 
 fn parse_feed_token(token: &str) -> Option<(UserId, String)> {
     let (user, secret) = name_of(token)?;

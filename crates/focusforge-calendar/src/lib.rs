@@ -6,8 +6,8 @@
 //! - [`schedule`]: the auto-scheduler, a pure and deterministic function
 //!   (its rule is in the module's docs).
 //! - [`ics`]: iCalendar export and import.
-//! - [`google`], [`link`], [`seal`]: the Google Calendar client, the link
-//!   and two-way sync, and the sealing of tokens at rest.
+//! - [`google`], [`link`]: the Google Calendar client, the link and
+//!   two-way sync (tokens sealed at rest with `focusforge_auth::seal`).
 //! - [`api`]: the gRPC adapter and the planner's calendar executor;
 //!   [`feed`]: the feed and the OAuth callback over plain HTTP.
 //! - [`tools`]: the MCP tools `calendar.*`.
@@ -20,7 +20,6 @@ pub mod google;
 pub mod ics;
 pub mod link;
 pub mod schedule;
-pub mod seal;
 pub mod tools;
 
 use std::sync::Arc;
@@ -93,7 +92,7 @@ impl Service for CalendarService {
         let cal = Calendar::new(deps.store.clone(), deps.clock.clone());
         let link = match settings.google {
             Some(g) => {
-                let sealer = seal::Sealer::from_base64(&g.token_key)
+                let sealer = focusforge_auth::seal::Sealer::from_base64(&g.token_key)
                     .map_err(|e| e.context("[service.calendar.google] token_key"))?;
                 Some(Arc::new(link::Link {
                     google: google::Google::new(g)?,

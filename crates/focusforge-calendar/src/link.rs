@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::domain::{Calendar, GoogleLink, PendingLink, State};
 use crate::event::{EventFields, Kind, Source, When};
 use crate::google::{Google, GoogleError, Item, Stamp, Written};
-use crate::seal::Sealer;
+use focusforge_auth::seal::Sealer;
 
 /// How long a started link may take to finish.
 const PENDING_MINUTES: i64 = 10;

@@ -900,7 +900,8 @@ mod tests {
                 "gamification",
                 "focus",
                 "calendar",
-                "analytics"
+                "analytics",
+                "integrations"
             ],
             "every service of the kit by default"
         );

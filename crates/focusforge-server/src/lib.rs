@@ -55,6 +55,7 @@ fn kit_with(shared: Arc<Shared>) -> Kit {
         .with(focusforge_focus::FocusService)
         .with(focusforge_calendar::CalendarService)
         .with(focusforge_analytics::AnalyticsService)
+        .with(focusforge_integrations::IntegrationService)
 }
 
 /// The embedded document store's file inside the data directory.

@@ -1,4 +1,4 @@
-//! Tokens at rest: AES-256-GCM under a key from the configuration, with a
+//! Third-party tokens at rest (Google Calendar, Spotify): AES-256-GCM under a key from the configuration, with a
 //! random nonce per value and the user id as associated data (a sealed
 //! value copied into another user's document does not open).
 
@@ -67,6 +67,31 @@ impl Sealer {
             .map_err(|_| bad())?;
         String::from_utf8(plain.to_vec()).map_err(|_| bad())
     }
+}
+
+/// A secret that names its user: `<base64url(user)>.<secret>` (feed
+/// tokens, OAuth states), so the store, which is keyed by user, can be
+/// asked for the one secret to compare with.
+pub fn named(user: &focusforge_core::UserId, secret: &str) -> String {
+    use base64::Engine as _;
+    let u = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(user.as_str());
+    format!("{u}.{secret}")
+}
+
+/// The user and secret of a [`named`] secret.
+pub fn name_of(token: &str) -> Option<(focusforge_core::UserId, &str)> {
+    use base64::Engine as _;
+    if token.len() > 512 {
+        return None;
+    }
+    let (u, secret) = token.split_once('.')?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(u)
+        .ok()?;
+    Some((
+        focusforge_core::UserId::parse(&String::from_utf8(bytes).ok()?).ok()?,
+        secret,
+    ))
 }
 
 #[cfg(test)]
