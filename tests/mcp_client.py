@@ -42,6 +42,8 @@ EXPECTED = {
     "gamification.progress", "gamification.store", "gamification.redeem",
     "focus.start", "focus.pause", "focus.resume", "focus.complete", "focus.current", "focus.stats",
     "calendar.list_events", "calendar.create_event", "calendar.auto_schedule", "calendar.feed_url",
+    "analytics.report", "integrations.spotify_playlists", "integrations.spotify_play",
+    "integrations.spotify_pause", "integrations.spotify_now_playing",
 }
 
 
@@ -180,6 +182,15 @@ async def exercise(session, transport):
     feed = await session.call_tool("calendar.feed_url", {})
     check(f"{transport}: calendar.feed_url gives the feed",
           "/calendar/v1/feed.ics?token=" in (feed.structured_content or {}).get("url", ""), feed)
+    report = await session.call_tool("analytics.report", {"days": 7, "bucket": "day"})
+    rs = report.structured_content or {}
+    check(f"{transport}: analytics.report counts this session's tasks and focus by day",
+          not report.is_error and rs.get("total", {}).get("tasks_created", 0) >= 2
+          and rs.get("total", {}).get("focus_sessions_completed", 0) >= 1
+          and len(rs.get("periods", [])) in (7, 8) and rs.get("insights"), report)
+    music = await session.call_tool("integrations.spotify_playlists", {})
+    check(f"{transport}: without Spotify configured, integrations.spotify_playlists says what to configure",
+          music.is_error and "spotify_client_id" in str(music.content), music)
     try:
         await session.call_tool("no.such.tool", {})
         check(f"{transport}: an unknown tool is a JSON-RPC error", False, "no error")

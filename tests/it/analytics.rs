@@ -606,7 +606,6 @@ async fn figures_match_what_was_done(server: &Server, clock: &ManualClock) {
         .last()
         .expect("period")
         .figures
-        .clone()
         .expect("figures");
     assert_eq!(
         (last.tasks_created, last.tasks_completed),

@@ -36,6 +36,8 @@ const MOOD: &str = "focusforge.mood.v1.MoodService";
 const GAME: &str = "focusforge.gamification.v1.GamificationService";
 const FOCUS: &str = "focusforge.focus.v1.FocusService";
 const CALENDAR: &str = "focusforge.calendar.v1.CalendarService";
+const ANALYTICS: &str = "focusforge.analytics.v1.AnalyticsService";
+const INTEGRATIONS: &str = "focusforge.integrations.v1.IntegrationService";
 
 /// An address nothing listens on.
 async fn dead_address() -> String {
@@ -95,7 +97,20 @@ async fn reflected_services(server: &Server) -> Vec<String> {
 async fn a_single_process_reports_health_and_reflection_for_each_service() {
     let server = Server::start().await;
     for service in [
-        "", CHAIN, MEMORY, TASKS, USERS, PLANNER, JOBS, MCP, MOOD, GAME, FOCUS, CALENDAR,
+        "",
+        CHAIN,
+        MEMORY,
+        TASKS,
+        USERS,
+        PLANNER,
+        JOBS,
+        MCP,
+        MOOD,
+        GAME,
+        FOCUS,
+        CALENDAR,
+        ANALYTICS,
+        INTEGRATIONS,
     ] {
         assert_eq!(
             health(&server, service).await.expect("check"),
@@ -111,10 +126,12 @@ async fn a_single_process_reports_health_and_reflection_for_each_service() {
     assert_eq!(
         names,
         [
+            ANALYTICS,
             CALENDAR,
             CHAIN,
             FOCUS,
             GAME,
+            INTEGRATIONS,
             JOBS,
             MCP,
             MEMORY,

@@ -541,3 +541,63 @@ impl Spotify {
         self.put(access, "/v1/me/player/pause", device, None).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pkce_challenge_is_rfc_7636s() {
+        assert_eq!(
+            challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+    }
+
+    #[test]
+    fn player_errors_are_told_apart_by_reason() {
+        let body =
+            |reason: &str| json!({"error": {"status": 403, "message": "m", "reason": reason}});
+        assert!(matches!(
+            Spotify::error(403, &body("PREMIUM_REQUIRED")),
+            SpotifyError::PremiumRequired(_)
+        ));
+        assert!(matches!(
+            Spotify::error(
+                404,
+                &json!({"error": {"status": 404, "message": "m", "reason": "NO_ACTIVE_DEVICE"}})
+            ),
+            SpotifyError::NoActiveDevice(_)
+        ));
+        assert!(matches!(
+            Spotify::error(403, &body("UNKNOWN")),
+            SpotifyError::Forbidden(_)
+        ));
+        assert!(matches!(
+            Spotify::error(401, &json!({"error": {"status": 401, "message": "The access token expired"}})),
+            SpotifyError::Unauthorized(m) if m == "The access token expired"
+        ));
+        assert!(matches!(
+            Spotify::error(502, &Value::Null),
+            SpotifyError::Other(_)
+        ));
+    }
+
+    #[test]
+    fn playlists_read_the_2026_names_and_the_older_ones() {
+        let new = json!({"id": "a", "name": "A", "items": {"href": "h", "total": 7}, "owner": {"id": "jane"}});
+        let old = json!({"id": "b", "name": "B", "tracks": {"href": "h", "total": 3}});
+        assert_eq!(playlist(&new).items, Some(7));
+        assert_eq!(playlist(&new).owner_id, "jane");
+        assert_eq!(playlist(&old).items, Some(3));
+        assert_eq!(playlist(&json!({"id": "c"})).items, None);
+    }
+
+    #[test]
+    fn ids_cannot_change_a_path() {
+        assert!(valid_id("37i9dQZF1DX8NTLI2TtZa6"));
+        for bad in ["", "../me", "a/b", "a?b", "é", &"x".repeat(65)] {
+            assert!(!valid_id(bad), "{bad:?}");
+        }
+    }
+}
