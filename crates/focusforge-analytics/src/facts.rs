@@ -89,12 +89,9 @@ impl Lru {
             *w = weight;
         }
         while self.weight > max {
-            let Some((&used, oldest)) = self.order.iter().next() else {
+            let Some((&used, oldest)) = self.order.iter().find(|(_, u)| *u != user) else {
                 break;
             };
-            if oldest == user {
-                break;
-            }
             let oldest = oldest.clone();
             self.order.remove(&used);
             if let Some((_, _, w)) = self.users.remove(&oldest) {
@@ -196,14 +193,23 @@ fn since_ts(at: DateTime<Utc>) -> Option<Timestamp> {
 }
 
 /// `None` when the service is not deployed here; other failures are the
-/// report's failure, naming the service.
+/// report's failure, naming the service: a range the source will not send
+/// (too many records) or refuses is not worth retrying, a source that is
+/// down or slow is.
 fn source_error(service: &str, s: Status) -> Option<Error> {
+    let m = s.message();
     match s.code() {
         Code::Unimplemented => None,
+        Code::OutOfRange | Code::FailedPrecondition | Code::InvalidArgument => Some(
+            Error::FailedPrecondition(format!("{service} will not send this range: {m}")),
+        ),
+        Code::Unauthenticated | Code::PermissionDenied => Some(Error::Internal(format!(
+            "{service} refused the caller's identity: {m}"
+        ))),
         Code::DeadlineExceeded => Some(Error::Unavailable(format!(
             "{service} did not answer in time"
         ))),
-        _ => Some(Error::Unavailable(format!("{service}: {}", s.message()))),
+        _ => Some(Error::Unavailable(format!("{service}: {m}"))),
     }
 }
 
@@ -217,6 +223,9 @@ fn start(facts: &UserFacts, mark: Option<Option<i64>>) -> DateTime<Utc> {
     }
 }
 
+/// Reads what each source wrote since its start, then, only when no
+/// source failed, applies every source's records and marks together, so a
+/// failed read leaves the facts and their marks as they were.
 async fn refresh(
     mesh: &Mesh,
     caller: &Caller,
@@ -224,57 +233,37 @@ async fn refresh(
     marks: Option<[Option<i64>; 4]>,
 ) -> Result<Read> {
     let at = |i: usize| start(held, marks.map(|m| m[i]));
-    let (t, s, m, g) = tokio::join!(
+    let (tasks, sessions, moods, points) = tokio::join!(
         read_tasks(mesh, caller, at(0)),
         read_sessions(mesh, caller, at(1)),
         read_moods(mesh, caller, at(2)),
         read_points(mesh, caller, at(3)),
     );
-    let mut read = Read::default();
-    held.unavailable.clear();
-    let mut take =
-        |i: usize, service: &'static str, r: std::result::Result<Option<i64>, Status>| match r {
-            Ok(mark) => {
-                if mark.is_some() {
-                    held.marks[i] = held.marks[i].max(mark);
-                }
+    let mut unavailable = Vec::new();
+    let mut check = |service: &'static str, r: Option<&Status>| -> Result<()> {
+        match r.map(|s| source_error(service, s.clone())) {
+            None => Ok(()),
+            Some(None) => {
+                unavailable.push(service);
                 Ok(())
             }
-            Err(s) => match source_error(service, s) {
-                None => {
-                    held.unavailable.push(service);
-                    Ok(())
-                }
-                Some(e) => Err(e),
-            },
-        };
-    let (tasks, sessions, moods, points) = (t, s, m, g);
-    take(
-        0,
-        TASKS,
-        tasks.as_ref().map(|b| b.mark).map_err(Clone::clone),
-    )?;
-    take(
-        1,
-        FOCUS,
-        sessions.as_ref().map(|b| b.mark).map_err(Clone::clone),
-    )?;
-    take(
-        2,
-        MOOD,
-        moods.as_ref().map(|b| b.mark).map_err(Clone::clone),
-    )?;
-    take(
-        3,
-        GAME,
-        points.as_ref().map(|b| b.mark).map_err(Clone::clone),
-    )?;
+            Some(Some(e)) => Err(e),
+        }
+    };
+    check(TASKS, tasks.as_ref().err())?;
+    check(FOCUS, sessions.as_ref().err())?;
+    check(MOOD, moods.as_ref().err())?;
+    check(GAME, points.as_ref().err())?;
+    held.unavailable = unavailable;
+    let mut read = Read::default();
     if let Ok(b) = tasks {
         read.tasks = b.records.len() as u32;
+        held.marks[0] = held.marks[0].max(b.mark);
         held.facts.tasks.extend(b.records);
     }
     if let Ok(b) = sessions {
         read.sessions = b.records.len() as u32;
+        held.marks[1] = held.marks[1].max(b.mark);
         for (id, s) in b.records {
             match s {
                 Some(s) => {
@@ -288,10 +277,12 @@ async fn refresh(
     }
     if let Ok(b) = moods {
         read.moods = b.records.len() as u32;
+        held.marks[2] = held.marks[2].max(b.mark);
         held.facts.moods.extend(b.records);
     }
     if let Ok(b) = points {
         read.points = b.records.len() as u32;
+        held.marks[3] = held.marks[3].max(b.mark);
         held.facts.points.extend(b.records);
     }
     Ok(read)
@@ -482,7 +473,17 @@ mod tests {
         assert!(lru.users.contains_key(&a), "used after b");
         assert!(!lru.users.contains_key(&b), "the least recently used");
         assert_eq!(lru.weight, 8);
-        lru.weigh(&c, 50, 10);
+        // `a` is in use while `b` is touched, so `a` is the least recently
+        // used when it weighs in: `b` and `c` go, never `a`.
+        let mut lru = Lru::default();
+        lru.touch(&a);
+        lru.weigh(&a, 1, 10);
+        lru.touch(&b);
+        lru.weigh(&b, 5, 10);
+        lru.weigh(&a, 9, 10);
+        assert!(lru.users.contains_key(&a) && !lru.users.contains_key(&b));
+        assert_eq!(lru.weight, 9);
+        lru.weigh(&a, 50, 10);
         assert_eq!(lru.users.len(), 1, "only the user in use stays");
         assert_eq!(lru.weight, 50);
         assert_eq!(lru.order.len(), 1);

@@ -97,7 +97,7 @@ async fn report(mesh: Mesh, caller: Caller, i: ReportInput) -> Result<ReportOut,
     let r = AnalyticsServiceClient::new(mesh.conn(ANALYTICS)?)
         .get_report(caller.request(pb::GetReportRequest {
             start_time: Some(pb_ts(now - Duration::days(i.days.unwrap_or(30)))),
-            end_time: Some(pb_ts(now + Duration::minutes(1))),
+            end_time: Some(pb_ts(now)),
             bucket: bucket as i32,
         }))
         .await?

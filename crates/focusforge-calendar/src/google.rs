@@ -68,7 +68,8 @@ pub enum GoogleError {
     Other(String),
 }
 
-#[derive(Debug, Clone)]
+/// No `Debug`: it holds the tokens.
+#[derive(Clone)]
 pub struct Tokens {
     pub access_token: String,
     pub expires_in: i64,

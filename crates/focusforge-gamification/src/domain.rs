@@ -856,7 +856,6 @@ impl Game {
         }
     }
 
-    /// The ledger, newest first.
     /// The user's ledger entries written at or after `since`, in batches
     /// in no particular order; entries still pending in the wallet are
     /// written first, so none is missing.
@@ -882,6 +881,7 @@ impl Game {
         )
     }
 
+    /// The ledger, newest first.
     pub async fn ledger(
         &self,
         user: &UserId,

@@ -31,7 +31,8 @@ pub const SPOTIFY_CALLBACK_PATH: &str = "/integrations/v1/spotify/callback";
 /// `[service.integrations]`; `FOCUSFORGE_SERVICE_INTEGRATIONS_<KEY>` in the
 /// environment. Without `spotify_client_id` Spotify says it is not
 /// configured and everything else works.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// No `Debug`: it holds the token key.
+#[derive(Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     pub spotify_client_id: String,

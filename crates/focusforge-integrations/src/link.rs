@@ -232,7 +232,7 @@ impl Link {
             .doc(user)
             .await?
             .pending
-            .filter(|p| p.state == state && p.expires_ms > now.timestamp_millis())
+            .filter(|p| same(&p.state, state) && p.expires_ms > now.timestamp_millis())
             .ok_or_else(|| {
                 Error::invalid(
                     "state",
@@ -265,7 +265,7 @@ impl Link {
         };
         let doc = self
             .change(user, |d| {
-                if d.pending.as_ref().map(|p| p.state.as_str()) != Some(state) {
+                if !d.pending.as_ref().is_some_and(|p| same(&p.state, state)) {
                     return Err(Error::invalid(
                         "state",
                         "was used or replaced meanwhile; begin again",
@@ -301,7 +301,11 @@ impl Link {
     }
 
     /// A valid access token: the stored one, or a refreshed one when it
-    /// expires within a minute or `force`.
+    /// expires within a minute or `force`. Concurrent refreshes of one link
+    /// settle on the stored refresh token: a write or an unlink applies
+    /// only while the link still holds the token that was used, and a
+    /// refresh refused because another one rotated the token meanwhile
+    /// takes that one's result.
     async fn access(&self, user: &UserId, force: bool) -> Result<String> {
         let cfg = self.cfg()?;
         let linked = self.doc(user).await?.linked.ok_or_else(not_linked)?;
@@ -309,13 +313,21 @@ impl Link {
         if !force && linked.access_expires_ms > (now + Duration::minutes(1)).timestamp_millis() {
             return cfg.sealer.open(user.as_str(), &linked.access);
         }
-        let refresh = cfg.sealer.open(user.as_str(), &linked.refresh)?;
+        let used = linked.refresh.clone();
+        let refresh = cfg.sealer.open(user.as_str(), &used)?;
         let tokens = match cfg.spotify.refresh(&refresh).await {
             Ok(t) => t,
             Err(e @ SpotifyError::InvalidGrant(_)) => {
+                if let Some(now_linked) = self.doc(user).await?.linked
+                    && now_linked.refresh != used
+                {
+                    return cfg.sealer.open(user.as_str(), &now_linked.access);
+                }
                 // The grant is gone: keep nothing that cannot work.
                 self.change(user, |d| {
-                    d.linked = None;
+                    if d.linked.as_ref().is_some_and(|l| l.refresh == used) {
+                        d.linked = None;
+                    }
                     Ok(())
                 })
                 .await?;
@@ -331,7 +343,7 @@ impl Link {
         };
         let expires = (now + Duration::seconds(tokens.expires_in)).timestamp_millis();
         self.change(user, |d| {
-            if let Some(l) = d.linked.as_mut() {
+            if let Some(l) = d.linked.as_mut().filter(|l| l.refresh == used) {
                 l.access.clone_from(&sealed);
                 l.access_expires_ms = expires;
                 if let Some(r) = &resealed {
@@ -481,6 +493,15 @@ impl Link {
         })
         .await
     }
+}
+
+/// Compares two secrets in time that does not depend on where they differ.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 fn check_id(field: &str, id: &str) -> Result<()> {

@@ -16,7 +16,8 @@ use serde_json::{Value, json};
 /// Spotify's part of `[service.integrations]`: the keys `spotify_client_id`,
 /// `spotify_redirect_uri`, `spotify_token_key`, `spotify_accounts_url`,
 /// `spotify_api_url`, `spotify_max_retry_wait_secs`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// No `Debug`: it holds the token key.
+#[derive(Clone, PartialEq, Eq)]
 pub struct SpotifySettings {
     /// The app's client id from Spotify's developer dashboard.
     pub client_id: String,
@@ -68,7 +69,8 @@ pub enum SpotifyError {
     Other(String),
 }
 
-#[derive(Debug, Clone)]
+/// No `Debug`: it holds the tokens.
+#[derive(Clone)]
 pub struct Tokens {
     pub access_token: String,
     pub expires_in: i64,
@@ -341,8 +343,17 @@ impl Spotify {
             self.settings.accounts_url.trim_end_matches('/')
         );
         let (status, v) = self.send(|| self.http.post(&url).form(form)).await?;
+        // Only a refused grant means the user must link again; any other
+        // refusal (the client id, the request) is this deployment's.
         if (400..500).contains(&status) {
-            return Err(SpotifyError::InvalidGrant(Self::message(&v)));
+            let m = Self::message(&v);
+            return Err(match v.get("error").and_then(Value::as_str) {
+                Some("invalid_grant") => SpotifyError::InvalidGrant(m),
+                Some(other) => {
+                    SpotifyError::Other(format!("the token endpoint: {status} {other}: {m}"))
+                }
+                None => SpotifyError::Other(format!("the token endpoint: {status}: {m}")),
+            });
         }
         if !(200..300).contains(&status) {
             return Err(Self::error(status, &v));
@@ -354,7 +365,11 @@ impl Spotify {
             .to_owned();
         Ok(Tokens {
             access_token,
-            expires_in: v.get("expires_in").and_then(Value::as_i64).unwrap_or(3600),
+            expires_in: v
+                .get("expires_in")
+                .and_then(Value::as_i64)
+                .unwrap_or(3600)
+                .clamp(60, 86_400),
             refresh_token: v
                 .get("refresh_token")
                 .and_then(Value::as_str)

@@ -3,25 +3,29 @@
 //! read is large and none has to be sorted (a sorted, paged read of a large
 //! range costs a backend a sort per page).
 
+use std::ops::Deref;
+
 use chrono::{DateTime, Utc};
 use focusforge_core::UserId;
-
 use futures::Stream;
-
-use std::ops::Deref;
 
 use crate::{Document, DocumentStore, Filter, Order, Query, SortKey, StoreError};
 
-/// The span of the windows a range is first cut into.
+/// The span of the first window; a window that comes back empty doubles
+/// the next one (up to [`MAX_WINDOW_MS`]), one that comes back truncated
+/// is halved and so is the next, so sparse years cost few reads and dense
+/// weeks none too large.
 const WINDOW_MS: i64 = 30 * 24 * 3600 * 1000;
+const MAX_WINDOW_MS: i64 = 64 * WINDOW_MS;
 /// The most documents one scan returns; a window holding more is halved.
 pub const BATCH: usize = 2_000;
 
 /// Reads, through any handle on a store (`&dyn DocumentStore`, a
-/// [`crate::SharedStore`]), the user's documents of `collection` whose last write lies in
-/// `[since, until)`, in batches of at most [`BATCH`] (a window in which more
-/// than that were written in one millisecond comes as one larger batch).
-/// Batches come oldest window first; within a batch there is no order.
+/// [`crate::SharedStore`]), the user's documents of `collection` whose last
+/// write lies in `[since, until)`, in batches of at most [`BATCH`] (a window
+/// in which more than that were written in one millisecond comes as one
+/// larger batch). Batches come oldest window first; within a batch there is
+/// no order.
 pub fn changes<S: Deref<Target = dyn DocumentStore>>(
     store: S,
     collection: &str,
@@ -29,20 +33,14 @@ pub fn changes<S: Deref<Target = dyn DocumentStore>>(
     since: DateTime<Utc>,
     until: DateTime<Utc>,
 ) -> Changes<S> {
-    let (from, to) = (since.timestamp_millis(), until.timestamp_millis());
-    let mut windows = Vec::new();
-    let mut start = from;
-    while start < to {
-        let end = start.saturating_add(WINDOW_MS).min(to);
-        windows.push((start, end));
-        start = end;
-    }
-    windows.reverse();
     Changes {
         store,
         collection: collection.to_owned(),
         user: user.clone(),
-        windows,
+        next: since.timestamp_millis(),
+        end: until.timestamp_millis(),
+        width: WINDOW_MS,
+        split: Vec::new(),
         batch: BATCH,
     }
 }
@@ -52,9 +50,13 @@ pub struct Changes<S> {
     store: S,
     collection: String,
     user: UserId,
-    /// Windows still to read, as epoch-millisecond `[start, end)`; the next
-    /// one is last.
-    windows: Vec<(i64, i64)>,
+    /// Where the windows not cut yet start, and where they end.
+    next: i64,
+    end: i64,
+    width: i64,
+    /// Halves of truncated windows still to read, as epoch-millisecond
+    /// `[start, end)`; the next one is last.
+    split: Vec<(i64, i64)>,
     batch: usize,
 }
 
@@ -85,7 +87,17 @@ impl<S: Deref<Target = dyn DocumentStore>> Changes<S> {
 
     /// The next non-empty batch, or `None` once every window has been read.
     pub async fn next_batch(&mut self) -> Result<Option<Vec<Document>>, StoreError> {
-        while let Some((start, end)) = self.windows.pop() {
+        loop {
+            let (start, end) = match self.split.pop() {
+                Some(w) => w,
+                None if self.next < self.end => {
+                    let end = self.next.saturating_add(self.width).min(self.end);
+                    let w = (self.next, end);
+                    self.next = end;
+                    w
+                }
+                None => return Ok(None),
+            };
             let scan = self
                 .store
                 .scan(
@@ -97,19 +109,20 @@ impl<S: Deref<Target = dyn DocumentStore>> Changes<S> {
                 .await?;
             if !scan.truncated {
                 if scan.documents.is_empty() {
+                    self.width = (self.width * 2).min(MAX_WINDOW_MS);
                     continue;
                 }
                 return Ok(Some(scan.documents));
             }
             if end - start > 1 {
                 let mid = start + (end - start) / 2;
-                self.windows.push((mid, end));
-                self.windows.push((start, mid));
+                self.width = (mid - start).max(1);
+                self.split.push((mid, end));
+                self.split.push((start, mid));
                 continue;
             }
             return self.one_millisecond(start).await.map(Some);
         }
-        Ok(None)
     }
 
     /// Every document written in one millisecond, paged in order.
