@@ -99,13 +99,13 @@ struct Bench {
     dir: tempfile::TempDir,
 }
 
-async fn server(mongodb: Option<(&str, &str)>) -> Bench {
+async fn server(seeded: Option<&std::path::Path>, mongodb: Option<(&str, &str)>) -> Bench {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut service = std::collections::BTreeMap::new();
     let table: toml::Table = toml::from_str("refresh_secs = 1").expect("settings");
     service.insert("analytics".to_owned(), table);
     let mut cfg = Config {
-        data_dir: dir.path().to_path_buf(),
+        data_dir: seeded.unwrap_or(dir.path()).to_path_buf(),
         services: [
             "tasks",
             "users",
@@ -219,7 +219,8 @@ async fn copy_to_mongodb(dir: &std::path::Path, uri: &str, database: &str) -> us
             async move {
                 for (collection, doc) in &share {
                     clock.set(doc.updated_at);
-                    mongo
+                    // Copied already by an earlier, interrupted run.
+                    match mongo
                         .insert(
                             collection,
                             NewDocument {
@@ -230,7 +231,10 @@ async fn copy_to_mongodb(dir: &std::path::Path, uri: &str, database: &str) -> us
                             },
                         )
                         .await
-                        .expect("insert");
+                    {
+                        Ok(_) | Err(focusforge_store::StoreError::AlreadyExists) => {}
+                        Err(e) => panic!("insert: {e}"),
+                    }
                 }
                 share.len()
             }
@@ -563,28 +567,36 @@ async fn measure(name: &str, b: &Bench, runs: usize) {
 #[tokio::main]
 async fn main() {
     let runs: usize = arg("--runs").and_then(|r| r.parse().ok()).unwrap_or(20);
-    let b = server(None).await;
-    let began = Instant::now();
-    seed(&b).await;
-    eprintln!("seeded in {:.0} s", began.elapsed().as_secs_f64());
+    // `--seeded DIR`: the data directory of an earlier run's seeding.
+    let seeded = arg("--seeded").map(std::path::PathBuf::from);
+    let b = server(seeded.as_deref(), None).await;
+    if seeded.is_none() {
+        let began = Instant::now();
+        seed(&b).await;
+        eprintln!("seeded in {:.0} s", began.elapsed().as_secs_f64());
+    }
+    let data = seeded.unwrap_or_else(|| b.dir.path().to_path_buf());
     measure("sqlite", &b, runs).await;
     let Ok(uri) = std::env::var("FOCUSFORGE_TEST_MONGODB_URI") else {
         println!("mongodb: skipped (FOCUSFORGE_TEST_MONGODB_URI is not set)");
         return;
     };
-    let database = format!(
-        "bench_analytics_{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis()
-    );
+    // `--mongodb-database NAME` resumes an interrupted copy.
+    let database = arg("--mongodb-database").unwrap_or_else(|| {
+        format!(
+            "bench_analytics_{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis()
+        )
+    });
     let began = Instant::now();
-    let copied = copy_to_mongodb(b.dir.path(), &uri, &database).await;
+    let copied = copy_to_mongodb(&data, &uri, &database).await;
     eprintln!(
         "copied {copied} documents to mongodb in {:.0} s",
         began.elapsed().as_secs_f64()
     );
-    let m = server(Some((&uri, &database))).await;
+    let m = server(None, Some((&uri, &database))).await;
     measure("mongodb", &m, runs).await;
 }
