@@ -220,6 +220,14 @@ async fn copy_to_mongodb(dir: &std::path::Path, uri: &str, database: &str) -> us
                 for (collection, doc) in &share {
                     clock.set(doc.updated_at);
                     // Copied already by an earlier, interrupted run.
+                    if mongo
+                        .get(collection, &user, &doc.id)
+                        .await
+                        .expect("get")
+                        .is_some()
+                    {
+                        continue;
+                    }
                     match mongo
                         .insert(
                             collection,
@@ -528,6 +536,11 @@ async fn measure(name: &str, b: &Bench, runs: usize) {
     );
     assert!(year.tasks_read as usize >= TASKS && year.sessions_read as usize >= SESSIONS);
     assert!(year.moods_read as usize >= MOODS);
+    println!(
+        "{name}: {} records held, time zone {}",
+        year.tasks_read + year.sessions_read + year.moods_read + year.ledger_entries_read,
+        year.time_zone
+    );
 
     let mut warm = Vec::new();
     let mut cold = Vec::new();
@@ -576,7 +589,9 @@ async fn main() {
         eprintln!("seeded in {:.0} s", began.elapsed().as_secs_f64());
     }
     let data = seeded.unwrap_or_else(|| b.dir.path().to_path_buf());
-    measure("sqlite", &b, runs).await;
+    if !std::env::args().any(|a| a == "--no-copy") {
+        measure("sqlite", &b, runs).await;
+    }
     let Ok(uri) = std::env::var("FOCUSFORGE_TEST_MONGODB_URI") else {
         println!("mongodb: skipped (FOCUSFORGE_TEST_MONGODB_URI is not set)");
         return;
@@ -592,7 +607,12 @@ async fn main() {
         )
     });
     let began = Instant::now();
-    let copied = copy_to_mongodb(&data, &uri, &database).await;
+    // `--no-copy`: measure what an earlier copy left in the database.
+    let copied = if std::env::args().any(|a| a == "--no-copy") {
+        0
+    } else {
+        copy_to_mongodb(&data, &uri, &database).await
+    };
     eprintln!(
         "copied {copied} documents to mongodb in {:.0} s",
         began.elapsed().as_secs_f64()

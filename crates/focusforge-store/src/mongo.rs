@@ -506,18 +506,42 @@ impl DocumentStore for MongoStore {
     ) -> Result<Scan, StoreError> {
         check_scan(filters, limit)?;
         let coll = self.coll(collection).await?;
-        let parts = scoped(user, self.now(), filters)?;
-        let cursor = coll
-            .find(and(parts))
-            .limit(limit as i64 + 1)
-            .await
-            .map_err(backend)?;
-        let raws: Vec<BsonDoc> = cursor.try_collect().await.map_err(backend)?;
-        let documents = raws
-            .into_iter()
-            .map(to_document)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Scan::from_overfetch(documents, limit))
+        let now = self.now();
+        // Expiry is checked here rather than in the query: a filter holding
+        // the live condition's `$or` keeps some MongoDB-wire servers from
+        // the user + time index (SecantusDB scanned the whole collection:
+        // 253 ms instead of 7 ms). Expired documents are rare (the sweeper
+        // removes them), so reading a few more until the count is certain
+        // costs little.
+        let mut parts = vec![doc! { "user_id": user.as_str() }];
+        check_filters(filters)?;
+        for f in filters {
+            parts.push(filter_doc(f)?);
+        }
+        let query = and(parts);
+        let mut fetch = limit + 1;
+        loop {
+            let cursor = coll
+                .find(query.clone())
+                .limit(fetch as i64)
+                .await
+                .map_err(backend)?;
+            let raws: Vec<BsonDoc> = cursor.try_collect().await.map_err(backend)?;
+            let seen = raws.len();
+            let documents = raws
+                .into_iter()
+                .map(to_document)
+                .filter(|d| {
+                    d.as_ref().map_or(true, |d| {
+                        d.expires_at.is_none_or(|at| at.timestamp_millis() > now)
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if seen < fetch || documents.len() > limit {
+                return Ok(Scan::from_overfetch(documents, limit));
+            }
+            fetch += seen - documents.len();
+        }
     }
 
     async fn purge_expired(&self) -> Result<u64, StoreError> {
