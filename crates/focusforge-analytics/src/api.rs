@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use focusforge_core::{Clock, Error, Violations};
 use focusforge_grpc::convert::{enum_value, from_timestamp, timestamp};
-use focusforge_grpc::{caller, identity, into_status};
+use focusforge_grpc::{identity, into_status};
 use focusforge_kit::Mesh;
 use focusforge_proto::analytics::v1 as pb;
 use focusforge_proto::analytics::v1::analytics_service_server::AnalyticsService as AnalyticsRpc;
@@ -167,7 +167,6 @@ impl AnalyticsRpc for AnalyticsApi {
         &self,
         req: Request<pb::GetReportRequest>,
     ) -> Result<Response<pb::GetReportResponse>, Status> {
-        caller(&req)?;
         let who = identity(&req)?;
         let r = req.into_inner();
         let (from, to, bucket) =
