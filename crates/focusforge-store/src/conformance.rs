@@ -30,6 +30,7 @@ macro_rules! document_store_conformance {
             filters_select_by_field,
             created_between_selects_by_time,
             updated_between_selects_by_last_write,
+            time_ranges_include_their_lower_bound,
             scan_returns_every_match_up_to_its_limit,
             changes_visit_every_changed_document_once,
             pagination_visits_every_document_once,
@@ -497,6 +498,48 @@ pub async fn updated_between_selects_by_last_write(store: &dyn DocumentStore, cl
         .expect("scan");
     let ids: Vec<_> = scan.documents.iter().map(|d| d.id.as_str()).collect();
     assert_eq!(ids, ["b"]);
+}
+
+/// A range starting at a document's very millisecond holds it, and one
+/// ending there does not, through `find` and `scan`, by creation and by
+/// last write.
+pub async fn time_ranges_include_their_lower_bound(
+    store: &dyn DocumentStore,
+    clock: &ManualClock,
+) {
+    let mut at = Vec::new();
+    for id in ["a", "b", "c", "d"] {
+        at.push(clock.now_for_tests());
+        must_insert(store, "tasks", doc("alice", id, json!({}))).await;
+        clock.advance(Duration::milliseconds(1));
+    }
+    let ranges = [
+        Filter::CreatedBetween {
+            gte: Some(at[1]),
+            lt: Some(at[3]),
+        },
+        Filter::UpdatedBetween {
+            gte: Some(at[1]),
+            lt: Some(at[3]),
+        },
+    ];
+    for range in ranges {
+        let q = Query {
+            filters: vec![range.clone()],
+            limit: 10,
+            ..Query::default()
+        };
+        let page = store.find("tasks", &user("alice"), &q).await.expect("find");
+        let ids: Vec<_> = page.documents.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, ["b", "c"], "{range:?} through find");
+        let scan = store
+            .scan("tasks", &user("alice"), std::slice::from_ref(&range), 10)
+            .await
+            .expect("scan");
+        let mut ids: Vec<_> = scan.documents.iter().map(|d| d.id.as_str()).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, ["b", "c"], "{range:?} through scan");
+    }
 }
 
 pub async fn scan_returns_every_match_up_to_its_limit(

@@ -4,10 +4,19 @@
 //! `{_id: {u, i}, user_id, doc_id, version, created_at, updated_at,
 //! expires_at, body}`: the compound `_id` makes `(user, id)` the identity, so
 //! two users can never collide; `expires_at` is a BSON date under a TTL index
-//! (`expireAfterSeconds: 0`) and every read also filters it, because the TTL
+//! (`expireAfterSeconds: 0`) and every read also checks it, because the TTL
 //! monitor runs only once a minute. Writes use the configured write concern
-//! (`majority` by default); conditional writes are single atomic
-//! `findOneAndUpdate` / `deleteOne` calls with the version in the filter.
+//! (`majority` by default). A write reads the live document first and then
+//! writes with its version in the filter (`findOneAndUpdate` / `deleteOne`),
+//! so it never touches an expired document and a conditional write loses
+//! cleanly to a concurrent one.
+//!
+//! Queries are plain field documents an index can serve on any
+//! MongoDB-wire server: one by id goes through the `(user_id, doc_id,
+//! version)` index rather than the subdocument `_id` (a collection scan on
+//! some servers), conditions sit side by side rather than under a top-level
+//! `$and`, and expiry is checked on what comes back rather than with an
+//! `$or` in the query (either hid every index from SecantusDB).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -90,13 +99,46 @@ fn key(user: &UserId, id: &str) -> BsonDoc {
     doc! { "u": user.as_str(), "i": id }
 }
 
+/// One document by its owner and id, expired or not.
+fn by_id(user: &UserId, id: &str) -> BsonDoc {
+    doc! { "user_id": user.as_str(), "doc_id": id }
+}
+
+/// One version of one document: what a compare-and-set write selects.
+fn at_version(user: &UserId, id: &str, version: i64) -> BsonDoc {
+    doc! { "user_id": user.as_str(), "doc_id": id, "version": version }
+}
+
 fn live(now: i64) -> BsonDoc {
     doc! { "$or": [ { "expires_at": Bson::Null }, { "expires_at": { "$gt": date(now) } } ] }
 }
 
-fn and(parts: Vec<BsonDoc>) -> BsonDoc {
-    doc! { "$and": parts }
+fn is_live(doc: &Document, now: i64) -> bool {
+    doc.expires_at.is_none_or(|at| at.timestamp_millis() > now)
 }
+
+/// The conjunction of `parts` as one filter document: fields side by side
+/// where they do not collide, so a planner sees them, and an `$and` only
+/// for the parts that would.
+fn all_of(parts: Vec<BsonDoc>) -> BsonDoc {
+    let mut flat = BsonDoc::new();
+    let mut rest = Vec::new();
+    for part in parts {
+        if part.keys().any(|k| k == "$and" || flat.contains_key(k)) {
+            rest.push(part);
+        } else {
+            flat.extend(part);
+        }
+    }
+    if !rest.is_empty() {
+        flat.insert("$and", rest);
+    }
+    flat
+}
+
+/// How often a write reads again after a concurrent write changed the
+/// document between its read and its compare-and-set.
+const WRITE_ATTEMPTS: usize = 16;
 
 fn to_bson(value: &Value) -> Result<Bson, StoreError> {
     Bson::try_from(value.clone()).map_err(|e| StoreError::InvalidQuery(e.to_string()))
@@ -160,8 +202,12 @@ fn filter_doc(filter: &Filter) -> Result<BsonDoc, StoreError> {
                 "updated_at"
             };
             let mut range = BsonDoc::new();
+            // `$gt` one millisecond earlier selects the same whole
+            // milliseconds as `$gte`, and SecantusDB's range over the middle
+            // field of the `(user_id, time, doc_id)` index leaves out the
+            // documents equal to a `$gte` bound.
             if let Some(gte) = gte {
-                range.insert("$gte", gte.timestamp_millis());
+                range.insert("$gt", gte.timestamp_millis().saturating_sub(1));
             }
             if let Some(lt) = lt {
                 range.insert("$lt", lt.timestamp_millis());
@@ -175,9 +221,10 @@ fn filter_doc(filter: &Filter) -> Result<BsonDoc, StoreError> {
     })
 }
 
-fn scoped(user: &UserId, now: i64, filters: &[Filter]) -> Result<Vec<BsonDoc>, StoreError> {
+/// The caller's documents that match `filters`, expired or not.
+fn scoped(user: &UserId, filters: &[Filter]) -> Result<Vec<BsonDoc>, StoreError> {
     check_filters(filters)?;
-    let mut parts = vec![doc! { "user_id": user.as_str() }, live(now)];
+    let mut parts = vec![doc! { "user_id": user.as_str() }];
     for f in filters {
         parts.push(filter_doc(f)?);
     }
@@ -260,6 +307,9 @@ impl MongoStore {
                 .keys(doc! { "user_id": 1, "updated_at": -1, "doc_id": -1 })
                 .build(),
             IndexModel::builder()
+                .keys(doc! { "user_id": 1, "doc_id": 1, "version": 1 })
+                .build(),
+            IndexModel::builder()
                 .keys(doc! { "expires_at": 1 })
                 .options(IndexOptions::builder().expire_after(Duration::ZERO).build())
                 .build(),
@@ -301,39 +351,78 @@ impl MongoStore {
         id: &str,
         now: i64,
     ) -> Result<Option<Document>, StoreError> {
-        let filter = and(vec![doc! { "_id": key(user, id) }, live(now)]);
-        coll.find_one(filter)
+        let found = coll
+            .find_one(by_id(user, id))
             .await
             .map_err(backend)?
             .map(to_document)
-            .transpose()
+            .transpose()?;
+        Ok(found.filter(|d| is_live(d, now)))
     }
 
-    /// Why a conditional write matched nothing: absent, or another version.
-    async fn explain_miss(
+    /// The live document a write may change: absent is `NotFound`, another
+    /// version than the precondition's is `VersionMismatch`.
+    async fn writable(
         &self,
         coll: &Collection<BsonDoc>,
         user: &UserId,
         id: &str,
         now: i64,
         pre: Precondition,
-    ) -> StoreError {
-        match (self.get_live(coll, user, id, now).await, pre) {
-            (Ok(None), _) => StoreError::NotFound,
-            (Ok(Some(found)), Precondition::Version(expected)) => StoreError::VersionMismatch {
-                expected,
-                actual: found.version,
-            },
-            (Ok(Some(_)), Precondition::None) => StoreError::NotFound,
-            (Err(e), _) => e,
+    ) -> Result<Document, StoreError> {
+        let current = self
+            .get_live(coll, user, id, now)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        match pre {
+            Precondition::Version(expected) if expected != current.version => {
+                Err(StoreError::VersionMismatch {
+                    expected,
+                    actual: current.version,
+                })
+            }
+            _ => Ok(current),
         }
     }
-}
 
-fn version_filter(pre: Precondition) -> BsonDoc {
-    match pre {
-        Precondition::None => doc! {},
-        Precondition::Version(v) => doc! { "version": v },
+    /// Up to `want` live documents matching `filter`, in `sort` order when
+    /// given: expired ones the sweeper has not removed yet are dropped and
+    /// more are read in their place, so the count is what it would be
+    /// without them.
+    async fn read_live(
+        &self,
+        coll: &Collection<BsonDoc>,
+        filter: BsonDoc,
+        sort: Option<BsonDoc>,
+        want: usize,
+    ) -> Result<Vec<Document>, StoreError> {
+        let now = self.now();
+        let mut fetch = want;
+        loop {
+            let mut find = coll.find(filter.clone()).limit(fetch as i64);
+            if let Some(sort) = &sort {
+                find = find.sort(sort.clone());
+            }
+            let raws: Vec<BsonDoc> = find
+                .await
+                .map_err(backend)?
+                .try_collect()
+                .await
+                .map_err(backend)?;
+            let seen = raws.len();
+            let mut documents = Vec::with_capacity(seen);
+            for raw in raws {
+                let d = to_document(raw)?;
+                if is_live(&d, now) {
+                    documents.push(d);
+                }
+            }
+            if seen < fetch || documents.len() >= want {
+                documents.truncate(want);
+                return Ok(documents);
+            }
+            fetch += seen - documents.len();
+        }
     }
 }
 
@@ -343,13 +432,6 @@ impl DocumentStore for MongoStore {
         check_object(&doc.body)?;
         let coll = self.coll(collection).await?;
         let now = self.now();
-        // An expired document the TTL monitor has not reached must not block
-        // reuse of its id.
-        coll.delete_one(
-            doc! { "_id": key(&doc.user_id, &doc.id), "expires_at": { "$lte": date(now) } },
-        )
-        .await
-        .map_err(backend)?;
         let raw = doc! {
             "_id": key(&doc.user_id, &doc.id),
             "user_id": doc.user_id.as_str(),
@@ -360,9 +442,29 @@ impl DocumentStore for MongoStore {
             "expires_at": doc.expires_at.map_or(Bson::Null, |at| Bson::DateTime(date(at.timestamp_millis()))),
             "body": to_bson(&doc.body)?,
         };
-        match coll.insert_one(raw).await {
+        match coll.insert_one(&raw).await {
             Ok(_) => {}
-            Err(e) if is_duplicate_key(&e) => return Err(StoreError::AlreadyExists),
+            Err(e) if is_duplicate_key(&e) => {
+                // An expired document the TTL monitor has not reached must
+                // not block reuse of its id.
+                let stale = coll
+                    .find_one(by_id(&doc.user_id, &doc.id))
+                    .await
+                    .map_err(backend)?
+                    .map(to_document)
+                    .transpose()?;
+                let Some(stale) = stale.filter(|d| !is_live(d, now)) else {
+                    return Err(StoreError::AlreadyExists);
+                };
+                coll.delete_one(at_version(&doc.user_id, &doc.id, stale.version))
+                    .await
+                    .map_err(backend)?;
+                match coll.insert_one(&raw).await {
+                    Ok(_) => {}
+                    Err(e) if is_duplicate_key(&e) => return Err(StoreError::AlreadyExists),
+                    Err(e) => return Err(backend(e)),
+                }
+            }
             Err(e) => return Err(backend(e)),
         }
         Ok(Document {
@@ -398,11 +500,6 @@ impl DocumentStore for MongoStore {
         check_object(&body)?;
         let coll = self.coll(collection).await?;
         let now = self.now();
-        let filter = and(vec![
-            doc! { "_id": key(user, id) },
-            live(now),
-            version_filter(precondition),
-        ]);
         let update = doc! {
             "$set": {
                 "body": to_bson(&body)?,
@@ -411,15 +508,18 @@ impl DocumentStore for MongoStore {
             },
             "$inc": { "version": 1_i64 },
         };
-        let updated = coll
-            .find_one_and_update(filter, update)
-            .return_document(ReturnDocument::After)
-            .await
-            .map_err(backend)?;
-        match updated {
-            Some(raw) => to_document(raw),
-            None => Err(self.explain_miss(&coll, user, id, now, precondition).await),
+        for _ in 0..WRITE_ATTEMPTS {
+            let current = self.writable(&coll, user, id, now, precondition).await?;
+            let updated = coll
+                .find_one_and_update(at_version(user, id, current.version), update.clone())
+                .return_document(ReturnDocument::After)
+                .await
+                .map_err(backend)?;
+            if let Some(raw) = updated {
+                return to_document(raw);
+            }
         }
+        Err(contended())
     }
 
     async fn delete(
@@ -431,17 +531,17 @@ impl DocumentStore for MongoStore {
     ) -> Result<(), StoreError> {
         let coll = self.coll(collection).await?;
         let now = self.now();
-        let filter = and(vec![
-            doc! { "_id": key(user, id) },
-            live(now),
-            version_filter(precondition),
-        ]);
-        let deleted = coll.delete_one(filter).await.map_err(backend)?;
-        if deleted.deleted_count == 1 {
-            Ok(())
-        } else {
-            Err(self.explain_miss(&coll, user, id, now, precondition).await)
+        for _ in 0..WRITE_ATTEMPTS {
+            let current = self.writable(&coll, user, id, now, precondition).await?;
+            let deleted = coll
+                .delete_one(at_version(user, id, current.version))
+                .await
+                .map_err(backend)?;
+            if deleted.deleted_count == 1 {
+                return Ok(());
+            }
         }
+        Err(contended())
     }
 
     async fn delete_many(
@@ -451,7 +551,9 @@ impl DocumentStore for MongoStore {
         filters: &[Filter],
     ) -> Result<u64, StoreError> {
         let coll = self.coll(collection).await?;
-        let filter = and(scoped(user, self.now(), filters)?);
+        let mut parts = scoped(user, filters)?;
+        parts.push(live(self.now()));
+        let filter = all_of(parts);
         Ok(coll
             .delete_many(filter)
             .await
@@ -467,7 +569,7 @@ impl DocumentStore for MongoStore {
     ) -> Result<Page, StoreError> {
         query.check()?;
         let coll = self.coll(collection).await?;
-        let mut parts = scoped(user, self.now(), &query.filters)?;
+        let mut parts = scoped(user, &query.filters)?;
         let key = match query.order.key {
             SortKey::CreatedAt => "created_at",
             SortKey::UpdatedAt => "updated_at",
@@ -483,17 +585,10 @@ impl DocumentStore for MongoStore {
                 { key: after.key, "doc_id": { cmp: &after.id } },
             ] });
         }
-        let cursor = coll
-            .find(and(parts))
-            .sort(doc! { key: dir, "doc_id": dir })
-            .limit(query.limit as i64 + 1)
-            .await
-            .map_err(backend)?;
-        let raws: Vec<BsonDoc> = cursor.try_collect().await.map_err(backend)?;
-        let documents = raws
-            .into_iter()
-            .map(to_document)
-            .collect::<Result<Vec<_>, _>>()?;
+        let sort = doc! { key: dir, "doc_id": dir };
+        let documents = self
+            .read_live(&coll, all_of(parts), Some(sort), query.limit + 1)
+            .await?;
         Ok(Page::from_overfetch(documents, query))
     }
 
@@ -506,42 +601,10 @@ impl DocumentStore for MongoStore {
     ) -> Result<Scan, StoreError> {
         check_scan(filters, limit)?;
         let coll = self.coll(collection).await?;
-        let now = self.now();
-        // Expiry is checked here rather than in the query: a filter holding
-        // the live condition's `$or` keeps some MongoDB-wire servers from
-        // the user + time index (SecantusDB scanned the whole collection:
-        // 253 ms instead of 7 ms). Expired documents are rare (the sweeper
-        // removes them), so reading a few more until the count is certain
-        // costs little.
-        let mut parts = vec![doc! { "user_id": user.as_str() }];
-        check_filters(filters)?;
-        for f in filters {
-            parts.push(filter_doc(f)?);
-        }
-        let query = and(parts);
-        let mut fetch = limit + 1;
-        loop {
-            let cursor = coll
-                .find(query.clone())
-                .limit(fetch as i64)
-                .await
-                .map_err(backend)?;
-            let raws: Vec<BsonDoc> = cursor.try_collect().await.map_err(backend)?;
-            let seen = raws.len();
-            let documents = raws
-                .into_iter()
-                .map(to_document)
-                .filter(|d| {
-                    d.as_ref().map_or(true, |d| {
-                        d.expires_at.is_none_or(|at| at.timestamp_millis() > now)
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            if seen < fetch || documents.len() > limit {
-                return Ok(Scan::from_overfetch(documents, limit));
-            }
-            fetch += seen - documents.len();
-        }
+        let documents = self
+            .read_live(&coll, all_of(scoped(user, filters)?), None, limit + 1)
+            .await?;
+        Ok(Scan::from_overfetch(documents, limit))
     }
 
     async fn purge_expired(&self) -> Result<u64, StoreError> {
@@ -560,4 +623,10 @@ impl DocumentStore for MongoStore {
         }
         Ok(removed)
     }
+}
+
+fn contended() -> StoreError {
+    StoreError::Backend(format!(
+        "the document changed under {WRITE_ATTEMPTS} writes in a row; try again"
+    ))
 }
