@@ -38,6 +38,7 @@ macro_rules! document_store_conformance {
             delete_many_is_scoped,
             rejects_malformed_requests,
             concurrent_conditional_writes_let_exactly_one_win,
+            concurrent_inserts_over_an_expired_id_let_exactly_one_win,
         );
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
@@ -503,10 +504,7 @@ pub async fn updated_between_selects_by_last_write(store: &dyn DocumentStore, cl
 /// A range starting at a document's very millisecond holds it, and one
 /// ending there does not, through `find` and `scan`, by creation and by
 /// last write.
-pub async fn time_ranges_include_their_lower_bound(
-    store: &dyn DocumentStore,
-    clock: &ManualClock,
-) {
+pub async fn time_ranges_include_their_lower_bound(store: &dyn DocumentStore, clock: &ManualClock) {
     let mut at = Vec::new();
     for id in ["a", "b", "c", "d"] {
         at.push(clock.now_for_tests());
@@ -828,6 +826,40 @@ pub async fn concurrent_conditional_writes_let_exactly_one_win(
         .expect("exists");
     assert_eq!(got.version, 2);
     assert_eq!(got.body, wins[0].body, "the stored body is the winner's");
+}
+
+/// Inserts racing to reuse an expired document's id: one wins, the rest
+/// are told the id is taken, and the winner's document stays.
+pub async fn concurrent_inserts_over_an_expired_id_let_exactly_one_win(
+    store: &dyn DocumentStore,
+    clock: &ManualClock,
+) {
+    let alice = user("alice");
+    store
+        .insert(
+            "tasks",
+            NewDocument {
+                expires_at: Some(clock.now_for_tests() + Duration::seconds(1)),
+                ..doc("alice", "t", json!({"n": 0}))
+            },
+        )
+        .await
+        .expect("insert expiring");
+    clock.advance(Duration::seconds(2));
+    let inserts = (1..=8).map(|n| store.insert("tasks", doc("alice", "t", json!({"n": n}))));
+    let results = futures::future::join_all(inserts).await;
+    let wins: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(wins.len(), 1, "exactly one insert wins: {results:?}");
+    for lost in results.iter().filter(|r| r.is_err()) {
+        assert!(matches!(lost, Err(StoreError::AlreadyExists)), "{lost:?}");
+    }
+    let got = store
+        .get("tasks", &alice, "t")
+        .await
+        .expect("get")
+        .expect("the winner's document stays");
+    assert_eq!(got.body, wins[0].body);
+    assert_eq!(got.version, 1);
 }
 
 trait NowForTests {

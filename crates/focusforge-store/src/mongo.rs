@@ -442,30 +442,40 @@ impl DocumentStore for MongoStore {
             "expires_at": doc.expires_at.map_or(Bson::Null, |at| Bson::DateTime(date(at.timestamp_millis()))),
             "body": to_bson(&doc.body)?,
         };
-        match coll.insert_one(&raw).await {
-            Ok(_) => {}
-            Err(e) if is_duplicate_key(&e) => {
-                // An expired document the TTL monitor has not reached must
-                // not block reuse of its id.
-                let stale = coll
-                    .find_one(by_id(&doc.user_id, &doc.id))
-                    .await
-                    .map_err(backend)?
-                    .map(to_document)
-                    .transpose()?;
-                let Some(stale) = stale.filter(|d| !is_live(d, now)) else {
-                    return Err(StoreError::AlreadyExists);
-                };
-                coll.delete_one(at_version(&doc.user_id, &doc.id, stale.version))
-                    .await
-                    .map_err(backend)?;
-                match coll.insert_one(&raw).await {
-                    Ok(_) => {}
-                    Err(e) if is_duplicate_key(&e) => return Err(StoreError::AlreadyExists),
-                    Err(e) => return Err(backend(e)),
+        let mut inserted = false;
+        for _ in 0..WRITE_ATTEMPTS {
+            match coll.insert_one(&raw).await {
+                Ok(_) => {
+                    inserted = true;
+                    break;
                 }
+                Err(e) if is_duplicate_key(&e) => {}
+                Err(e) => return Err(backend(e)),
             }
-            Err(e) => return Err(backend(e)),
+            // An expired document the TTL monitor has not reached must not
+            // block reuse of its id; one that is gone by now (deleted, or
+            // swept) blocks nothing either: try again.
+            let existing = coll
+                .find_one(by_id(&doc.user_id, &doc.id))
+                .await
+                .map_err(backend)?
+                .map(to_document)
+                .transpose()?;
+            match existing {
+                Some(d) if is_live(&d, now) => return Err(StoreError::AlreadyExists),
+                Some(d) => {
+                    // Still expired in the filter, so a document inserted
+                    // meanwhile in its place (version 1 as well) is never
+                    // the one removed.
+                    let mut stale = at_version(&doc.user_id, &doc.id, d.version);
+                    stale.insert("expires_at", doc! { "$lte": date(now) });
+                    coll.delete_one(stale).await.map_err(backend)?;
+                }
+                None => {}
+            }
+        }
+        if !inserted {
+            return Err(contended());
         }
         Ok(Document {
             id: doc.id,
