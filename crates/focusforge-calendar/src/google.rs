@@ -13,7 +13,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 /// `[service.calendar.google]`.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+/// `Debug` leaves out the client secret and the token key.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct GoogleSettings {
     pub client_id: String,
@@ -29,6 +30,20 @@ pub struct GoogleSettings {
     pub token_url: String,
     #[serde(default = "default_api_url")]
     pub api_url: String,
+}
+
+impl std::fmt::Debug for GoogleSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GoogleSettings")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .field("redirect_uri", &self.redirect_uri)
+            .field("token_key", &"<redacted>")
+            .field("auth_url", &self.auth_url)
+            .field("token_url", &self.token_url)
+            .field("api_url", &self.api_url)
+            .finish()
+    }
 }
 
 fn default_auth_url() -> String {
@@ -481,4 +496,26 @@ fn urlencoding(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_leaves_the_secrets_out() {
+        let settings = GoogleSettings {
+            client_id: "client-7".into(),
+            client_secret: "s3cret-value".into(),
+            redirect_uri: "http://127.0.0.1:8080/calendar/v1/google/callback".into(),
+            token_key: "a2V5LWJ5dGVzLWtleS1ieXRlcy1rZXktYnl0ZXMtMzI=".into(),
+            auth_url: default_auth_url(),
+            token_url: default_token_url(),
+            api_url: default_api_url(),
+        };
+        let shown = format!("{settings:?}");
+        assert!(shown.contains("client-7"), "{shown}");
+        assert!(!shown.contains("s3cret-value"), "{shown}");
+        assert!(!shown.contains("a2V5LWJ5"), "{shown}");
+    }
 }
