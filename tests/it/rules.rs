@@ -76,7 +76,11 @@ const WIRE: &[&str] = &[
 /// Rules 2 and 3: who may name a driver, a model runtime or an HTTP client,
 /// with the rule each belongs to.
 const ONLY_IN: &[(u8, &str, &[&str])] = &[
-    (2, "rusqlite", &["focusforge-store", "focusforge-jobs"]),
+    (
+        2,
+        "rusqlite",
+        &["focusforge-store", "focusforge-jobs", "focusforge-events"],
+    ),
     (2, "mongodb", &["focusforge-store"]),
     (2, "bson", &["focusforge-store"]),
     (
