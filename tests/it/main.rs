@@ -8,6 +8,7 @@ mod backends;
 mod calendar;
 mod chain;
 mod context;
+mod events;
 mod focus;
 mod game;
 mod grpc_web;

@@ -156,6 +156,11 @@ impl Events {
         &self.log
     }
 
+    /// The time on the clock events are stamped with.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
     /// Appends one of the user's events and wakes its subscribers here.
     /// A failure is logged, not returned: the write the event reports has
     /// happened, and the caller's answer must not say otherwise.

@@ -38,6 +38,19 @@ fn status(v: &mut Violations, field: &str, raw: i32) -> Option<Status> {
     }
 }
 
+fn status_pb(status: Status) -> pb::TaskStatus {
+    match status {
+        Status::Pending => pb::TaskStatus::Pending,
+        Status::InProgress => pb::TaskStatus::InProgress,
+        Status::Completed => pb::TaskStatus::Completed,
+    }
+}
+
+/// The contract's name of a status: `TASK_STATUS_COMPLETED`.
+pub(crate) fn status_name(status: Status) -> &'static str {
+    status_pb(status).as_str_name()
+}
+
 fn blocks(blocks: Vec<pb::WorkBlock>) -> Vec<WorkBlock> {
     blocks
         .into_iter()
@@ -57,11 +70,7 @@ pub(crate) fn to_pb(t: Task) -> pb::Task {
         user_id: t.user_id.to_string(),
         title: t.title,
         description: t.description,
-        status: match t.status {
-            Status::Pending => pb::TaskStatus::Pending,
-            Status::InProgress => pb::TaskStatus::InProgress,
-            Status::Completed => pb::TaskStatus::Completed,
-        } as i32,
+        status: status_pb(t.status) as i32,
         priority: match t.priority {
             Priority::Low => pb::TaskPriority::Low,
             Priority::Medium => pb::TaskPriority::Medium,

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use focusforge_auth::ServiceVerifier;
 use focusforge_cache::CacheNames;
 use focusforge_core::Clock;
+pub use focusforge_events::Events;
 use focusforge_grpc::AuthInterceptor;
 use focusforge_jobs::{Handler, Jobs};
 use focusforge_mcp::Tool;
@@ -32,6 +33,8 @@ pub struct Deps {
     pub clock: Arc<dyn Clock>,
     pub caches: CacheNames,
     pub jobs: Jobs,
+    /// The user event log the services publish to.
+    pub events: Events,
     /// Clients of the other services, wherever they run.
     pub mesh: Mesh,
     /// This service's own settings (`[service.<name>]` in the configuration),

@@ -10,6 +10,8 @@ use focusforge_grpc::sync::{SyncStream, sync_stream};
 use focusforge_grpc::{caller, from_status, identity, into_status};
 use focusforge_kit::{Caller, Mesh};
 use focusforge_planner::{ActionSpec, Executor};
+use focusforge_proto::events::v1::event::Payload;
+use focusforge_proto::events::v1::{EventType, MoodEvent};
 use focusforge_proto::mood::v1 as pb;
 use focusforge_proto::mood::v1::mood_service_client::MoodServiceClient;
 use focusforge_proto::mood::v1::mood_service_server::MoodService as MoodRpc;
@@ -27,6 +29,7 @@ use crate::domain::{
 pub struct MoodApi {
     pub moods: Moods,
     pub mesh: Mesh,
+    pub events: focusforge_kit::Events,
 }
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -115,6 +118,16 @@ impl MoodRpc for MoodApi {
             request_id: r.request_id,
         };
         let entry = self.moods.log(&user, new).await.map_err(into_status)?;
+        focusforge_grpc::events::publish(
+            &self.events,
+            &user,
+            EventType::MoodLogged,
+            Payload::Mood(MoodEvent {
+                mood_id: entry.id.clone(),
+                score: entry.score.into(),
+            }),
+        )
+        .await;
         Ok(Response::new(pb::LogMoodResponse {
             entry: Some(to_pb(entry)),
         }))

@@ -58,6 +58,7 @@ impl Service for MoodService {
         let api = api::MoodApi {
             moods,
             mesh: deps.mesh.clone(),
+            events: deps.events.clone(),
         };
         Ok(Built::grpc(MoodServiceServer::new(api)).executor(
             ActionType::MoodTracking,

@@ -40,6 +40,7 @@ pub struct Config {
     pub llm: LlmConfig,
     pub openai: OpenAiSection,
     pub jobs: JobsConfig,
+    pub events: EventsConfig,
     pub planner: PlannerConfig,
     pub connections: ConnectionsConfig,
     /// Remote upstreams by fully qualified service name.
@@ -311,6 +312,30 @@ impl Default for JobsConfig {
     }
 }
 
+/// The user event log (the embedded file beside the job queue) and its
+/// subscribers.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsConfig {
+    /// How long events are kept for a subscriber to resume from (60 s to
+    /// 30 days).
+    pub retention_secs: u64,
+    /// Events kept per user at most, newest first (100 to 1,000,000).
+    pub per_user: usize,
+    /// How long an idle subscription waits before a heartbeat (1-300 s).
+    pub heartbeat_secs: u64,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            retention_secs: 86_400,
+            per_user: 10_000,
+            heartbeat_secs: 15,
+        }
+    }
+}
+
 /// Limits of the planner, per process.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -387,6 +412,7 @@ impl Default for Config {
             llm: LlmConfig::default(),
             openai: OpenAiSection::default(),
             jobs: JobsConfig::default(),
+            events: EventsConfig::default(),
             planner: PlannerConfig::default(),
             connections: ConnectionsConfig::default(),
             upstreams: BTreeMap::new(),
@@ -568,6 +594,9 @@ impl Config {
                 "FOCUSFORGE_JOBS_VISIBILITY_SECS" => self.jobs.visibility_secs = number(key)?,
                 "FOCUSFORGE_JOBS_REDIS_PREFIX" => self.jobs.redis_prefix.clone_from(value),
                 "FOCUSFORGE_JOBS_RETENTION_DAYS" => self.jobs.retention_days = number(key)?,
+                "FOCUSFORGE_EVENTS_RETENTION_SECS" => self.events.retention_secs = number(key)?,
+                "FOCUSFORGE_EVENTS_PER_USER" => self.events.per_user = number(key)? as usize,
+                "FOCUSFORGE_EVENTS_HEARTBEAT_SECS" => self.events.heartbeat_secs = number(key)?,
                 "FOCUSFORGE_PLANNER_GLOBAL_LIMIT" => {
                     self.planner.global_limit = number(key)? as usize;
                 }
@@ -762,6 +791,15 @@ impl Config {
         {
             return Err(err("jobs redis_prefix must be non-empty without spaces"));
         }
+        if !(60..=2_592_000).contains(&self.events.retention_secs) {
+            return Err(err("events retention_secs must be between 60 and 2592000"));
+        }
+        if !(100..=1_000_000).contains(&self.events.per_user) {
+            return Err(err("events per_user must be between 100 and 1000000"));
+        }
+        if !(1..=300).contains(&self.events.heartbeat_secs) {
+            return Err(err("events heartbeat_secs must be between 1 and 300"));
+        }
         if self.planner.global_limit == 0 || self.planner.per_user_limit == 0 {
             return Err(err("planner limits must be at least 1"));
         }
@@ -901,7 +939,8 @@ mod tests {
                 "focus",
                 "calendar",
                 "analytics",
-                "integrations"
+                "integrations",
+                "events"
             ],
             "every service of the kit by default"
         );

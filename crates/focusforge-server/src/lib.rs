@@ -15,6 +15,7 @@ use focusforge_cache::{
     BreakerSettings, CacheNames, MemoryCache, RedisCache, RedisSettings, ResilientCache,
 };
 use focusforge_core::{Clock, SystemClock};
+use focusforge_events::{EmbeddedLog, Events};
 use focusforge_gateway::{Gateway, GatewayHandle, GatewayOptions, HttpRoute, Metrics};
 use focusforge_jobs::{
     EmbeddedQueue, Handler, Handlers, Jobs, Queue, RedisQueue, RedisQueueSettings, ResilientQueue,
@@ -49,19 +50,25 @@ fn kit_with(shared: Arc<Shared>) -> Kit {
         .with(services::UserService)
         .with(services::PlannerService(shared.clone()))
         .with(services::JobService)
-        .with(services::McpService(shared))
+        .with(services::McpService(shared.clone()))
         .with(focusforge_mood::MoodService)
         .with(focusforge_gamification::GamificationService)
         .with(focusforge_focus::FocusService)
         .with(focusforge_calendar::CalendarService)
         .with(focusforge_analytics::AnalyticsService)
         .with(focusforge_integrations::IntegrationService)
+        .with(services::EventService(shared))
 }
 
 /// The embedded document store's file inside the data directory.
 pub const STORE_FILE: &str = "store/focusforge.db";
 /// The embedded job queue's file inside the data directory.
 pub const JOBS_FILE: &str = "jobs/jobs.db";
+/// The embedded event log's file inside the data directory.
+pub const EVENTS_FILE: &str = "events/events.db";
+/// How often a process looks for events other processes appended, to wake
+/// its subscribers.
+const EVENTS_WATCH: Duration = Duration::from_millis(100);
 
 /// Resolves the signing keys: a configured HS256 secret or RS256 key pair,
 /// else the data directory's generated dev secret.
@@ -169,6 +176,8 @@ pub struct Backends {
     /// The job queue and the planner that runs on it.
     pub jobs: Jobs,
     pub planner: Planner,
+    /// The user event log.
+    pub events: Events,
     /// The planner's executors, set from the services this process builds.
     pub executors: Arc<Executors>,
     store_reachable: Arc<AtomicBool>,
@@ -263,6 +272,13 @@ impl Backends {
         };
         tracing::info!(backend = queue.backend(), "job queue");
         let jobs = Jobs::new(queue, clock.clone());
+        let events = Events::new(
+            Arc::new(
+                EmbeddedLog::open(&config.data_dir.join(EVENTS_FILE))
+                    .map_err(|e| anyhow::anyhow!("cannot open the event log: {e}"))?,
+            ),
+            clock.clone(),
+        );
         let executors = Arc::new(Executors::new(kit.action_owners()));
         let planner = Planner::new(
             store.clone(),
@@ -287,6 +303,7 @@ impl Backends {
             caches,
             jobs,
             planner,
+            events,
             executors,
             store_reachable: Arc::new(AtomicBool::new(true)),
         })
@@ -444,6 +461,12 @@ pub async fn start_with_clock(
             backends.store.clone(),
             Duration::from_secs(config.sweep_interval_secs),
         ));
+        background.push(backends.events.watch(EVENTS_WATCH));
+        background.push(backends.events.sweep(
+            Duration::from_secs(config.sweep_interval_secs),
+            Duration::from_secs(config.events.retention_secs),
+            config.events.per_user,
+        ));
         let ServiceRoutes {
             names,
             routes,
@@ -565,6 +588,7 @@ async fn build_services(
         clock: backends.clock.clone(),
         caches: backends.caches.clone(),
         jobs: backends.jobs.clone(),
+        events: backends.events.clone(),
         mesh: mesh.clone(),
         settings: serde_json::Value::Null,
     };

@@ -9,7 +9,9 @@ use anyhow::Context;
 use async_trait::async_trait;
 use focusforge_chain::{ChainSettings, Chains, Library};
 use focusforge_embed::{Batcher, BatcherSettings, Embedder, MiniLm};
-use focusforge_grpc::{ChainApi, JobApi, McpApi, MemoryApi, PlannerApi, TaskApi, UserApi};
+use focusforge_grpc::{
+    ChainApi, EventApi, JobApi, McpApi, MemoryApi, PlannerApi, TaskApi, TaskEvents, UserApi,
+};
 use focusforge_kit::{Built, Collection, Deps, Service};
 use focusforge_llm::{
     LanguageModel, LocalModel, MODEL_DIR as LLM_DIR, MODEL_FILE as LLM_FILE, OpenAiConfig,
@@ -19,6 +21,7 @@ use focusforge_mcp::{Registry, Tool, tools};
 use focusforge_memory::{Memories, MemoryPolicy, Semantic, Ttl};
 use focusforge_planner::{ADVANCE_JOB, ActionType, Planner, TaskExecutor};
 use focusforge_proto::chain::v1::chain_service_server::ChainServiceServer;
+use focusforge_proto::events::v1::event_service_server::EventServiceServer;
 use focusforge_proto::jobs::v1::job_service_server::JobServiceServer;
 use focusforge_proto::mcp::v1::mcp_service_server::McpServiceServer;
 use focusforge_proto::memory::v1::memory_service_server::MemoryServiceServer;
@@ -78,6 +81,7 @@ pub struct UserService;
 pub struct PlannerService(pub Arc<Shared>);
 pub struct JobService;
 pub struct McpService(pub Arc<Shared>);
+pub struct EventService(pub Arc<Shared>);
 
 #[async_trait]
 impl Service for ChainService {
@@ -171,12 +175,12 @@ impl Service for TaskService {
         vec![ActionType::TaskManagement]
     }
     async fn build(&self, deps: &Deps) -> anyhow::Result<Built> {
-        let tasks = Tasks::new(deps.store.clone(), deps.clock.clone()).with_hook(Arc::new(
-            focusforge_gamification::TaskCompletions {
+        let tasks = Tasks::new(deps.store.clone(), deps.clock.clone())
+            .with_hook(Arc::new(focusforge_gamification::TaskCompletions {
                 mesh: deps.mesh.clone(),
                 jobs: deps.jobs.clone(),
-            },
-        ));
+            }))
+            .with_observer(Arc::new(TaskEvents(deps.events.clone())));
         Ok(
             Built::grpc(TaskServiceServer::new(TaskApi(tasks.clone()))).executor(
                 ActionType::TaskManagement,
@@ -373,5 +377,21 @@ fn memory_policy(config: &crate::config::MemoryConfig) -> MemoryPolicy {
         },
         max_content_chars: config.max_content_chars,
         duplicate_similarity: config.duplicate_similarity,
+    }
+}
+
+#[async_trait]
+impl Service for EventService {
+    fn name(&self) -> &'static str {
+        <EventServiceServer<EventApi> as NamedService>::NAME
+    }
+    fn short_name(&self) -> &'static str {
+        "events"
+    }
+    async fn build(&self, deps: &Deps) -> anyhow::Result<Built> {
+        Ok(Built::grpc(EventServiceServer::new(EventApi {
+            events: deps.events.clone(),
+            heartbeat: Duration::from_secs(self.0.config.events.heartbeat_secs),
+        })))
     }
 }

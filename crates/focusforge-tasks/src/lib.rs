@@ -8,7 +8,7 @@ mod service;
 
 pub use model::{NewTask, Priority, Status, Task, TaskFilter, TaskPatch, WorkBlock};
 pub use progress::{Progress, STREAK_MAX_DAYS, day_start};
-pub use service::{CompletionHook, TaskPage, Tasks};
+pub use service::{CompletionHook, TaskChange, TaskObserver, TaskPage, Tasks};
 
 /// The collection tasks live in.
 pub const COLLECTION: &str = "tasks";

@@ -110,12 +110,30 @@ pub trait CompletionHook: Send + Sync + 'static {
     async fn completed(&self, user: &UserId, task: &Task);
 }
 
+/// What happened to one of a user's tasks.
+#[derive(Debug, Clone, Copy)]
+pub enum TaskChange<'a> {
+    Created(&'a Task),
+    Updated(&'a Task),
+    Started(&'a Task),
+    Completed(&'a Task),
+    /// The id of the task deleted.
+    Deleted(&'a str),
+}
+
+/// Told of every stored change, after it is stored (the event log).
+#[async_trait::async_trait]
+pub trait TaskObserver: Send + Sync + 'static {
+    async fn changed(&self, user: &UserId, change: TaskChange<'_>);
+}
+
 /// The task service. Every method acts on the given user's tasks only.
 #[derive(Clone)]
 pub struct Tasks {
     pub(crate) store: SharedStore,
     clock: Arc<dyn Clock>,
     hook: Option<Arc<dyn CompletionHook>>,
+    observer: Option<Arc<dyn TaskObserver>>,
 }
 
 impl Tasks {
@@ -124,6 +142,19 @@ impl Tasks {
             store,
             clock,
             hook: None,
+            observer: None,
+        }
+    }
+
+    /// Tells `observer` of every change.
+    pub fn with_observer(mut self, observer: Arc<dyn TaskObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    async fn tell(&self, user: &UserId, change: TaskChange<'_>) {
+        if let Some(o) = &self.observer {
+            o.changed(user, change).await;
         }
     }
 
@@ -180,7 +211,9 @@ impl Tasks {
             .await
             .map_err(not_found)?;
         tracing::info!(task_id = %doc.id, "task created");
-        to_task(doc)
+        let task = to_task(doc)?;
+        self.tell(user, TaskChange::Created(&task)).await;
+        Ok(task)
     }
 
     pub async fn get(&self, user: &UserId, id: &str) -> Result<Task> {
@@ -284,57 +317,67 @@ impl Tasks {
             b
         });
 
-        self.modify(user, id, expected_version, |body, _now| {
-            if let Some(t) = &title {
-                body.title.clone_from(t);
-            }
-            if let Some(d) = &patch.description {
-                body.description.clone_from(d);
-            }
-            if let Some(p) = patch.priority {
-                body.priority = p;
-            }
-            if let Some(m) = patch.estimated_minutes {
-                body.estimated_minutes = m;
-            }
-            if let Some(due) = patch.due_at {
-                body.due_at = due.map(ms);
-            }
-            if let Some(t) = &tags {
-                body.tags.clone_from(t);
-            }
-            if let Some(b) = &blocks {
-                body.blocks.clone_from(b);
-            }
-            if let Some(p) = patch.estimated_pomodoros {
-                body.estimated_pomodoros = p;
-            }
-            if let Some(at) = patch.earliest_start_at {
-                body.earliest_start_at = at.map(ms);
-            }
-            if let Some(m) = patch.min_chunk_minutes {
-                body.min_chunk_minutes = m;
-            }
-            Ok(true)
-        })
-        .await
+        let task = self
+            .modify(user, id, expected_version, |body, _now| {
+                if let Some(t) = &title {
+                    body.title.clone_from(t);
+                }
+                if let Some(d) = &patch.description {
+                    body.description.clone_from(d);
+                }
+                if let Some(p) = patch.priority {
+                    body.priority = p;
+                }
+                if let Some(m) = patch.estimated_minutes {
+                    body.estimated_minutes = m;
+                }
+                if let Some(due) = patch.due_at {
+                    body.due_at = due.map(ms);
+                }
+                if let Some(t) = &tags {
+                    body.tags.clone_from(t);
+                }
+                if let Some(b) = &blocks {
+                    body.blocks.clone_from(b);
+                }
+                if let Some(p) = patch.estimated_pomodoros {
+                    body.estimated_pomodoros = p;
+                }
+                if let Some(at) = patch.earliest_start_at {
+                    body.earliest_start_at = at.map(ms);
+                }
+                if let Some(m) = patch.min_chunk_minutes {
+                    body.min_chunk_minutes = m;
+                }
+                Ok(true)
+            })
+            .await?;
+        self.tell(user, TaskChange::Updated(&task)).await;
+        Ok(task)
     }
 
     /// Pending -> in progress. Starting a started task changes nothing.
     pub async fn start(&self, user: &UserId, id: &str) -> Result<Task> {
         check_id(id)?;
-        self.modify(user, id, None, |body, now| match body.status {
-            Status::Pending => {
-                body.status = Status::InProgress;
-                body.started_at = Some(ms(now));
-                Ok(true)
-            }
-            Status::InProgress => Ok(false),
-            Status::Completed => Err(Error::FailedPrecondition(
-                "task is already completed".into(),
-            )),
-        })
-        .await
+        let started = std::sync::atomic::AtomicBool::new(false);
+        let task = self
+            .modify(user, id, None, |body, now| match body.status {
+                Status::Pending => {
+                    body.status = Status::InProgress;
+                    body.started_at = Some(ms(now));
+                    started.store(true, std::sync::atomic::Ordering::Relaxed);
+                    Ok(true)
+                }
+                Status::InProgress => Ok(false),
+                Status::Completed => Err(Error::FailedPrecondition(
+                    "task is already completed".into(),
+                )),
+            })
+            .await?;
+        if started.into_inner() {
+            self.tell(user, TaskChange::Started(&task)).await;
+        }
+        Ok(task)
     }
 
     /// Pending or in progress -> completed, with optional proof text.
@@ -372,6 +415,9 @@ impl Tasks {
                 }
                 Err(_) => {}
             }
+        }
+        if let Ok(task) = &done {
+            self.tell(user, TaskChange::Completed(task)).await;
         }
         done
     }
@@ -412,6 +458,7 @@ impl Tasks {
             .await
             .map_err(not_found)?;
         tracing::info!(task_id = %id, "task deleted");
+        self.tell(user, TaskChange::Deleted(id)).await;
         Ok(())
     }
 

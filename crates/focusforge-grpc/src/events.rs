@@ -1,0 +1,209 @@
+//! `focusforge.events.v1.EventService` over the event log, and how the
+//! services put their events in it ([`publish`]).
+
+use std::time::Duration;
+
+use focusforge_core::{Error, UserId, Violations};
+use focusforge_events::{EventError, EventLog, Events, Subscription};
+use focusforge_proto::events::v1 as pb;
+use focusforge_proto::events::v1::event_service_server::EventService;
+use focusforge_tasks::{Task, TaskChange, TaskObserver};
+use prost::Message;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::convert::timestamp;
+use crate::{caller, into_status};
+
+/// Events read from the log at a time.
+const BATCH: usize = 100;
+/// Messages queued for one subscriber; a slow one holds up only its own
+/// reader.
+const BUFFER: usize = 64;
+
+/// Appends one event of the user's: the type and what it is about.
+pub async fn publish(
+    events: &Events,
+    user: &UserId,
+    kind: pb::EventType,
+    payload: pb::event::Payload,
+) {
+    let body = pb::Event {
+        id: String::new(),
+        time: None,
+        r#type: kind as i32,
+        payload: Some(payload),
+    }
+    .encode_to_vec();
+    events.publish(user, body).await;
+}
+
+/// Puts the task service's changes in the event log.
+pub struct TaskEvents(pub Events);
+
+fn task_payload(task: &Task) -> pb::event::Payload {
+    pb::event::Payload::Task(pb::TaskEvent {
+        task_id: task.id.clone(),
+        title: task.title.clone(),
+        status: crate::tasks::status_name(task.status).to_owned(),
+    })
+}
+
+#[tonic::async_trait]
+impl TaskObserver for TaskEvents {
+    async fn changed(&self, user: &UserId, change: TaskChange<'_>) {
+        let (kind, payload) = match change {
+            TaskChange::Created(t) => (pb::EventType::TaskCreated, task_payload(t)),
+            TaskChange::Updated(t) => (pb::EventType::TaskUpdated, task_payload(t)),
+            TaskChange::Started(t) => (pb::EventType::TaskStarted, task_payload(t)),
+            TaskChange::Completed(t) => (pb::EventType::TaskCompleted, task_payload(t)),
+            TaskChange::Deleted(id) => (
+                pb::EventType::TaskDeleted,
+                pb::event::Payload::Task(pb::TaskEvent {
+                    task_id: id.to_owned(),
+                    ..pb::TaskEvent::default()
+                }),
+            ),
+        };
+        publish(&self.0, user, kind, payload).await;
+    }
+}
+
+/// The Subscribe RPC.
+#[derive(Clone)]
+pub struct EventApi {
+    pub events: Events,
+    /// How long an idle stream waits before a heartbeat.
+    pub heartbeat: Duration,
+}
+
+fn log_status(e: EventError) -> Status {
+    match e {
+        EventError::BadId(_) => {
+            let mut v = Violations::new();
+            v.add("after_id", "is not an event id this server gave out");
+            into_status(
+                v.finish()
+                    .err()
+                    .unwrap_or_else(|| Error::Internal("after_id".into())),
+            )
+        }
+        EventError::Backend(m) => Status::unavailable(format!("event log: {m}")),
+    }
+}
+
+fn message(kind: pb::subscribe_response::Kind) -> Result<pb::SubscribeResponse, Status> {
+    Ok(pb::SubscribeResponse { kind: Some(kind) })
+}
+
+#[tonic::async_trait]
+impl EventService for EventApi {
+    type SubscribeStream = ReceiverStream<Result<pb::SubscribeResponse, Status>>;
+
+    async fn subscribe(
+        &self,
+        req: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let user = caller(&req)?;
+        let after = req.into_inner().after_id;
+        let subscription = self
+            .events
+            .subscribe(&user)
+            .map_err(|e| Status::resource_exhausted(e.to_string()))?;
+        let log = self.events.log().clone();
+        let start = if after.is_empty() {
+            log.head(&user).await.map_err(log_status)?
+        } else {
+            let read = log.read(&user, Some(&after), 0).await.map_err(log_status)?;
+            if let Some(resume) = read.gap {
+                return Err(Status::out_of_range(format!(
+                    "after_id {after} is older than the events kept; subscribe with after_id \
+                     {resume} to get the oldest kept"
+                )));
+            }
+            Some(after)
+        };
+        let (tx, rx) = mpsc::channel(BUFFER);
+        let pump = Pump {
+            log,
+            events: self.events.clone(),
+            subscription,
+            user,
+            heartbeat: self.heartbeat,
+            tx,
+        };
+        tokio::spawn(pump.run(start));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// One subscriber's reader: the log from its position, then a wait for the
+/// next append (or a heartbeat), until the client goes.
+struct Pump {
+    log: std::sync::Arc<dyn EventLog>,
+    events: Events,
+    subscription: Subscription,
+    user: UserId,
+    heartbeat: Duration,
+    tx: mpsc::Sender<Result<pb::SubscribeResponse, Status>>,
+}
+
+impl Pump {
+    async fn run(self, mut last: Option<String>) {
+        loop {
+            let changed = self.subscription.changed();
+            let read = match self.log.read(&self.user, last.as_deref(), BATCH).await {
+                Ok(read) => read,
+                Err(e) => {
+                    let _ = self.tx.send(Err(log_status(e))).await;
+                    return;
+                }
+            };
+            if let Some(resume) = read.gap {
+                let lagged = pb::Lagged {
+                    resume_after_id: resume,
+                };
+                let _ = self
+                    .tx
+                    .send(message(pb::subscribe_response::Kind::Lagged(lagged)))
+                    .await;
+                return;
+            }
+            let full = read.events.len() == BATCH;
+            for record in read.events {
+                last = Some(record.id.clone());
+                let Ok(mut event) = pb::Event::decode(record.body.as_slice()) else {
+                    tracing::warn!(id = %record.id, "an event that does not decode was skipped");
+                    continue;
+                };
+                event.id = record.id;
+                event.time = Some(timestamp(record.at));
+                let sent = self
+                    .tx
+                    .send(message(pb::subscribe_response::Kind::Event(event)))
+                    .await;
+                if sent.is_err() {
+                    return;
+                }
+            }
+            if full {
+                continue;
+            }
+            tokio::select! {
+                () = changed => {}
+                () = tokio::time::sleep(self.heartbeat) => {
+                    let beat = pb::Heartbeat { time: Some(timestamp(self.events.now())) };
+                    let sent = self
+                        .tx
+                        .send(message(pb::subscribe_response::Kind::Heartbeat(beat)))
+                        .await;
+                    if sent.is_err() {
+                        return;
+                    }
+                }
+                () = self.tx.closed() => return,
+            }
+        }
+    }
+}

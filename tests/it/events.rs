@@ -1,0 +1,432 @@
+//! The event stream through the gateway: order, resume after a reconnect,
+//! per-user isolation, retention, gRPC-web, and events a second process
+//! sharing the data directory appends.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use chrono::Utc;
+use focusforge_core::ManualClock;
+use focusforge_proto::events::v1::event_service_client::EventServiceClient;
+use focusforge_proto::events::v1::{
+    Event, EventType, SubscribeRequest, SubscribeResponse, subscribe_response::Kind,
+};
+use focusforge_proto::mood::v1::LogMoodRequest;
+use focusforge_proto::tasks::v1::{
+    CompleteTaskRequest, CreateTaskRequest, DeleteTaskRequest, StartTaskRequest, UpdateTaskRequest,
+};
+use http_body_util::{BodyExt, Full};
+use prost::Message;
+use prost_types::FieldMask;
+use tonic::Code;
+use tonic::Streaming;
+use tonic::transport::Channel;
+use tonic_types::StatusExt;
+
+use crate::harness::{Http, Server, authed, config, send};
+
+fn quick(dir: &tempfile::TempDir) -> focusforge_server::Config {
+    let mut cfg = config(dir);
+    cfg.events.heartbeat_secs = 1;
+    cfg
+}
+
+async fn events(server: &Server) -> EventServiceClient<Channel> {
+    EventServiceClient::new(server.channel().await)
+}
+
+async fn subscribe(server: &Server, user: &str, after: &str) -> Streaming<SubscribeResponse> {
+    events(server)
+        .await
+        .subscribe(authed(
+            user,
+            SubscribeRequest {
+                after_id: after.into(),
+            },
+        ))
+        .await
+        .expect("subscribe")
+        .into_inner()
+}
+
+/// The next `n` events of a stream, skipping heartbeats.
+async fn next_events(stream: &mut Streaming<SubscribeResponse>, n: usize) -> Vec<Event> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let message = tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .expect("an event within 10 s")
+            .expect("stream")
+            .expect("open stream");
+        match message.kind {
+            Some(Kind::Event(e)) => out.push(e),
+            Some(Kind::Heartbeat(_)) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    out
+}
+
+fn kinds(events: &[Event]) -> Vec<EventType> {
+    events.iter().map(|e| e.r#type()).collect()
+}
+
+fn task_id(e: &Event) -> &str {
+    match &e.payload {
+        Some(focusforge_proto::events::v1::event::Payload::Task(t)) => &t.task_id,
+        other => panic!("not a task event: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn events_arrive_in_order_resume_after_a_reconnect_and_stay_per_user() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cfg = quick(&dir);
+    let server = Server::start_in(dir, cfg).await;
+    let mut alice = subscribe(&server, "alice", "").await;
+    let mut bob = subscribe(&server, "bob", "").await;
+    let mut tasks = server.tasks().await;
+    let task = tasks
+        .create_task(authed(
+            "alice",
+            CreateTaskRequest {
+                title: "Write the launch post".into(),
+                estimated_minutes: 50,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("create")
+        .into_inner()
+        .task
+        .expect("task");
+    tasks
+        .update_task(authed(
+            "alice",
+            UpdateTaskRequest {
+                task: Some(focusforge_proto::tasks::v1::Task {
+                    id: task.id.clone(),
+                    title: "Write and publish the launch post".into(),
+                    ..Default::default()
+                }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["title".into()],
+                }),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("update");
+    for _ in 0..2 {
+        tasks
+            .start_task(authed(
+                "alice",
+                StartTaskRequest {
+                    id: task.id.clone(),
+                },
+            ))
+            .await
+            .expect("start");
+    }
+    server
+        .mood()
+        .await
+        .log_mood(authed(
+            "alice",
+            LogMoodRequest {
+                score: 4,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("mood");
+    tasks
+        .complete_task(authed(
+            "alice",
+            CompleteTaskRequest {
+                id: task.id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("complete");
+    tasks
+        .delete_task(authed(
+            "alice",
+            DeleteTaskRequest {
+                id: task.id.clone(),
+            },
+        ))
+        .await
+        .expect("delete");
+
+    let seen = next_events(&mut alice, 6).await;
+    assert_eq!(
+        kinds(&seen),
+        [
+            EventType::TaskCreated,
+            EventType::TaskUpdated,
+            EventType::TaskStarted,
+            EventType::MoodLogged,
+            EventType::TaskCompleted,
+            EventType::TaskDeleted,
+        ],
+        "in the order they happened; starting a started task is no event"
+    );
+    assert!(seen.iter().all(|e| e.time.is_some() && !e.id.is_empty()));
+    assert_eq!(task_id(&seen[0]), task.id);
+    match &seen[1].payload {
+        Some(focusforge_proto::events::v1::event::Payload::Task(t)) => {
+            assert_eq!(t.title, "Write and publish the launch post");
+            assert_eq!(t.status, "TASK_STATUS_PENDING");
+        }
+        other => panic!("{other:?}"),
+    }
+    match &seen[3].payload {
+        Some(focusforge_proto::events::v1::event::Payload::Mood(m)) => assert_eq!(m.score, 4),
+        other => panic!("{other:?}"),
+    }
+
+    // Bob hears nothing of it: only heartbeats.
+    for _ in 0..2 {
+        let message = tokio::time::timeout(Duration::from_secs(5), bob.message())
+            .await
+            .expect("a heartbeat within 5 s")
+            .expect("stream")
+            .expect("open");
+        assert!(
+            matches!(message.kind, Some(Kind::Heartbeat(_))),
+            "{message:?}"
+        );
+    }
+
+    // A client that saw two events and reconnects gets the rest, once.
+    drop(alice);
+    let mut resumed = subscribe(&server, "alice", &seen[1].id).await;
+    let rest = next_events(&mut resumed, 4).await;
+    assert_eq!(
+        rest.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        seen[2..].iter().map(|e| e.id.as_str()).collect::<Vec<_>>()
+    );
+    // Bob resuming from alice's id sees none of hers.
+    let mut theirs = subscribe(&server, "bob", &seen[0].id).await;
+    let first = tokio::time::timeout(Duration::from_secs(5), theirs.message())
+        .await
+        .expect("a message")
+        .expect("stream")
+        .expect("open");
+    assert!(matches!(first.kind, Some(Kind::Heartbeat(_))), "{first:?}");
+
+    let mut client = events(&server).await;
+    let no_token = client
+        .subscribe(SubscribeRequest::default())
+        .await
+        .expect_err("no token");
+    assert_eq!(no_token.code(), Code::Unauthenticated);
+    let bad = client
+        .subscribe(authed(
+            "alice",
+            SubscribeRequest {
+                after_id: "yesterday".into(),
+            },
+        ))
+        .await
+        .expect_err("bad id");
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    let fields: Vec<_> = bad
+        .get_details_bad_request()
+        .expect("details")
+        .field_violations
+        .into_iter()
+        .map(|v| v.field)
+        .collect();
+    assert_eq!(fields, ["after_id"]);
+}
+
+#[tokio::test]
+async fn a_resume_from_before_the_retention_is_out_of_range_naming_where_to_resume() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut cfg = quick(&dir);
+    cfg.events.retention_secs = 3_600;
+    cfg.sweep_interval_secs = 1;
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let server = Server::start_with_clock(dir, cfg, clock.clone()).await;
+    let mut tasks = server.tasks().await;
+    let create = |title: &str| {
+        authed(
+            "alice",
+            CreateTaskRequest {
+                title: title.into(),
+                ..Default::default()
+            },
+        )
+    };
+    let mut stream = subscribe(&server, "alice", "").await;
+    tasks.create_task(create("old")).await.expect("create");
+    let old = next_events(&mut stream, 1).await.remove(0);
+    clock.advance(chrono::Duration::hours(2));
+    tasks.create_task(create("new")).await.expect("create");
+    let new = next_events(&mut stream, 1).await.remove(0);
+    // The sweeper drops the old one.
+    let mut client = events(&server).await;
+    let mut refused = None;
+    for _ in 0..100 {
+        let before_old = format!("{}", old.id.parse::<i64>().expect("number") - 1);
+        match client
+            .subscribe(authed(
+                "alice",
+                SubscribeRequest {
+                    after_id: before_old,
+                },
+            ))
+            .await
+        {
+            Err(status) => {
+                refused = Some(status);
+                break;
+            }
+            Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let refused = refused.expect("refused once the old event is gone");
+    assert_eq!(refused.code(), Code::OutOfRange);
+    assert!(
+        refused.message().contains(&format!("after_id {}", old.id)),
+        "names where to resume: {}",
+        refused.message()
+    );
+    let mut resumed = subscribe(&server, "alice", &old.id).await;
+    let next = next_events(&mut resumed, 1).await.remove(0);
+    assert_eq!(next.id, new.id, "the oldest kept comes next");
+}
+
+/// Reads gRPC-web frames off a response body as they arrive.
+async fn web_messages(body: &mut hyper::body::Incoming, want: usize) -> Vec<SubscribeResponse> {
+    let mut buf = bytes::BytesMut::new();
+    let mut out = Vec::new();
+    while out.len() < want {
+        let frame = tokio::time::timeout(Duration::from_secs(10), body.frame())
+            .await
+            .expect("a frame within 10 s")
+            .expect("body open")
+            .expect("frame");
+        if let Ok(data) = frame.into_data() {
+            buf.extend_from_slice(&data);
+        }
+        while buf.len() >= 5 {
+            let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+            if buf.len() < 5 + len {
+                break;
+            }
+            let flag = buf[0];
+            buf.advance(5);
+            let data = buf.split_to(len);
+            assert_eq!(flag & 0x80, 0, "no trailers while the stream is open");
+            out.push(SubscribeResponse::decode(data.freeze()).expect("message"));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn browsers_subscribe_over_grpc_web() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cfg = quick(&dir);
+    let server = Server::start_in(dir, cfg).await;
+    let mut tasks = server.tasks().await;
+    let mut ids = Vec::new();
+    for title in ["one", "two", "three"] {
+        let t = tasks
+            .create_task(authed(
+                "alice",
+                CreateTaskRequest {
+                    title: title.into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("create")
+            .into_inner()
+            .task
+            .expect("task");
+        ids.push(t.id);
+    }
+    let first = {
+        let mut all = subscribe(&server, "alice", "0").await;
+        next_events(&mut all, 1).await.remove(0)
+    };
+    let payload = SubscribeRequest {
+        after_id: first.id.clone(),
+    }
+    .encode_to_vec();
+    let mut framed = vec![0u8];
+    framed.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    framed.extend_from_slice(&payload);
+    let token = format!("Bearer {}", crate::harness::token("alice"));
+    let req = http::Request::post(format!(
+        "http://{}/focusforge.events.v1.EventService/Subscribe",
+        server.addr
+    ))
+    .header("content-type", "application/grpc-web+proto")
+    .header("x-grpc-web", "1")
+    .header("authorization", token)
+    .body(Full::new(Bytes::from(framed)))
+    .expect("request");
+    let res = send(server.addr, req, Http::V1).await;
+    assert_eq!(res.status(), 200);
+    let mut body = res.into_body();
+    let got: Vec<_> = web_messages(&mut body, 2)
+        .await
+        .into_iter()
+        .map(|m| match m.kind {
+            Some(Kind::Event(e)) => task_id(&e).to_owned(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        got,
+        ids[1..],
+        "the events after the one seen, over HTTP/1.1"
+    );
+    // Then a heartbeat keeps the idle stream alive.
+    let beat = web_messages(&mut body, 1).await;
+    assert!(
+        beat.iter()
+            .any(|m| matches!(m.kind, Some(Kind::Heartbeat(_)))),
+        "{beat:?}"
+    );
+}
+
+#[tokio::test]
+async fn events_a_second_process_appends_reach_this_ones_subscribers() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut events_only = quick(&dir);
+    events_only.services = vec!["events".into()];
+    let mut tasks_only = quick(&dir);
+    tasks_only.services = vec!["tasks".into()];
+    let placeholder = tempfile::tempdir().expect("dir");
+    let path = dir.path().to_path_buf();
+    let subscriber = Server::start_in(dir, events_only).await;
+    tasks_only.data_dir = path;
+    let writer = Server::start_in(placeholder, tasks_only).await;
+    let mut stream = subscribe(&subscriber, "alice", "").await;
+    let created = writer
+        .tasks()
+        .await
+        .create_task(authed(
+            "alice",
+            CreateTaskRequest {
+                title: "made by the other process".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("create")
+        .into_inner()
+        .task
+        .expect("task");
+    let got = next_events(&mut stream, 1).await;
+    assert_eq!(got[0].r#type(), EventType::TaskCreated);
+    assert_eq!(task_id(&got[0]), created.id);
+}
