@@ -161,7 +161,40 @@ async fn events_arrive_in_order_resume_after_a_reconnect_and_stay_per_user() {
         .await
         .expect("delete");
 
-    let seen = next_events(&mut alice, 6).await;
+    // Until the deletion: the completion's points come with it.
+    let mut all = Vec::new();
+    while all
+        .last()
+        .is_none_or(|e: &Event| e.r#type() != EventType::TaskDeleted)
+    {
+        all.extend(next_events(&mut alice, 1).await);
+    }
+    let completed = all
+        .iter()
+        .position(|e| e.r#type() == EventType::TaskCompleted)
+        .expect("completed");
+    assert_eq!(
+        all[completed + 1].r#type(),
+        EventType::PointsAwarded,
+        "the completion's points follow it: {:?}",
+        kinds(&all)
+    );
+    let seen: Vec<Event> = all
+        .iter()
+        .filter(|e| {
+            !matches!(
+                e.r#type(),
+                EventType::PointsAwarded | EventType::AchievementUnlocked
+            )
+        })
+        .cloned()
+        .collect();
+    assert!(
+        all.iter()
+            .any(|e| e.r#type() == EventType::AchievementUnlocked),
+        "a first completed task unlocks an achievement: {:?}",
+        kinds(&all)
+    );
     assert_eq!(
         kinds(&seen),
         [
@@ -203,11 +236,11 @@ async fn events_arrive_in_order_resume_after_a_reconnect_and_stay_per_user() {
 
     // A client that saw two events and reconnects gets the rest, once.
     drop(alice);
-    let mut resumed = subscribe(&server, "alice", &seen[1].id).await;
-    let rest = next_events(&mut resumed, 4).await;
+    let mut resumed = subscribe(&server, "alice", &all[1].id).await;
+    let rest = next_events(&mut resumed, all.len() - 2).await;
     assert_eq!(
         rest.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
-        seen[2..].iter().map(|e| e.id.as_str()).collect::<Vec<_>>()
+        all[2..].iter().map(|e| e.id.as_str()).collect::<Vec<_>>()
     );
     // Bob resuming from alice's id sees none of hers.
     let mut theirs = subscribe(&server, "bob", &seen[0].id).await;
@@ -429,4 +462,118 @@ async fn events_a_second_process_appends_reach_this_ones_subscribers() {
     let got = next_events(&mut stream, 1).await;
     assert_eq!(got[0].r#type(), EventType::TaskCreated);
     assert_eq!(task_id(&got[0]), created.id);
+}
+
+#[tokio::test]
+async fn focus_sessions_and_points_are_events_down_to_the_timer_completing_a_session() {
+    use focusforge_proto::events::v1::event::Payload;
+    use focusforge_proto::focus::v1::{
+        AbandonSessionRequest, PauseSessionRequest, ResumeSessionRequest, SessionKind,
+        StartSessionRequest,
+    };
+    let dir = tempfile::tempdir().expect("dir");
+    let cfg = quick(&dir);
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let server = Server::start_with_clock(dir, cfg, clock.clone()).await;
+    let mut stream = subscribe(&server, "alice", "").await;
+    let mut focus = server.focus().await;
+    let start = |minutes: i32| {
+        authed(
+            "alice",
+            StartSessionRequest {
+                kind: SessionKind::Focus as i32,
+                planned_minutes: minutes,
+                ..Default::default()
+            },
+        )
+    };
+    let first = focus
+        .start_session(start(25))
+        .await
+        .expect("start")
+        .into_inner()
+        .session
+        .expect("session");
+    clock.advance(chrono::Duration::minutes(5));
+    focus
+        .pause_session(authed(
+            "alice",
+            PauseSessionRequest {
+                id: first.id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("pause");
+    focus
+        .resume_session(authed(
+            "alice",
+            ResumeSessionRequest {
+                id: first.id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("resume");
+    focus
+        .abandon_session(authed(
+            "alice",
+            AbandonSessionRequest {
+                id: first.id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("abandon");
+    let seen = next_events(&mut stream, 4).await;
+    assert_eq!(
+        kinds(&seen),
+        [
+            EventType::FocusStarted,
+            EventType::FocusPaused,
+            EventType::FocusResumed,
+            EventType::FocusAbandoned,
+        ]
+    );
+    match &seen[1].payload {
+        Some(Payload::Focus(f)) => {
+            assert_eq!(f.session_id, first.id);
+            assert_eq!(f.state, "SESSION_STATE_PAUSED");
+            assert_eq!(f.elapsed_seconds, 300, "five minutes focused");
+            assert_eq!(f.remaining_seconds, 20 * 60);
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // A session the timer completes: its completion and its points arrive
+    // without any call of the user's.
+    let second = focus
+        .start_session(start(25))
+        .await
+        .expect("start")
+        .into_inner()
+        .session
+        .expect("session");
+    assert_eq!(
+        kinds(&next_events(&mut stream, 1).await),
+        [EventType::FocusStarted]
+    );
+    clock.advance(chrono::Duration::minutes(26));
+    let later = next_events(&mut stream, 2).await;
+    assert_eq!(
+        kinds(&later),
+        [EventType::FocusCompleted, EventType::PointsAwarded],
+        "{later:?}"
+    );
+    match (&later[0].payload, &later[1].payload) {
+        (Some(Payload::Focus(f)), Some(Payload::Points(p))) => {
+            assert_eq!(f.session_id, second.id);
+            assert_eq!(f.state, "SESSION_STATE_COMPLETED");
+            assert_eq!(f.elapsed_seconds, 25 * 60);
+            assert!(p.points > 0, "{p:?}");
+            assert_eq!(p.reason, "REASON_FOCUS_SESSION_COMPLETED");
+            assert_eq!(p.balance, p.points, "the first points of the user");
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -38,6 +38,7 @@ const FOCUS: &str = "focusforge.focus.v1.FocusService";
 const CALENDAR: &str = "focusforge.calendar.v1.CalendarService";
 const ANALYTICS: &str = "focusforge.analytics.v1.AnalyticsService";
 const INTEGRATIONS: &str = "focusforge.integrations.v1.IntegrationService";
+const EVENTS: &str = "focusforge.events.v1.EventService";
 
 /// An address nothing listens on.
 async fn dead_address() -> String {
@@ -111,6 +112,7 @@ async fn a_single_process_reports_health_and_reflection_for_each_service() {
         CALENDAR,
         ANALYTICS,
         INTEGRATIONS,
+        EVENTS,
     ] {
         assert_eq!(
             health(&server, service).await.expect("check"),
@@ -129,6 +131,7 @@ async fn a_single_process_reports_health_and_reflection_for_each_service() {
             ANALYTICS,
             CALENDAR,
             CHAIN,
+            EVENTS,
             FOCUS,
             GAME,
             INTEGRATIONS,

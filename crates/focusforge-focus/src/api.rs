@@ -3,6 +3,7 @@
 //! what a completed focus session sets off (its points, its minutes on the
 //! task), retried by a job when a call fails.
 
+use focusforge_proto::events::v1 as ev;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -131,9 +132,28 @@ pub async fn prefs(mesh: &Mesh, caller: &Caller) -> Prefs {
 pub struct Effects {
     pub mesh: Mesh,
     pub jobs: Jobs,
+    pub events: focusforge_kit::Events,
 }
 
 impl Effects {
+    /// Puts a session's change in the event log.
+    pub async fn publish(&self, user: &UserId, kind: ev::EventType, s: &Session) {
+        let focused = s.focused_seconds();
+        focusforge_grpc::events::publish(
+            &self.events,
+            user,
+            kind,
+            ev::event::Payload::Focus(ev::FocusEvent {
+                session_id: s.id.clone(),
+                task_id: s.body.task_id.clone().unwrap_or_default(),
+                state: state_pb(s.body.state).as_str_name().to_owned(),
+                elapsed_seconds: focused,
+                remaining_seconds: (i64::from(s.body.planned_minutes) * 60 - focused).max(0),
+            }),
+        )
+        .await;
+    }
+
     /// Schedules the timer and, for a completed focus session, awards its
     /// points and records it on its task (through a job when a call fails).
     pub async fn after(&self, user: &UserId, o: &Outcome) {
@@ -155,6 +175,10 @@ impl Effects {
                 // wait for the next read.
                 tracing::warn!(error = %e, session = %o.session.id, "no timer for the session");
             }
+        }
+        if o.completed {
+            self.publish(user, ev::EventType::FocusCompleted, &o.session)
+                .await;
         }
         if o.completed && o.session.body.kind == Kind::Focus {
             award_or_later(
@@ -300,6 +324,9 @@ impl FocusRpc for FocusApi {
             .start(&user, kind, task_id, r.planned_minutes, &r.request_id, &p)
             .await;
         let o = self.run(&user, o).await?;
+        self.effects
+            .publish(&user, ev::EventType::FocusStarted, &o.session)
+            .await;
         Ok(Response::new(pb::StartSessionResponse {
             session: Some(session_pb(o.session)),
         }))
@@ -311,6 +338,9 @@ impl FocusRpc for FocusApi {
     ) -> Reply<pb::PauseSessionResponse> {
         let (id, rid) = (req.get_ref().id.clone(), req.get_ref().request_id.clone());
         let o = self.command(&req, &id, Command::Pause, &rid).await?;
+        self.effects
+            .publish(&caller(&req)?, ev::EventType::FocusPaused, &o.session)
+            .await;
         Ok(Response::new(pb::PauseSessionResponse {
             session: Some(session_pb(o.session)),
         }))
@@ -322,6 +352,9 @@ impl FocusRpc for FocusApi {
     ) -> Reply<pb::ResumeSessionResponse> {
         let (id, rid) = (req.get_ref().id.clone(), req.get_ref().request_id.clone());
         let o = self.command(&req, &id, Command::Resume, &rid).await?;
+        self.effects
+            .publish(&caller(&req)?, ev::EventType::FocusResumed, &o.session)
+            .await;
         Ok(Response::new(pb::ResumeSessionResponse {
             session: Some(session_pb(o.session)),
         }))
@@ -352,6 +385,9 @@ impl FocusRpc for FocusApi {
     ) -> Reply<pb::AbandonSessionResponse> {
         let (id, rid) = (req.get_ref().id.clone(), req.get_ref().request_id.clone());
         let o = self.command(&req, &id, Command::Abandon, &rid).await?;
+        self.effects
+            .publish(&caller(&req)?, ev::EventType::FocusAbandoned, &o.session)
+            .await;
         Ok(Response::new(pb::AbandonSessionResponse {
             session: Some(session_pb(o.session)),
         }))

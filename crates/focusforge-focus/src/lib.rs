@@ -62,6 +62,7 @@ impl Service for FocusService {
         let effects = api::Effects {
             mesh: deps.mesh.clone(),
             jobs: deps.jobs.clone(),
+            events: deps.events.clone(),
         };
         let (timer, completed) = api::handlers(&focus, &effects);
         Ok(

@@ -37,6 +37,40 @@ pub const SERVICE: &str = pb::gamification_service_server::SERVICE_NAME;
 pub struct GameApi {
     pub game: Game,
     pub mesh: Mesh,
+    pub events: focusforge_kit::Events,
+}
+
+impl GameApi {
+    /// Puts an award's entries in the event log: points for each, and an
+    /// unlock for each achievement among them.
+    async fn publish(&self, user: &UserId, entries: &[Entry]) {
+        use focusforge_proto::events::v1 as ev;
+        for e in entries {
+            focusforge_grpc::events::publish(
+                &self.events,
+                user,
+                ev::EventType::PointsAwarded,
+                ev::event::Payload::Points(ev::PointsEvent {
+                    points: e.points,
+                    reason: reason_pb(e.reason).as_str_name().to_owned(),
+                    balance: e.balance,
+                }),
+            )
+            .await;
+            if e.reason == Reason::Achievement {
+                focusforge_grpc::events::publish(
+                    &self.events,
+                    user,
+                    ev::EventType::AchievementUnlocked,
+                    ev::event::Payload::Achievement(ev::AchievementEvent {
+                        achievement_id: e.subject.clone(),
+                        name: e.description.clone(),
+                    }),
+                )
+                .await;
+            }
+        }
+    }
 }
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -327,6 +361,9 @@ impl GameRpc for GameApi {
             }
         }
         .map_err(into_status)?;
+        if !awarded.already {
+            self.publish(&user, &awarded.entries).await;
+        }
         Ok(Response::new(pb::AwardResponse {
             entries: awarded.entries.into_iter().map(entry_pb).collect(),
             already_awarded: awarded.already,

@@ -74,6 +74,7 @@ impl Service for GamificationService {
         let api = api::GameApi {
             game,
             mesh: deps.mesh.clone(),
+            events: deps.events.clone(),
         };
         Ok(Built::grpc(GamificationServiceServer::new(api))
             .executor(

@@ -405,6 +405,9 @@ impl Tasks {
                 Ok(true)
             })
             .await;
+        if let Ok(task) = &done {
+            self.tell(user, TaskChange::Completed(task)).await;
+        }
         if let Some(hook) = &self.hook {
             match &done {
                 Ok(task) => hook.completed(user, task).await,
@@ -415,9 +418,6 @@ impl Tasks {
                 }
                 Err(_) => {}
             }
-        }
-        if let Ok(task) = &done {
-            self.tell(user, TaskChange::Completed(task)).await;
         }
         done
     }
