@@ -68,7 +68,7 @@ pub const JOBS_FILE: &str = "jobs/jobs.db";
 pub const EVENTS_FILE: &str = "events/events.db";
 /// How often a process looks for events other processes appended, to wake
 /// its subscribers.
-const EVENTS_WATCH: Duration = Duration::from_millis(100);
+const EVENTS_WATCH: Duration = Duration::from_millis(25);
 
 /// Resolves the signing keys: a configured HS256 secret or RS256 key pair,
 /// else the data directory's generated dev secret.
