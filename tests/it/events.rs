@@ -577,3 +577,59 @@ async fn focus_sessions_and_points_are_events_down_to_the_timer_completing_a_ses
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn with_redis_events_cross_replicas_and_a_client_resumes_on_another_one() {
+    let redis = focusforge_cache::testing::RedisServer::start();
+    let replica = |dir: &tempfile::TempDir| {
+        let mut cfg = quick(dir);
+        cfg.redis.url = Some(redis.url());
+        cfg.redis.timeout_ms = 2_000;
+        cfg
+    };
+    let (a_dir, b_dir) = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
+    let (a_cfg, b_cfg) = (replica(&a_dir), replica(&b_dir));
+    let a = Server::start_in(a_dir, a_cfg).await;
+    let b = Server::start_in(b_dir, b_cfg).await;
+    let mut on_a = subscribe(&a, "alice", "").await;
+    let mut titles = Vec::new();
+    for (i, server) in [&b, &a, &b].into_iter().enumerate() {
+        let title = format!("written on replica {i}");
+        server
+            .tasks()
+            .await
+            .create_task(authed(
+                "alice",
+                CreateTaskRequest {
+                    title: title.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("create");
+        titles.push(title);
+    }
+    let title = |e: &Event| match &e.payload {
+        Some(focusforge_proto::events::v1::event::Payload::Task(t)) => t.title.clone(),
+        other => panic!("{other:?}"),
+    };
+    let seen = next_events(&mut on_a, 3).await;
+    assert_eq!(seen.iter().map(title).collect::<Vec<_>>(), titles);
+    // The client moves to the other replica and resumes there.
+    let mut on_b = subscribe(&b, "alice", &seen[0].id).await;
+    let rest = next_events(&mut on_b, 2).await;
+    assert_eq!(
+        rest.iter().map(|e| e.id.clone()).collect::<Vec<_>>(),
+        seen[1..].iter().map(|e| e.id.clone()).collect::<Vec<_>>()
+    );
+    let mut bob = subscribe(&b, "bob", &seen[0].id).await;
+    let first = tokio::time::timeout(Duration::from_secs(5), bob.message())
+        .await
+        .expect("a message")
+        .expect("stream")
+        .expect("open");
+    assert!(matches!(first.kind, Some(Kind::Heartbeat(_))), "{first:?}");
+}

@@ -86,9 +86,13 @@ const ONLY_IN: &[(u8, &str, &[&str])] = &[
     (
         2,
         "deadpool-redis",
-        &["focusforge-cache", "focusforge-jobs"],
+        &["focusforge-cache", "focusforge-jobs", "focusforge-events"],
     ),
-    (2, "redis", &["focusforge-cache", "focusforge-jobs"]),
+    (
+        2,
+        "redis",
+        &["focusforge-cache", "focusforge-jobs", "focusforge-events"],
+    ),
     (2, "moka", &["focusforge-cache"]),
     (2, "lance", &["focusforge-vector"]),
     (2, "lance-index", &["focusforge-vector"]),

@@ -62,7 +62,9 @@ impl EmbeddedLog {
             .map_err(backend)?;
         conn.pragma_update(None, "journal_mode", "wal")
             .map_err(backend)?;
-        conn.pragma_update(None, "synchronous", "normal")
+        // `full`: an id a client saw is never handed out again after a
+        // power loss.
+        conn.pragma_update(None, "synchronous", "full")
             .map_err(backend)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
         Ok(Self {
@@ -136,6 +138,23 @@ impl EventLog for EmbeddedLog {
                     gap: Some(upto.to_string()),
                 });
             }
+            // An id past every one handed out (the file was replaced since):
+            // new events would come below it, so resume from the newest.
+            if let Some(after) = after {
+                let issued: i64 = tx
+                    .query_row(
+                        "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .map_err(backend)?;
+                if after > issued {
+                    return Ok(Read {
+                        events: Vec::new(),
+                        gap: Some(issued.to_string()),
+                    });
+                }
+            }
             let mut stmt = tx
                 .prepare_cached(
                     "SELECT seq, at, body FROM events WHERE user_id = ?1 AND seq > ?2 \
@@ -158,7 +177,7 @@ impl EventLog for EmbeddedLog {
         .await
     }
 
-    async fn head(&self, user: &UserId) -> Result<Option<String>, EventError> {
+    async fn head(&self, user: &UserId) -> Result<String, EventError> {
         let user = user.as_str().to_owned();
         self.with(move |conn| {
             let newest: Option<i64> = conn
@@ -176,7 +195,7 @@ impl EventLog for EmbeddedLog {
                 )
                 .optional()
                 .map_err(backend)?;
-            Ok(newest.or(trimmed).map(|n| n.to_string()))
+            Ok(newest.or(trimmed).unwrap_or(0).to_string())
         })
         .await
     }

@@ -6,6 +6,8 @@
 //!   events; events are kept for a retention and at most a number per user,
 //!   and a read from before what was trimmed says so (a gap), so a client
 //!   never silently misses an event.
+//! - [`RedisLog`]: one Redis stream per user, so every replica reads the
+//!   same events and a client resumes on any of them.
 //! - [`EmbeddedLog`]: one SQLite file in WAL mode beside the job queue, so
 //!   the processes of one machine (`serve` and `focusforge worker`) share
 //!   it, and events survive a restart.
@@ -17,6 +19,7 @@
 //! this crate knows nothing of the contracts.
 
 mod embedded;
+mod redis;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -28,6 +31,7 @@ use focusforge_core::{Clock, UserId};
 use tokio::sync::Notify;
 
 pub use embedded::EmbeddedLog;
+pub use redis::{RedisLog, RedisLogSettings};
 
 /// What the log reports.
 #[derive(Debug, thiserror::Error)]
@@ -82,10 +86,10 @@ pub trait EventLog: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Read, EventError>;
 
-    /// The id of the user's latest event: where a subscriber that wants
-    /// only new events starts. `None` when the user has none; reading from
-    /// `None` then gives everything appended later.
-    async fn head(&self, user: &UserId) -> Result<Option<String>, EventError>;
+    /// Where a subscriber that wants only new events starts: the id of the
+    /// user's latest event, or of the log's start when there is none (so a
+    /// read from it still sees a gap the sweeper makes).
+    async fn head(&self, user: &UserId) -> Result<String, EventError>;
 
     /// Drops events written before `before`, and each user's beyond the
     /// newest `per_user`; returns how many were dropped.

@@ -324,9 +324,11 @@ impl FocusRpc for FocusApi {
             .start(&user, kind, task_id, r.planned_minutes, &r.request_id, &p)
             .await;
         let o = self.run(&user, o).await?;
-        self.effects
-            .publish(&user, ev::EventType::FocusStarted, &o.session)
-            .await;
+        if o.applied {
+            self.effects
+                .publish(&user, ev::EventType::FocusStarted, &o.session)
+                .await;
+        }
         Ok(Response::new(pb::StartSessionResponse {
             session: Some(session_pb(o.session)),
         }))
@@ -338,9 +340,11 @@ impl FocusRpc for FocusApi {
     ) -> Reply<pb::PauseSessionResponse> {
         let (id, rid) = (req.get_ref().id.clone(), req.get_ref().request_id.clone());
         let o = self.command(&req, &id, Command::Pause, &rid).await?;
-        self.effects
-            .publish(&caller(&req)?, ev::EventType::FocusPaused, &o.session)
-            .await;
+        if o.applied {
+            self.effects
+                .publish(&caller(&req)?, ev::EventType::FocusPaused, &o.session)
+                .await;
+        }
         Ok(Response::new(pb::PauseSessionResponse {
             session: Some(session_pb(o.session)),
         }))
@@ -352,9 +356,11 @@ impl FocusRpc for FocusApi {
     ) -> Reply<pb::ResumeSessionResponse> {
         let (id, rid) = (req.get_ref().id.clone(), req.get_ref().request_id.clone());
         let o = self.command(&req, &id, Command::Resume, &rid).await?;
-        self.effects
-            .publish(&caller(&req)?, ev::EventType::FocusResumed, &o.session)
-            .await;
+        if o.applied {
+            self.effects
+                .publish(&caller(&req)?, ev::EventType::FocusResumed, &o.session)
+                .await;
+        }
         Ok(Response::new(pb::ResumeSessionResponse {
             session: Some(session_pb(o.session)),
         }))
@@ -385,9 +391,11 @@ impl FocusRpc for FocusApi {
     ) -> Reply<pb::AbandonSessionResponse> {
         let (id, rid) = (req.get_ref().id.clone(), req.get_ref().request_id.clone());
         let o = self.command(&req, &id, Command::Abandon, &rid).await?;
-        self.effects
-            .publish(&caller(&req)?, ev::EventType::FocusAbandoned, &o.session)
-            .await;
+        if o.applied {
+            self.effects
+                .publish(&caller(&req)?, ev::EventType::FocusAbandoned, &o.session)
+                .await;
+        }
         Ok(Response::new(pb::AbandonSessionResponse {
             session: Some(session_pb(o.session)),
         }))

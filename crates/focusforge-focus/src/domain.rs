@@ -270,6 +270,9 @@ pub struct Outcome {
     pub completed: bool,
     /// The write changed when the clock acts next: schedule a timer.
     pub reschedule: bool,
+    /// The command did something (not a replay of a request id, not a
+    /// no-op): what an event reports.
+    pub applied: bool,
 }
 
 /// The user's focus preferences, from the profile.
@@ -463,6 +466,7 @@ impl Focus {
                 session: to_session(doc, self.now())?,
                 completed: false,
                 reschedule: false,
+                applied: false,
             });
         }
         // Claim the pointer first: a crash before the session is written
@@ -553,6 +557,7 @@ impl Focus {
             session: to_session(doc, now)?,
             completed: false,
             reschedule: true,
+            applied: true,
         })
     }
 
@@ -610,7 +615,7 @@ impl Focus {
         v.finish()?;
         let now = self.now();
         // (completed in this write, the next due moment moved)
-        let mut outcome = (false, false);
+        let mut outcome = (false, false, false);
         let doc = focusforge_store::modify(
             self.store.as_ref(),
             SESSIONS,
@@ -622,7 +627,7 @@ impl Focus {
                 let mut body: Body = serde_json::from_value(doc.body.clone())
                     .map_err(|e| Error::internal(format!("session is unreadable: {e}")))?;
                 if !request_id.is_empty() && body.requests.iter().any(|r| r == request_id) {
-                    outcome = (false, false);
+                    outcome = (false, false, false);
                     return Ok(None);
                 }
                 let was_open = body.state.is_open();
@@ -630,14 +635,14 @@ impl Focus {
                 let settled = body.settle(ms(now));
                 let changed = change(&mut body, ms(now))?;
                 if !(settled || changed) {
-                    outcome = (false, false);
+                    outcome = (false, false, false);
                     return Ok(None);
                 }
                 if changed {
                     remember(&mut body, request_id);
                 }
                 let completed = was_open && body.state == State::Completed;
-                outcome = (completed, body.next_due() != due_before);
+                outcome = (completed, body.next_due() != due_before, changed);
                 serde_json::to_value(&body)
                     .map(Some)
                     .map_err(Error::internal)
@@ -649,6 +654,7 @@ impl Focus {
             session,
             completed: outcome.0,
             reschedule: outcome.1,
+            applied: outcome.2,
         })
     }
 

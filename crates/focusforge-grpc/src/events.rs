@@ -122,7 +122,7 @@ impl EventService for EventApi {
                      {resume} to get the oldest kept"
                 )));
             }
-            Some(after)
+            after
         };
         let (tx, rx) = mpsc::channel(BUFFER);
         let pump = Pump {
@@ -150,10 +150,10 @@ struct Pump {
 }
 
 impl Pump {
-    async fn run(self, mut last: Option<String>) {
+    async fn run(self, mut last: String) {
         loop {
             let changed = self.subscription.changed();
-            let read = match self.log.read(&self.user, last.as_deref(), BATCH).await {
+            let read = match self.log.read(&self.user, Some(&last), BATCH).await {
                 Ok(read) => read,
                 Err(e) => {
                     let _ = self.tx.send(Err(log_status(e))).await;
@@ -172,7 +172,7 @@ impl Pump {
             }
             let full = read.events.len() == BATCH;
             for record in read.events {
-                last = Some(record.id.clone());
+                last.clone_from(&record.id);
                 let Ok(mut event) = pb::Event::decode(record.body.as_slice()) else {
                     tracing::warn!(id = %record.id, "an event that does not decode was skipped");
                     continue;

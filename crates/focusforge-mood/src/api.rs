@@ -117,17 +117,19 @@ impl MoodRpc for MoodApi {
             at: time("at", r.at).map_err(into_status)?,
             request_id: r.request_id,
         };
-        let entry = self.moods.log(&user, new).await.map_err(into_status)?;
-        focusforge_grpc::events::publish(
-            &self.events,
-            &user,
-            EventType::MoodLogged,
-            Payload::Mood(MoodEvent {
-                mood_id: entry.id.clone(),
-                score: entry.score.into(),
-            }),
-        )
-        .await;
+        let (entry, fresh) = self.moods.log_once(&user, new).await.map_err(into_status)?;
+        if fresh {
+            focusforge_grpc::events::publish(
+                &self.events,
+                &user,
+                EventType::MoodLogged,
+                Payload::Mood(MoodEvent {
+                    mood_id: entry.id.clone(),
+                    score: entry.score.into(),
+                }),
+            )
+            .await;
+        }
         Ok(Response::new(pb::LogMoodResponse {
             entry: Some(to_pb(entry)),
         }))

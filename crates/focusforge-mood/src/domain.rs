@@ -417,6 +417,12 @@ impl Moods {
 
     /// Logs a mood; with a request id, a repeat returns the first entry.
     pub async fn log(&self, user: &UserId, new: NewMood) -> Result<MoodEntry> {
+        self.log_once(user, new).await.map(|(entry, _)| entry)
+    }
+
+    /// [`Moods::log`], saying whether this call logged it (`false` for a
+    /// retry of a `request_id` the first call logged).
+    pub async fn log_once(&self, user: &UserId, new: NewMood) -> Result<(MoodEntry, bool)> {
         let mut v = Violations::new();
         Self::check_score(&mut v, "score", new.score);
         Self::check_energy(&mut v, "energy", new.energy);
@@ -455,9 +461,9 @@ impl Moods {
             expires_at: None,
         };
         match self.store.insert(COLLECTION, doc).await {
-            Ok(doc) => to_entry(doc),
+            Ok(doc) => Ok((to_entry(doc)?, true)),
             // A retry: the first call's entry.
-            Err(StoreError::AlreadyExists) => self.get(user, &id).await,
+            Err(StoreError::AlreadyExists) => Ok((self.get(user, &id).await?, false)),
             Err(e) => Err(not_found(e)),
         }
     }

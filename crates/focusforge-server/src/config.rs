@@ -324,6 +324,8 @@ pub struct EventsConfig {
     pub per_user: usize,
     /// How long an idle subscription waits before a heartbeat (1-300 s).
     pub heartbeat_secs: u64,
+    /// Key prefix of the log in Redis.
+    pub redis_prefix: String,
 }
 
 impl Default for EventsConfig {
@@ -332,6 +334,7 @@ impl Default for EventsConfig {
             retention_secs: 86_400,
             per_user: 10_000,
             heartbeat_secs: 15,
+            redis_prefix: "focusforge:events".into(),
         }
     }
 }
@@ -597,6 +600,7 @@ impl Config {
                 "FOCUSFORGE_EVENTS_RETENTION_SECS" => self.events.retention_secs = number(key)?,
                 "FOCUSFORGE_EVENTS_PER_USER" => self.events.per_user = number(key)? as usize,
                 "FOCUSFORGE_EVENTS_HEARTBEAT_SECS" => self.events.heartbeat_secs = number(key)?,
+                "FOCUSFORGE_EVENTS_REDIS_PREFIX" => self.events.redis_prefix.clone_from(value),
                 "FOCUSFORGE_PLANNER_GLOBAL_LIMIT" => {
                     self.planner.global_limit = number(key)? as usize;
                 }
@@ -799,6 +803,11 @@ impl Config {
         }
         if !(1..=300).contains(&self.events.heartbeat_secs) {
             return Err(err("events heartbeat_secs must be between 1 and 300"));
+        }
+        if self.events.redis_prefix.is_empty()
+            || self.events.redis_prefix.contains(char::is_whitespace)
+        {
+            return Err(err("events redis_prefix must be non-empty without spaces"));
         }
         if self.planner.global_limit == 0 || self.planner.per_user_limit == 0 {
             return Err(err("planner limits must be at least 1"));

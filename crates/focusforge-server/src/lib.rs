@@ -15,7 +15,7 @@ use focusforge_cache::{
     BreakerSettings, CacheNames, MemoryCache, RedisCache, RedisSettings, ResilientCache,
 };
 use focusforge_core::{Clock, SystemClock};
-use focusforge_events::{EmbeddedLog, Events};
+use focusforge_events::{EmbeddedLog, EventLog, Events, RedisLog, RedisLogSettings};
 use focusforge_gateway::{Gateway, GatewayHandle, GatewayOptions, HttpRoute, Metrics};
 use focusforge_jobs::{
     EmbeddedQueue, Handler, Handlers, Jobs, Queue, RedisQueue, RedisQueueSettings, ResilientQueue,
@@ -272,13 +272,25 @@ impl Backends {
         };
         tracing::info!(backend = queue.backend(), "job queue");
         let jobs = Jobs::new(queue, clock.clone());
-        let events = Events::new(
-            Arc::new(
+        let log: Arc<dyn EventLog> = match &config.redis.url {
+            Some(url) => Arc::new(
+                RedisLog::new(RedisLogSettings {
+                    url: url.clone(),
+                    pool_size: config.redis.pool_size,
+                    timeout: Duration::from_millis(config.redis.timeout_ms.max(1_000)),
+                    prefix: config.events.redis_prefix.clone(),
+                    retention: Duration::from_secs(config.events.retention_secs),
+                    per_user: config.events.per_user,
+                })
+                .map_err(|e| anyhow::anyhow!("cannot use the redis configuration: {e}"))?,
+            ),
+            None => Arc::new(
                 EmbeddedLog::open(&config.data_dir.join(EVENTS_FILE))
                     .map_err(|e| anyhow::anyhow!("cannot open the event log: {e}"))?,
             ),
-            clock.clone(),
-        );
+        };
+        tracing::info!(backend = log.backend(), "event log");
+        let events = Events::new(log, clock.clone());
         let executors = Arc::new(Executors::new(kit.action_owners()));
         let planner = Planner::new(
             store.clone(),

@@ -361,17 +361,23 @@ impl Tasks {
         check_id(id)?;
         let started = std::sync::atomic::AtomicBool::new(false);
         let task = self
-            .modify(user, id, None, |body, now| match body.status {
-                Status::Pending => {
-                    body.status = Status::InProgress;
-                    body.started_at = Some(ms(now));
-                    started.store(true, std::sync::atomic::Ordering::Relaxed);
-                    Ok(true)
+            .modify(user, id, None, |body, now| {
+                // Set on every attempt: a retried write may find it started.
+                started.store(
+                    body.status == Status::Pending,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                match body.status {
+                    Status::Pending => {
+                        body.status = Status::InProgress;
+                        body.started_at = Some(ms(now));
+                        Ok(true)
+                    }
+                    Status::InProgress => Ok(false),
+                    Status::Completed => Err(Error::FailedPrecondition(
+                        "task is already completed".into(),
+                    )),
                 }
-                Status::InProgress => Ok(false),
-                Status::Completed => Err(Error::FailedPrecondition(
-                    "task is already completed".into(),
-                )),
             })
             .await?;
         if started.into_inner() {

@@ -24,7 +24,7 @@ async fn events_come_back_in_order_per_user_from_any_id() {
     let dir = tempfile::tempdir().expect("dir");
     let log = EmbeddedLog::open(&dir.path().join("events.sqlite")).expect("open");
     let (alice, bob) = (user("alice"), user("bob"));
-    assert_eq!(log.head(&alice).await.expect("head"), None);
+    assert_eq!(log.head(&alice).await.expect("head"), "0");
     let mut ids = Vec::new();
     for i in 0..5u8 {
         ids.push(
@@ -41,7 +41,7 @@ async fn events_come_back_in_order_per_user_from_any_id() {
     assert_eq!(all.events[2].at, t(2));
     let rest = log.read(&alice, Some(&ids[1]), 2).await.expect("read");
     assert_eq!(bodies(&rest), [[2], [3]], "after an id, at most the limit");
-    assert_eq!(log.head(&alice).await.expect("head"), Some(ids[4].clone()));
+    assert_eq!(log.head(&alice).await.expect("head"), ids[4]);
     let none = log.read(&alice, Some(&ids[4]), 10).await.expect("read");
     assert!(none.events.is_empty() && none.gap.is_none());
     let theirs = log.read(&bob, None, 10).await.expect("read");
@@ -103,13 +103,24 @@ async fn trimming_leaves_a_gap_that_a_read_reports() {
     // A user whose every event went still has a head, so a subscriber from
     // now on is not told of a gap.
     let head = log.head(&bob).await.expect("head");
-    assert!(head.is_some());
+    assert_ne!(head, "0");
     assert!(
-        log.read(&bob, head.as_deref(), 10)
+        log.read(&bob, Some(&head), 10)
             .await
             .expect("read")
             .gap
             .is_none()
+    );
+    // An id past every one handed out (a replaced file) resumes from the
+    // newest rather than waiting below it forever.
+    let past = log.read(&alice, Some("999999"), 10).await.expect("read");
+    let resume = past.gap.expect("a gap");
+    assert!(resume.parse::<i64>().expect("an id") >= ids[9].parse::<i64>().expect("an id"));
+    let next = log.append(&alice, t(20), vec![42]).await.expect("append");
+    let read = log.read(&alice, Some(&resume), 10).await.expect("read");
+    assert_eq!(
+        read.events[0].id, next,
+        "the next event comes after the resume id"
     );
 }
 
@@ -174,4 +185,160 @@ async fn a_publish_wakes_only_that_users_subscribers_and_subscriptions_are_bound
         events.subscribe(&alice).is_ok(),
         "a closed one frees its place"
     );
+}
+
+mod redis {
+    //! The Redis log on a real `redis-server`.
+
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use focusforge_cache::testing::RedisServer;
+    use focusforge_core::ManualClock;
+    use focusforge_events::{EventError, EventLog, Events, RedisLog, RedisLogSettings};
+
+    use super::{bodies, t, user};
+
+    fn log(server: &RedisServer, prefix: &str, retention: Duration, per_user: usize) -> RedisLog {
+        RedisLog::new(RedisLogSettings {
+            url: server.url(),
+            pool_size: 4,
+            timeout: Duration::from_secs(5),
+            prefix: prefix.into(),
+            retention,
+            per_user,
+        })
+        .expect("log")
+    }
+
+    #[tokio::test]
+    async fn events_come_back_in_order_per_user_from_any_id() {
+        let server = RedisServer::start();
+        let log = log(&server, "t1", Duration::from_secs(3600), 100);
+        let (alice, bob) = (user("alice"), user("bob"));
+        assert_eq!(log.head(&alice).await.expect("head"), "0-0");
+        let mut ids = Vec::new();
+        for i in 0..5u8 {
+            ids.push(
+                log.append(&alice, t(i.into()), vec![i, 0, 255])
+                    .await
+                    .expect("append"),
+            );
+            log.append(&bob, t(i.into()), vec![100 + i])
+                .await
+                .expect("append");
+        }
+        let all = log.read(&alice, None, 10).await.expect("read");
+        assert_eq!(bodies(&all).len(), 5);
+        assert_eq!(all.events[2].body, [2, 0, 255], "bodies are binary-safe");
+        assert_eq!(all.events[2].at, t(2));
+        let rest = log.read(&alice, Some(&ids[1]), 2).await.expect("read");
+        assert_eq!(bodies(&rest), [[2, 0, 255], [3, 0, 255]]);
+        assert_eq!(log.head(&alice).await.expect("head"), ids[4]);
+        assert!(
+            log.read(&alice, Some(&ids[4]), 10)
+                .await
+                .expect("read")
+                .events
+                .is_empty()
+        );
+        let theirs = log.read(&bob, None, 10).await.expect("read");
+        assert_eq!(bodies(&theirs), [[100], [101], [102], [103], [104]]);
+        for bad in ["", "x", "1-", "-1", "1-2-3", "１-2"] {
+            assert!(
+                matches!(
+                    log.read(&alice, Some(bad), 1).await,
+                    Err(EventError::BadId(_))
+                ),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_per_user_cap_and_the_retention_leave_a_gap_a_read_reports() {
+        let server = RedisServer::start();
+        let capped = log(&server, "t2", Duration::from_secs(3600), 4);
+        let alice = user("alice");
+        let mut ids = Vec::new();
+        for i in 0..10u8 {
+            ids.push(capped.append(&alice, t(0), vec![i]).await.expect("append"));
+        }
+        assert_eq!(
+            bodies(&capped.read(&alice, None, 10).await.expect("read")),
+            [[6], [7], [8], [9]]
+        );
+        let gap = capped.read(&alice, Some(&ids[2]), 10).await.expect("read");
+        assert_eq!(gap.gap.as_deref(), Some(ids[5].as_str()));
+        let resumed = capped
+            .read(&alice, gap.gap.as_deref(), 10)
+            .await
+            .expect("read");
+        assert_eq!(resumed.events[0].body, [6], "the oldest kept comes next");
+        assert!(
+            capped
+                .read(&alice, Some(&ids[5]), 10)
+                .await
+                .expect("read")
+                .gap
+                .is_none()
+        );
+
+        let short = log(&server, "t3", Duration::from_millis(300), 100);
+        let old = short.append(&alice, t(0), vec![1]).await.expect("append");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let new = short.append(&alice, t(1), vec![2]).await.expect("append");
+        // The old one expired with the quiet stream, and the new stream
+        // starts after it: nothing was lost after `old`.
+        let read = short.read(&alice, Some(&old), 10).await.expect("read");
+        assert!(read.gap.is_none(), "{read:?}");
+        assert_eq!(read.events.len(), 1);
+        assert_eq!(read.events[0].id, new);
+        // Two more, then the stream expires: a client that saw only the
+        // first of them has lost the second.
+        let seen = short.append(&alice, t(2), vec![3]).await.expect("append");
+        let lost = short.append(&alice, t(3), vec![4]).await.expect("append");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let gone = short.read(&alice, Some(&seen), 10).await.expect("read");
+        assert_eq!(gone.gap.as_deref(), Some(lost.as_str()), "{gone:?}");
+        let resumed = short.read(&alice, Some(&lost), 10).await.expect("read");
+        assert!(resumed.gap.is_none() && resumed.events.is_empty());
+        assert!(
+            short
+                .read(&alice, Some("0-0"), 10)
+                .await
+                .expect("read")
+                .gap
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn an_append_on_one_replica_wakes_the_subscribers_of_another() {
+        let server = RedisServer::start();
+        let clock = Arc::new(ManualClock::new(t(0)));
+        let here = Events::new(
+            Arc::new(log(&server, "t4", Duration::from_secs(60), 100)),
+            clock.clone(),
+        );
+        let there = Events::new(
+            Arc::new(log(&server, "t4", Duration::from_secs(60), 100)),
+            clock,
+        );
+        let watcher = here.watch(Duration::from_millis(20));
+        let alice = user("alice");
+        let sub = here.subscribe(&alice).expect("subscribe");
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let woken = sub.changed();
+        let id = there
+            .publish(&alice, b"from another replica".to_vec())
+            .await
+            .expect("published");
+        tokio::time::timeout(Duration::from_secs(5), woken)
+            .await
+            .expect("the other replica's append wakes this one's subscriber");
+        let read = here.log().read(&alice, None, 10).await.expect("read");
+        assert_eq!(read.events[0].id, id);
+        watcher.abort();
+    }
 }
