@@ -7,6 +7,8 @@
 //! - `across processes`: a second process on the same data directory takes
 //!   the writes (as `focusforge worker` does), and the subscribers' process
 //!   finds them in the shared embedded log;
+//! - `redis, same replica` and `redis, across replicas`: the same with the
+//!   log in Redis and two replicas with data directories of their own;
 //! - beside them, what a client without the stream would do: poll
 //!   `ListTasks` (newest first, one task) every 100 ms until the new task
 //!   shows.
@@ -248,4 +250,35 @@ async fn main() {
     let (_writer, writer) = start(&config(dir.path(), &["tasks"])).await;
     measure("across processes", &writer, &tokens, &mut arrivals, writes).await;
     polling(&channels[0], &tokens[0], writes.min(100)).await;
+
+    // Through Redis: two replicas with data directories of their own.
+    let redis = focusforge_cache::testing::RedisServer::start();
+    let with_redis = |dir: &std::path::Path, services: &[&str]| {
+        let mut cfg = config(dir, services);
+        cfg.redis.url = Some(redis.url());
+        cfg
+    };
+    let (one, two) = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
+    let (_first, first) = start(&with_redis(one.path(), &["tasks", "events"])).await;
+    let mut arrivals = subscribe_all(&first, &tokens).await;
+    measure(
+        "redis, same replica",
+        &first,
+        &tokens,
+        &mut arrivals,
+        writes,
+    )
+    .await;
+    let (_second, second) = start(&with_redis(two.path(), &["tasks"])).await;
+    measure(
+        "redis, across replicas",
+        &second,
+        &tokens,
+        &mut arrivals,
+        writes,
+    )
+    .await;
 }

@@ -633,3 +633,73 @@ async fn with_redis_events_cross_replicas_and_a_client_resumes_on_another_one() 
         .expect("open");
     assert!(matches!(first.kind, Some(Kind::Heartbeat(_))), "{first:?}");
 }
+
+#[tokio::test]
+async fn events_outlive_a_restart_and_calendar_changes_are_events() {
+    use focusforge_proto::calendar::v1::{
+        CreateEventRequest, DeleteEventRequest, Event as CalendarEvent,
+    };
+    let dir = tempfile::tempdir().expect("dir");
+    let cfg = quick(&dir);
+    let server = Server::start_in(dir, cfg.clone()).await;
+    let mut stream = subscribe(&server, "alice", "").await;
+    let start = Utc::now() + chrono::Duration::days(1);
+    let created = server
+        .calendar()
+        .await
+        .create_event(authed(
+            "alice",
+            CreateEventRequest {
+                event: Some(CalendarEvent {
+                    title: "Planning".into(),
+                    start_time: Some(prost_types::Timestamp {
+                        seconds: start.timestamp(),
+                        nanos: 0,
+                    }),
+                    end_time: Some(prost_types::Timestamp {
+                        seconds: start.timestamp() + 1800,
+                        nanos: 0,
+                    }),
+                    ..Default::default()
+                }),
+            },
+        ))
+        .await
+        .expect("create")
+        .into_inner()
+        .event
+        .expect("event");
+    let first = next_events(&mut stream, 1).await.remove(0);
+    assert_eq!(first.r#type(), EventType::CalendarChanged);
+    match &first.payload {
+        Some(focusforge_proto::events::v1::event::Payload::Calendar(c)) => {
+            assert_eq!(c.calendar_event_id, created.id);
+            assert_eq!(c.change, "created");
+        }
+        other => panic!("{other:?}"),
+    }
+    server
+        .calendar()
+        .await
+        .delete_event(authed(
+            "alice",
+            DeleteEventRequest {
+                id: created.id.clone(),
+            },
+        ))
+        .await
+        .expect("delete");
+    let second = next_events(&mut stream, 1).await.remove(0);
+    drop(stream);
+    let dir = server.stop().await;
+    let server = Server::start_in(dir, cfg).await;
+    let mut resumed = subscribe(&server, "alice", &first.id).await;
+    let again = next_events(&mut resumed, 1).await.remove(0);
+    assert_eq!(again.id, second.id, "resumed after a restart, nothing lost");
+    match &again.payload {
+        Some(focusforge_proto::events::v1::event::Payload::Calendar(c)) => {
+            assert_eq!(c.change, "deleted");
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -38,6 +38,26 @@ pub struct CalendarApi {
     pub link: Option<Arc<Link>>,
     /// Where the gateway is reached from outside, for feed URLs.
     pub public_url: Option<String>,
+    pub events: focusforge_kit::Events,
+}
+
+impl CalendarApi {
+    /// Tells the user's event stream that the calendar changed: one event
+    /// (`created`, `updated`, `deleted`), or many (`event_id` empty:
+    /// `imported`, `scheduled`, `synced`).
+    async fn changed(&self, user: &UserId, event_id: &str, change: &str) {
+        use focusforge_proto::events::v1 as ev;
+        focusforge_grpc::events::publish(
+            &self.events,
+            user,
+            ev::EventType::CalendarChanged,
+            ev::event::Payload::Calendar(ev::CalendarEvent {
+                calendar_event_id: event_id.to_owned(),
+                change: change.to_owned(),
+            }),
+        )
+        .await;
+    }
 }
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -621,6 +641,7 @@ impl CalendarRpc for CalendarApi {
             .create(&caller.user, f, Origin::default())
             .await
             .map_err(into_status)?;
+        self.changed(&caller.user, &event.id, "created").await;
         Ok(Response::new(pb::CreateEventResponse {
             event: Some(to_pb(&event)),
         }))
@@ -692,6 +713,7 @@ impl CalendarRpc for CalendarApi {
             .update(&caller.user, &id, p, expected)
             .await
             .map_err(into_status)?;
+        self.changed(&caller.user, &id, "updated").await;
         Ok(Response::new(pb::UpdateEventResponse {
             event: Some(to_pb(&e)),
         }))
@@ -702,10 +724,12 @@ impl CalendarRpc for CalendarApi {
         req: Request<pb::DeleteEventRequest>,
     ) -> Reply<pb::DeleteEventResponse> {
         let caller = identity(&req)?;
+        let id = req.into_inner().id;
         self.cal
-            .delete(&caller.user, &req.into_inner().id)
+            .delete(&caller.user, &id)
             .await
             .map_err(into_status)?;
+        self.changed(&caller.user, &id, "deleted").await;
         Ok(Response::new(pb::DeleteEventResponse {}))
     }
 
@@ -763,9 +787,11 @@ impl CalendarRpc for CalendarApi {
     ) -> Reply<pb::AutoScheduleResponse> {
         let caller = identity(&req)?;
         let r = req.into_inner();
-        Ok(Response::new(
-            CalendarApi::auto_schedule(self, &caller, r).await?,
-        ))
+        let out = CalendarApi::auto_schedule(self, &caller, r).await?;
+        if out.added > 0 || out.moved > 0 {
+            self.changed(&caller.user, "", "scheduled").await;
+        }
+        Ok(Response::new(out))
     }
 
     async fn export_calendar(
@@ -794,6 +820,9 @@ impl CalendarRpc for CalendarApi {
             .import(&caller.user, items)
             .await
             .map_err(into_status)?;
+        if created + updated > 0 {
+            self.changed(&caller.user, "", "imported").await;
+        }
         Ok(Response::new(pb::ImportCalendarResponse {
             created: created as i32,
             updated: updated as i32,
@@ -888,6 +917,9 @@ impl CalendarRpc for CalendarApi {
         let link = self.link()?;
         let tz = prefs(&self.mesh, &caller).await.tz;
         let r = link.sync(&caller.user, tz).await.map_err(into_status)?;
+        if r.pulled + r.removed > 0 {
+            self.changed(&caller.user, "", "synced").await;
+        }
         Ok(Response::new(pb::SyncGoogleResponse {
             full_sync: r.full,
             pulled: r.pulled as i32,

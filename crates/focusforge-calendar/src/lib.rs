@@ -107,6 +107,7 @@ impl Service for CalendarService {
             mesh: deps.mesh.clone(),
             link: link.clone(),
             public_url: settings.public_url,
+            events: deps.events.clone(),
         };
         Ok(Built::grpc(CalendarServiceServer::new(api))
             .executor(
