@@ -190,8 +190,11 @@ async fn events_arrive_in_order_resume_after_a_reconnect_and_stay_per_user() {
         .cloned()
         .collect();
     assert!(
-        all.iter()
-            .any(|e| e.r#type() == EventType::AchievementUnlocked),
+        all.iter().any(|e| matches!(
+            &e.payload,
+            Some(focusforge_proto::events::v1::event::Payload::Achievement(a))
+                if a.achievement_id == "first-task" && a.name == "First one done"
+        )),
         "a first completed task unlocks an achievement: {:?}",
         kinds(&all)
     );

@@ -64,7 +64,13 @@ impl GameApi {
                     ev::EventType::AchievementUnlocked,
                     ev::event::Payload::Achievement(ev::AchievementEvent {
                         achievement_id: e.subject.clone(),
-                        name: e.description.clone(),
+                        name: self
+                            .game
+                            .settings()
+                            .achievements
+                            .iter()
+                            .find(|r| r.id == e.subject)
+                            .map_or_else(|| e.description.clone(), |r| r.name.clone()),
                     }),
                 )
                 .await;
