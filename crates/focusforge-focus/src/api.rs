@@ -267,8 +267,21 @@ impl FocusApi {
         request_id: &str,
     ) -> Result<Outcome, Status> {
         let user = caller(req)?;
+        let kind = match command {
+            Command::Pause => Some(ev::EventType::FocusPaused),
+            Command::Resume => Some(ev::EventType::FocusResumed),
+            Command::Abandon => Some(ev::EventType::FocusAbandoned),
+            // A completion is told by `Effects::after`, the timer's too.
+            Command::Complete | Command::Interrupt(..) => None,
+        };
         let o = self.focus.command(&user, id, command, request_id).await;
-        self.run(&user, o).await
+        let o = self.run(&user, o).await?;
+        if let Some(kind) = kind
+            && o.applied
+        {
+            self.effects.publish(&user, kind, &o.session).await;
+        }
+        Ok(o)
     }
 
     /// The task, if the caller has it (not checked where no Task service is
@@ -340,11 +353,6 @@ impl FocusRpc for FocusApi {
     ) -> Reply<pb::PauseSessionResponse> {
         let (id, rid) = (req.get_ref().id.clone(), req.get_ref().request_id.clone());
         let o = self.command(&req, &id, Command::Pause, &rid).await?;
-        if o.applied {
-            self.effects
-                .publish(&caller(&req)?, ev::EventType::FocusPaused, &o.session)
-                .await;
-        }
         Ok(Response::new(pb::PauseSessionResponse {
             session: Some(session_pb(o.session)),
         }))
@@ -356,11 +364,6 @@ impl FocusRpc for FocusApi {
     ) -> Reply<pb::ResumeSessionResponse> {
         let (id, rid) = (req.get_ref().id.clone(), req.get_ref().request_id.clone());
         let o = self.command(&req, &id, Command::Resume, &rid).await?;
-        if o.applied {
-            self.effects
-                .publish(&caller(&req)?, ev::EventType::FocusResumed, &o.session)
-                .await;
-        }
         Ok(Response::new(pb::ResumeSessionResponse {
             session: Some(session_pb(o.session)),
         }))
@@ -391,11 +394,6 @@ impl FocusRpc for FocusApi {
     ) -> Reply<pb::AbandonSessionResponse> {
         let (id, rid) = (req.get_ref().id.clone(), req.get_ref().request_id.clone());
         let o = self.command(&req, &id, Command::Abandon, &rid).await?;
-        if o.applied {
-            self.effects
-                .publish(&caller(&req)?, ev::EventType::FocusAbandoned, &o.session)
-                .await;
-        }
         Ok(Response::new(pb::AbandonSessionResponse {
             session: Some(session_pb(o.session)),
         }))
