@@ -121,6 +121,7 @@ fn new_task(req: pb::CreateTaskRequest) -> Result<NewTask, Error> {
         estimated_pomodoros: req.estimated_pomodoros,
         earliest_start_at,
         min_chunk_minutes: req.min_chunk_minutes,
+        request_id: (!req.request_id.is_empty()).then_some(req.request_id),
     };
     if !v.is_empty() {
         // Report the domain's violations with ours, not one round trip later.

@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use focusforge_core::{Error, UserId};
-use focusforge_tasks::{NewTask, Priority as TaskPriority, Task, TaskFilter, Tasks};
+use focusforge_tasks::{NewTask, Priority as TaskPriority, Task, Tasks};
 use serde_json::{Value, json};
 
 use crate::plan::{ActionSpec, ActionType};
@@ -116,14 +116,6 @@ fn output(t: &Task) -> Value {
     })
 }
 
-/// A tag that marks the task an idempotent create made.
-fn idempotency_tag(key: &str) -> String {
-    format!(
-        "plan-{:016x}",
-        focusforge_store::page_token::fingerprint(key)
-    )
-}
-
 #[async_trait]
 impl Executor for TaskExecutor {
     async fn execute(
@@ -141,7 +133,7 @@ impl Executor for TaskExecutor {
         let op = text(&params, "op")?;
         let task = match op.as_str() {
             "create" => {
-                let mut tags: Vec<String> = match params.get("tags") {
+                let tags: Vec<String> = match params.get("tags") {
                     None | Some(Value::Null) => Vec::new(),
                     Some(Value::Array(items)) => items
                         .iter()
@@ -153,18 +145,6 @@ impl Executor for TaskExecutor {
                         .collect::<Result<_, _>>()?,
                     Some(_) => return Err(Error::invalid("params.tags", "must be a list")),
                 };
-                if let Some(key) = &action.idempotency_key {
-                    let tag = idempotency_tag(key);
-                    let filter = TaskFilter {
-                        tag: Some(tag.clone()),
-                        ..TaskFilter::default()
-                    };
-                    let found = self.tasks.list(user, filter, 1, "").await?;
-                    if let Some(existing) = found.tasks.first() {
-                        return Ok(output(existing));
-                    }
-                    tags.push(tag);
-                }
                 let priority = match optional_text(&params, "priority")?.as_str() {
                     "" => None,
                     "low" => Some(TaskPriority::Low),
@@ -196,6 +176,7 @@ impl Executor for TaskExecutor {
                             priority,
                             estimated_minutes: minutes,
                             tags,
+                            request_id: action.idempotency_key.clone(),
                             ..NewTask::default()
                         },
                     )

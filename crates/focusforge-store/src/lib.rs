@@ -14,6 +14,7 @@ mod modify;
 mod mongo;
 pub mod page_token;
 mod query;
+pub mod requests;
 mod sqlite;
 
 #[cfg(feature = "conformance")]

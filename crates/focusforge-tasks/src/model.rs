@@ -97,6 +97,9 @@ pub struct NewTask {
     pub estimated_pomodoros: i32,
     pub earliest_start_at: Option<DateTime<Utc>>,
     pub min_chunk_minutes: i32,
+    /// Makes a retried create return the task the first one made (within
+    /// a day), instead of making a second: 1-128 bytes.
+    pub request_id: Option<String>,
 }
 
 /// The fields an update changes; `None` leaves a field as it is.
@@ -158,6 +161,13 @@ impl NewTask {
         normalize_blocks(v, self.blocks.clone());
         check_pomodoros(v, "estimated_pomodoros", self.estimated_pomodoros);
         check_min_chunk(v, "min_chunk_minutes", self.min_chunk_minutes);
+        if let Some(id) = &self.request_id {
+            v.check(
+                !id.is_empty() && id.len() <= focusforge_store::requests::MAX_BYTES,
+                "request_id",
+                "must be 1-128 bytes",
+            );
+        }
     }
 }
 

@@ -199,17 +199,54 @@ impl Tasks {
             earliest_start_at: new.earliest_start_at.map(ms),
             min_chunk_minutes: new.min_chunk_minutes,
         };
+        let id = match &new.request_id {
+            None => new_id(),
+            Some(request) => {
+                let claim = focusforge_store::requests::claim(
+                    self.store.as_ref(),
+                    user,
+                    COLLECTION,
+                    request,
+                    new_id(),
+                    self.clock.now(),
+                )
+                .await
+                .map_err(|e| match e {
+                    StoreError::AlreadyExists => {
+                        Error::invalid("request_id", "is claimed by another request")
+                    }
+                    e => not_found(e),
+                })?;
+                if !claim.first
+                    && let Some(doc) = self
+                        .store
+                        .get(COLLECTION, user, &claim.id)
+                        .await
+                        .map_err(not_found)?
+                {
+                    return to_task(doc);
+                }
+                claim.id
+            }
+        };
         let doc = NewDocument {
-            id: new_id(),
+            id,
             user_id: user.clone(),
             body: to_json(&body)?,
             expires_at: None,
         };
-        let doc = self
-            .store
-            .insert(COLLECTION, doc)
-            .await
-            .map_err(not_found)?;
+        let doc = match self.store.insert(COLLECTION, doc.clone()).await {
+            Ok(doc) => doc,
+            // A concurrent retry of the same request inserted it first.
+            Err(StoreError::AlreadyExists) if new.request_id.is_some() => {
+                return match self.store.get(COLLECTION, user, &doc.id).await {
+                    Ok(Some(doc)) => to_task(doc),
+                    Ok(None) => Err(Error::NotFound("task".into())),
+                    Err(e) => Err(not_found(e)),
+                };
+            }
+            Err(e) => return Err(not_found(e)),
+        };
         tracing::info!(task_id = %doc.id, "task created");
         let task = to_task(doc)?;
         self.tell(user, TaskChange::Created(&task)).await;

@@ -67,6 +67,10 @@ pub struct CreateTaskInput {
     #[serde(default)]
     #[schemars(range(min = 0, max = limits::BLOCK_MINUTES))]
     pub min_chunk_minutes: i32,
+    /// Makes a retried call return the task the first one made.
+    #[serde(default)]
+    #[schemars(length(max = 128))]
+    pub request_id: String,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -223,6 +227,7 @@ async fn create_task(
                     .collect(),
                 earliest_start_time: i.earliest_start_time.map(pb_ts),
                 min_chunk_minutes: i.min_chunk_minutes,
+                request_id: i.request_id,
             }),
         )
         .await?
