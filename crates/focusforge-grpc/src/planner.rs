@@ -33,6 +33,7 @@ fn action_type(v: &mut Violations, field: &str, raw: i32) -> Option<ActionType> 
         pb::ActionType::Calendar => Some(ActionType::Calendar),
         pb::ActionType::Memory => Some(ActionType::Memory),
         pb::ActionType::Notification => Some(ActionType::Notification),
+        pb::ActionType::Focus => Some(ActionType::Focus),
     }
 }
 
@@ -45,6 +46,7 @@ fn action_type_pb(t: ActionType) -> i32 {
         ActionType::Calendar => pb::ActionType::Calendar,
         ActionType::Memory => pb::ActionType::Memory,
         ActionType::Notification => pb::ActionType::Notification,
+        ActionType::Focus => pb::ActionType::Focus,
     };
     v as i32
 }
@@ -102,6 +104,15 @@ fn spec(v: &mut Violations, i: usize, s: pb::ActionSpec) -> ActionSpec {
         }
     };
     out.not_before = from_timestamp(v, &at("not_before"), s.not_before);
+    out.not_before_from = (!s.not_before_from.is_empty()).then_some(s.not_before_from);
+    out.not_before_offset_secs = match s.not_before_offset {
+        None => 0,
+        Some(d) if d.nanos == 0 => d.seconds,
+        Some(_) => {
+            v.add(at("not_before_offset"), "must be whole seconds");
+            0
+        }
+    };
     out.depends_on = s.depends_on;
     out.retry = retry(v, &at("retry"), s.retry);
     out.idempotency_key = (!s.idempotency_key.is_empty()).then_some(s.idempotency_key);
@@ -118,6 +129,11 @@ fn spec_pb(s: &ActionSpec) -> pb::ActionSpec {
         depends_on: s.depends_on.clone(),
         retry: Some(retry_pb(&s.retry)),
         idempotency_key: s.idempotency_key.clone().unwrap_or_default(),
+        not_before_from: s.not_before_from.clone().unwrap_or_default(),
+        not_before_offset: (s.not_before_offset_secs != 0).then_some(prost_types::Duration {
+            seconds: s.not_before_offset_secs,
+            nanos: 0,
+        }),
     }
 }
 
@@ -183,7 +199,12 @@ impl PlannerService for PlannerApi {
         v.finish().map_err(into_status)?;
         let plan = self
             .0
-            .create(&user, &req.title, specs)
+            .create_once(
+                &user,
+                &req.title,
+                specs,
+                (!req.request_id.is_empty()).then_some(req.request_id.as_str()),
+            )
             .await
             .map_err(into_status)?;
         Ok(Response::new(pb::CreatePlanResponse {

@@ -18,10 +18,11 @@ pub enum ActionType {
     Memory,
     Notification,
     Calendar,
+    Focus,
 }
 
 impl ActionType {
-    pub const ALL: [ActionType; 7] = [
+    pub const ALL: [ActionType; 8] = [
         ActionType::TaskManagement,
         ActionType::MoodTracking,
         ActionType::Gamification,
@@ -29,6 +30,7 @@ impl ActionType {
         ActionType::Memory,
         ActionType::Notification,
         ActionType::Calendar,
+        ActionType::Focus,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -40,6 +42,7 @@ impl ActionType {
             ActionType::Memory => "memory",
             ActionType::Notification => "notification",
             ActionType::Calendar => "calendar",
+            ActionType::Focus => "focus",
         }
     }
 
@@ -85,10 +88,25 @@ pub struct ActionSpec {
     pub priority: Priority,
     pub params: serde_json::Value,
     pub not_before: Option<DateTime<Utc>>,
+    /// Not before a time a dependency produced: a `${key.path}` reference to
+    /// an RFC 3339 string in an ancestor's output, shifted by
+    /// `not_before_offset_secs`. The action is cancelled when its
+    /// dependencies succeeded and the reference has no time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before_from: Option<String>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub not_before_offset_secs: i64,
     pub depends_on: Vec<String>,
     pub retry: RetryPolicy,
     pub idempotency_key: Option<String>,
 }
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+/// Most an offset from a dependency's time may shift it: a year.
+const OFFSET_MAX_SECS: i64 = 366 * 24 * 3600;
 
 impl ActionSpec {
     pub fn new(key: impl Into<String>, action_type: ActionType) -> Self {
@@ -98,6 +116,8 @@ impl ActionSpec {
             priority: Priority::default(),
             params: serde_json::Value::Null,
             not_before: None,
+            not_before_from: None,
+            not_before_offset_secs: 0,
             depends_on: Vec::new(),
             retry: RetryPolicy::default(),
             idempotency_key: None,
@@ -261,6 +281,24 @@ impl Plan {
         for (i, s) in specs.iter().enumerate() {
             let mut refs = Vec::new();
             references(&s.params, &mut refs);
+            if let Some(from) = &s.not_before_from {
+                let Some((key, path)) = reference(from) else {
+                    return Err(PlanError::Invalid {
+                        action: s.key.clone(),
+                        field: "not_before_from".into(),
+                        reason: "must be a reference, \"${key.path}\"".into(),
+                    });
+                };
+                refs.push((key, path.into_iter().map(str::to_owned).collect()));
+            }
+            let from_ref = s.not_before_from.is_some();
+            if s.not_before_offset_secs.abs() > OFFSET_MAX_SECS {
+                return Err(PlanError::Invalid {
+                    action: s.key.clone(),
+                    field: "not_before_offset".into(),
+                    reason: "must be within a year either way".into(),
+                });
+            }
             if refs.is_empty() {
                 continue;
             }
@@ -271,10 +309,17 @@ impl Plan {
                     stack.extend(&deps[d]);
                 }
             }
-            if let Some(bad) = refs.iter().find(|r| !ancestors.contains(r.0.as_str())) {
+            if let Some(at) = refs.iter().position(|r| !ancestors.contains(r.0.as_str())) {
+                let bad = &refs[at];
+                // The reference of `not_before_from` is the last one.
+                let field = if from_ref && at + 1 == refs.len() {
+                    "not_before_from"
+                } else {
+                    "params"
+                };
                 return Err(PlanError::Invalid {
                     action: s.key.clone(),
-                    field: "params".into(),
+                    field: field.into(),
                     reason: format!(
                         "refers to the output of {:?}, which it does not depend on",
                         bad.0
@@ -364,10 +409,25 @@ impl Plan {
                 let deps_done = deps
                     .iter()
                     .all(|&d| self.actions[d].status == Status::Succeeded);
+                if !deps_done {
+                    continue;
+                }
+                let from = match self.time_from(i) {
+                    Ok(t) => t,
+                    Err(reason) => {
+                        let a = &mut self.actions[i];
+                        a.status = Status::Cancelled;
+                        a.finished_at = Some(now);
+                        a.reason = Some(reason);
+                        changed = true;
+                        continue;
+                    }
+                };
                 let a = &mut self.actions[i];
                 let due = a.spec.not_before.is_none_or(|t| t <= now)
+                    && from.is_none_or(|t| t <= now)
                     && a.retry_at.is_none_or(|t| t <= now);
-                if deps_done && due {
+                if due {
                     a.status = Status::Ready;
                     a.retry_at = None;
                 }
@@ -525,22 +585,12 @@ impl Plan {
     pub fn resolve_params(&self, key: &str) -> Result<serde_json::Value, PlanError> {
         let a = &self.actions[self.position(key)?];
         let mut params = a.spec.params.clone();
-        substitute(&mut params, &|name, path| {
-            let dep = self.get(name)?;
-            let mut v = dep.output.as_ref()?;
-            for seg in path {
-                v = match v {
-                    serde_json::Value::Object(m) => m.get(*seg)?,
-                    serde_json::Value::Array(items) => items.get(seg.parse::<usize>().ok()?)?,
-                    _ => return None,
-                };
+        substitute(&mut params, &|name, path| self.lookup(name, path)).map_err(|reference| {
+            PlanError::Invalid {
+                action: key.to_owned(),
+                field: "params".into(),
+                reason: format!("{reference} has no value in the dependency's output"),
             }
-            Some(v.clone())
-        })
-        .map_err(|reference| PlanError::Invalid {
-            action: key.to_owned(),
-            field: "params".into(),
-            reason: format!("{reference} has no value in the dependency's output"),
         })?;
         Ok(params)
     }
@@ -564,11 +614,46 @@ impl Plan {
                     .iter()
                     .all(|d| succeeded.contains(d.as_str()))
             })
-            .filter_map(|a| match (a.spec.not_before, a.retry_at) {
-                (Some(x), Some(y)) => Some(x.max(y)),
-                (x, y) => x.or(y),
+            .filter_map(|a| {
+                let i = self.position(&a.spec.key).ok()?;
+                let from = self.time_from(i).ok().flatten();
+                [a.spec.not_before, from, a.retry_at]
+                    .into_iter()
+                    .flatten()
+                    .max()
             })
             .min()
+    }
+
+    /// The time `not_before_from` names, shifted by the offset: `None`
+    /// without one; an error saying why when the output has no time there.
+    fn time_from(&self, i: usize) -> Result<Option<DateTime<Utc>>, String> {
+        let spec = &self.actions[i].spec;
+        let Some(from) = &spec.not_before_from else {
+            return Ok(None);
+        };
+        let value = reference(from).and_then(|(key, path)| self.lookup(&key, &path));
+        let time = value
+            .as_ref()
+            .and_then(serde_json::Value::as_str)
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            .ok_or_else(|| format!("{from} is not a time in the dependency's output"))?;
+        Ok(Some(
+            time.with_timezone(&Utc) + chrono::Duration::seconds(spec.not_before_offset_secs),
+        ))
+    }
+
+    fn lookup(&self, name: &str, path: &[&str]) -> Option<serde_json::Value> {
+        let dep = self.get(name)?;
+        let mut v = dep.output.as_ref()?;
+        for seg in path {
+            v = match v {
+                serde_json::Value::Object(m) => m.get(*seg)?,
+                serde_json::Value::Array(items) => items.get(seg.parse::<usize>().ok()?)?,
+                _ => return None,
+            };
+        }
+        Some(v.clone())
     }
 }
 

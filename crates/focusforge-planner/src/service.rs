@@ -12,7 +12,8 @@ use chrono::{DateTime, Utc};
 use focusforge_core::{Clock, Error, UserId, Violations, check_id};
 use focusforge_jobs::{Handler, JobContext, JobError, JobSpec, Jobs};
 use focusforge_store::{
-    Cursor, Document, Filter, NewDocument, Order, Query, SharedStore, SortKey, modify, page_token,
+    Cursor, Document, Filter, NewDocument, Order, Query, SharedStore, SortKey, StoreError, modify,
+    page_token,
 };
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -330,8 +331,27 @@ impl Planner {
         title: &str,
         actions: Vec<ActionSpec>,
     ) -> Result<PlanView, Error> {
+        self.create_once(user, title, actions, None).await
+    }
+
+    /// [`Planner::create`]; with a request id, a retry (within a day)
+    /// returns the plan the first call made instead of making a second.
+    pub async fn create_once(
+        &self,
+        user: &UserId,
+        title: &str,
+        actions: Vec<ActionSpec>,
+        request_id: Option<&str>,
+    ) -> Result<PlanView, Error> {
         let mut v = Violations::new();
         v.optional_text("title", title, TITLE_MAX);
+        if let Some(id) = request_id {
+            v.check(
+                !id.is_empty() && id.len() <= focusforge_store::requests::MAX_BYTES,
+                "request_id",
+                "must be 1-128 bytes",
+            );
+        }
         for a in &actions {
             if let Some(key) = &a.idempotency_key {
                 v.check(
@@ -349,20 +369,63 @@ impl Planner {
             done: plan.is_done(),
             plan,
         };
-        let doc = self
+        let mut id = focusforge_core::new_id();
+        if let Some(request) = request_id {
+            let claim = focusforge_store::requests::claim(
+                self.inner.store.as_ref(),
+                user,
+                PLANS,
+                request,
+                id,
+                now,
+            )
+            .await
+            .map_err(|e| match e {
+                StoreError::AlreadyExists => {
+                    Error::invalid("request_id", "is claimed by another request")
+                }
+                e => e.into_domain("plan"),
+            })?;
+            if !claim.first
+                && let Some(doc) = self
+                    .inner
+                    .store
+                    .get(PLANS, user, &claim.id)
+                    .await
+                    .map_err(|e| e.into_domain("plan"))?
+            {
+                return view(&doc);
+            }
+            id = claim.id;
+        }
+        let inserted = self
             .inner
             .store
             .insert(
                 PLANS,
                 NewDocument {
-                    id: focusforge_core::new_id(),
+                    id: id.clone(),
                     user_id: user.clone(),
                     body: encode(&b)?,
                     expires_at: None,
                 },
             )
-            .await
-            .map_err(|e| e.into_domain("plan"))?;
+            .await;
+        let doc = match inserted {
+            Ok(doc) => doc,
+            // A concurrent retry of the same request inserted it first.
+            Err(StoreError::AlreadyExists) if request_id.is_some() => {
+                let doc = self
+                    .inner
+                    .store
+                    .get(PLANS, user, &id)
+                    .await
+                    .map_err(|e| e.into_domain("plan"))?
+                    .ok_or_else(|| Error::NotFound("plan".into()))?;
+                return view(&doc);
+            }
+            Err(e) => return Err(e.into_domain("plan")),
+        };
         self.schedule(user, &doc.id, &b.plan, now).await;
         view(&doc)
     }

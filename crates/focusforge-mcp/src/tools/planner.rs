@@ -12,6 +12,7 @@ pub enum ActionKind {
     Memory,
     Notification,
     Calendar,
+    Focus,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema)]
@@ -55,6 +56,14 @@ pub struct ActionInput {
     /// Not before this time.
     #[serde(default)]
     pub not_before: Option<DateTime<Utc>>,
+    /// Not before a time an earlier action produced: `${key.path}` naming
+    /// an RFC 3339 string in its output.
+    #[serde(default)]
+    pub not_before_from: String,
+    /// Seconds added to `not_before_from`'s time; negative for earlier.
+    #[serde(default)]
+    #[schemars(range(min = -31_622_400, max = 31_622_400))]
+    pub not_before_offset_seconds: i64,
     /// Keys of actions that must succeed first.
     #[serde(default)]
     pub depends_on: Vec<String>,
@@ -77,6 +86,10 @@ pub struct PlanInput {
     /// 1-1000 actions forming a DAG.
     #[schemars(length(min = 1, max = 1000))]
     pub actions: Vec<ActionInput>,
+    /// Makes a retried call return the plan the first one made.
+    #[serde(default)]
+    #[schemars(length(max = 128))]
+    pub request_id: String,
 }
 
 /// A planned action.
@@ -155,6 +168,7 @@ fn kind_pb(k: ActionKind) -> i32 {
         ActionKind::Memory => planner_pb::ActionType::Memory,
         ActionKind::Notification => planner_pb::ActionType::Notification,
         ActionKind::Calendar => planner_pb::ActionType::Calendar,
+        ActionKind::Focus => planner_pb::ActionType::Focus,
     };
     t as i32
 }
@@ -184,6 +198,7 @@ fn action_out(a: planner_pb::Action) -> ActionOutput {
             Ok(planner_pb::ActionType::Memory) => ActionKind::Memory,
             Ok(planner_pb::ActionType::Notification) => ActionKind::Notification,
             Ok(planner_pb::ActionType::Calendar) => ActionKind::Calendar,
+            Ok(planner_pb::ActionType::Focus) => ActionKind::Focus,
             Ok(planner_pb::ActionType::TaskManagement | planner_pb::ActionType::Unspecified)
             | Err(_) => ActionKind::TaskManagement,
         },
@@ -229,12 +244,20 @@ async fn plan(mesh: Mesh, caller: Caller, i: PlanInput) -> Result<PlanOutput, To
                 ..Default::default()
             }),
             idempotency_key: a.idempotency_key,
+            not_before_from: a.not_before_from,
+            not_before_offset: (a.not_before_offset_seconds != 0).then_some(
+                prost_types::Duration {
+                    seconds: a.not_before_offset_seconds,
+                    nanos: 0,
+                },
+            ),
         })
         .collect();
     let p = planner_client(&mesh)?
         .create_plan(caller.request(planner_pb::CreatePlanRequest {
             title: i.title,
             actions,
+            request_id: i.request_id,
         }))
         .await?
         .into_inner()

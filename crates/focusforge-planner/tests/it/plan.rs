@@ -158,6 +158,72 @@ fn not_before_holds_an_action_back_and_orders_equals() {
 }
 
 #[test]
+fn a_time_from_a_dependency_holds_an_action_back_or_cancels_it_without_one() {
+    let schedule = action("schedule", &[]);
+    let mut remind = action("remind", &["schedule"]);
+    remind.not_before_from = Some("${schedule.first_start}".into());
+    remind.not_before_offset_secs = -600;
+    let mut focus = action("focus", &["schedule"]);
+    focus.not_before_from = Some("${schedule.first_start}".into());
+    let mut plan = Plan::new(vec![schedule, remind, focus], t0()).expect("plan");
+    let mut running = Running::default();
+    assert_eq!(
+        plan.start(t0(), &unlimited(), &mut running),
+        vec!["schedule"]
+    );
+    let start = t0() + chrono::Duration::hours(2);
+    plan.set_output(
+        "schedule",
+        serde_json::json!({ "first_start": start.to_rfc3339() }),
+    )
+    .expect("output");
+    plan.finish("schedule", Outcome::Succeeded, t0(), 0.0)
+        .expect("finish");
+    assert!(plan.start(t0(), &unlimited(), &mut running).is_empty());
+    assert_eq!(plan.next_due(), Some(start - chrono::Duration::minutes(10)));
+    let at = start - chrono::Duration::minutes(10);
+    assert_eq!(plan.start(at, &unlimited(), &mut running), vec!["remind"]);
+    assert_eq!(plan.start(start, &unlimited(), &mut running), vec!["focus"]);
+
+    // No time in the output (nothing was placed): cancelled, saying why.
+    let schedule = action("schedule", &[]);
+    let mut remind = action("remind", &["schedule"]);
+    remind.not_before_from = Some("${schedule.first_start}".into());
+    let mut plan = Plan::new(vec![schedule, remind], t0()).expect("plan");
+    plan.start(t0(), &unlimited(), &mut running);
+    plan.set_output("schedule", serde_json::json!({ "first_start": null }))
+        .expect("output");
+    plan.finish("schedule", Outcome::Succeeded, t0(), 0.0)
+        .expect("finish");
+    let remind = plan.get("remind").expect("remind");
+    assert_eq!(remind.status, Status::Cancelled);
+    assert!(
+        remind
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("${schedule.first_start} is not a time")),
+        "{:?}",
+        remind.reason
+    );
+
+    // The reference must name an ancestor, like a param's.
+    let mut stray = action("stray", &[]);
+    stray.not_before_from = Some("${other.time}".into());
+    let err = Plan::new(vec![action("other", &[]), stray], t0()).expect_err("not an ancestor");
+    assert!(
+        matches!(err, PlanError::Invalid { ref field, .. } if field == "not_before_from"),
+        "{err:?}"
+    );
+    let mut bare = action("bare", &[]);
+    bare.not_before_from = Some("soon".into());
+    let err = Plan::new(vec![bare], t0()).expect_err("not a reference");
+    assert!(
+        matches!(err, PlanError::Invalid { ref field, .. } if field == "not_before_from"),
+        "{err:?}"
+    );
+}
+
+#[test]
 fn failures_are_retried_after_backoff_then_die_and_cancel_dependents() {
     let mut flaky = action("flaky", &[]);
     flaky.retry = RetryPolicy {
