@@ -958,7 +958,10 @@ pub async fn export(cal: &Calendar, user: &UserId) -> Result<(String, String), E
 
 /// Runs planner actions of type `calendar`: `op` is `create_event`
 /// (`title`, `start_time`, `end_time` RFC 3339, optional `time_zone`) or
-/// `auto_schedule` (optional `horizon_days`, `buffer_minutes`).
+/// `auto_schedule` (optional `horizon_days`, `buffer_minutes`, and
+/// `task_id`: the output then says where that task's blocks went, with
+/// `first_start` and `first_end` of its earliest one, `null` when none was
+/// placed, so a later action can wait for it).
 pub struct CalendarExecutor {
     pub mesh: Mesh,
 }
@@ -1024,12 +1027,35 @@ impl Executor for CalendarExecutor {
                     .await
                     .map_err(|s| from_status(&s))?
                     .into_inner();
-                Ok(json!({
+                let mut out = json!({
                     "added": r.added,
                     "kept": r.kept,
                     "moved": r.moved,
                     "unscheduled": r.unscheduled.iter().map(|u| &u.task_id).collect::<Vec<_>>(),
-                }))
+                });
+                let task = s("task_id");
+                if !task.is_empty() {
+                    let rfc3339 = |t: &Option<prost_types::Timestamp>| {
+                        t.as_ref()
+                            .and_then(|t| DateTime::from_timestamp(t.seconds, 0))
+                            .map(|t| t.to_rfc3339())
+                    };
+                    // Placements come by start.
+                    let mine: Vec<&pb::Placement> =
+                        r.placements.iter().filter(|p| p.task_id == task).collect();
+                    out["task_id"] = json!(task);
+                    out["placed"] = json!(mine.len());
+                    out["first_start"] = json!(mine.first().and_then(|p| rfc3339(&p.start_time)));
+                    out["first_end"] = json!(mine.first().and_then(|p| rfc3339(&p.end_time)));
+                    out["first_event_id"] = json!(mine.first().map(|p| &p.event_id));
+                    out["why_not"] = json!(
+                        r.unscheduled
+                            .iter()
+                            .find(|u| u.task_id == task)
+                            .map(|u| &u.detail)
+                    );
+                }
+                Ok(out)
             }
             _ => Err(Error::invalid(
                 "params.op",

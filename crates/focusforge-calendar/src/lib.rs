@@ -27,7 +27,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use focusforge_kit::{Built, Collection, Deps, Service};
 use focusforge_mcp::Tool;
-use focusforge_planner::ActionType;
+use focusforge_planner::{ActionType, Executor};
 use focusforge_proto::calendar::v1::calendar_service_server::CalendarServiceServer;
 use serde::Deserialize;
 use tonic::server::NamedService;
@@ -110,13 +110,16 @@ impl Service for CalendarService {
             events: deps.events.clone(),
         };
         Ok(Built::grpc(CalendarServiceServer::new(api))
-            .executor(
-                ActionType::Calendar,
-                Arc::new(api::CalendarExecutor {
-                    mesh: deps.mesh.clone(),
-                }),
-            )
             .http(api::FEED_PATH, feed::feed_service(cal))
             .http(api::CALLBACK_PATH, feed::callback_service(link)))
+    }
+
+    fn executors(&self, deps: &Deps) -> Vec<(ActionType, Arc<dyn Executor>)> {
+        vec![(
+            ActionType::Calendar,
+            Arc::new(api::CalendarExecutor {
+                mesh: deps.mesh.clone(),
+            }),
+        )]
     }
 }

@@ -685,3 +685,62 @@ pub fn handlers(focus: &Focus, effects: &Effects) -> (Arc<dyn Handler>, Arc<dyn 
         }),
     )
 }
+
+/// Runs planner actions of type `focus`: `op` is `start` (`task_id`,
+/// optional `minutes`): a focus session for the task, through the Focus
+/// service as the plan's user. A repeated run starts it once.
+pub struct FocusExecutor {
+    pub mesh: Mesh,
+}
+
+#[async_trait]
+impl focusforge_planner::Executor for FocusExecutor {
+    async fn execute(
+        &self,
+        user: &UserId,
+        action: &focusforge_planner::ActionSpec,
+        params: Value,
+    ) -> Result<Value, Error> {
+        let s = |k: &str| params.get(k).and_then(Value::as_str).unwrap_or_default();
+        if s("op") != "start" {
+            return Err(Error::invalid("params.op", "must be start"));
+        }
+        let minutes = match params.get("minutes") {
+            None | Some(Value::Null) => 0,
+            Some(v) => v
+                .as_i64()
+                .and_then(|n| i32::try_from(n).ok())
+                .ok_or_else(|| Error::invalid("params.minutes", "must be an integer"))?,
+        };
+        let conn = self
+            .mesh
+            .conn(pb::focus_service_server::SERVICE_NAME)
+            .map_err(|s| focusforge_grpc::from_status(&s))?;
+        let caller = self
+            .mesh
+            .acting(user.clone(), "planner")
+            .ok_or_else(|| Error::Internal("the mesh has no key to act for users".into()))?;
+        let request = pb::StartSessionRequest {
+            kind: pb::SessionKind::Focus as i32,
+            task_id: s("task_id").to_owned(),
+            planned_minutes: minutes,
+            request_id: action
+                .idempotency_key
+                .as_deref()
+                .map(|k| format!("plan-{:016x}", focusforge_store::page_token::fingerprint(k)))
+                .unwrap_or_default(),
+        };
+        let session = pb::focus_service_client::FocusServiceClient::new(conn)
+            .start_session(caller.request(request))
+            .await
+            .map_err(|s| focusforge_grpc::from_status(&s))?
+            .into_inner()
+            .session
+            .unwrap_or_default();
+        Ok(json!({
+            "session_id": session.id,
+            "task_id": session.task_id,
+            "planned_minutes": session.planned_minutes,
+        }))
+    }
+}

@@ -15,7 +15,9 @@ pub mod tools;
 use async_trait::async_trait;
 use focusforge_kit::{Built, Collection, Deps, Service};
 use focusforge_mcp::Tool;
+use focusforge_planner::{ActionType, Executor};
 use focusforge_proto::focus::v1::focus_service_server::FocusServiceServer;
+use std::sync::Arc;
 use tonic::server::NamedService;
 
 pub use api::{COMPLETED_JOB, TIMER_JOB};
@@ -53,6 +55,19 @@ impl Service for FocusService {
 
     fn job_kinds(&self) -> Vec<&'static str> {
         vec![TIMER_JOB, COMPLETED_JOB]
+    }
+
+    fn action_types(&self) -> Vec<ActionType> {
+        vec![ActionType::Focus]
+    }
+
+    fn executors(&self, deps: &Deps) -> Vec<(ActionType, Arc<dyn Executor>)> {
+        vec![(
+            ActionType::Focus,
+            Arc::new(api::FocusExecutor {
+                mesh: deps.mesh.clone(),
+            }),
+        )]
     }
 
     async fn build(&self, deps: &Deps) -> anyhow::Result<Built> {

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use focusforge_kit::{Built, Collection, Deps, Service};
 use focusforge_mcp::Tool;
-use focusforge_planner::ActionType;
+use focusforge_planner::{ActionType, Executor};
 use focusforge_proto::gamification::v1::gamification_service_server::GamificationServiceServer;
 use tonic::server::NamedService;
 
@@ -76,18 +76,20 @@ impl Service for GamificationService {
             mesh: deps.mesh.clone(),
             events: deps.events.clone(),
         };
-        Ok(Built::grpc(GamificationServiceServer::new(api))
-            .executor(
-                ActionType::Gamification,
-                Arc::new(api::GameExecutor {
-                    mesh: deps.mesh.clone(),
-                }),
-            )
-            .job(
-                AWARD_JOB,
-                Arc::new(api::AwardJob {
-                    mesh: deps.mesh.clone(),
-                }),
-            ))
+        Ok(Built::grpc(GamificationServiceServer::new(api)).job(
+            AWARD_JOB,
+            Arc::new(api::AwardJob {
+                mesh: deps.mesh.clone(),
+            }),
+        ))
+    }
+
+    fn executors(&self, deps: &Deps) -> Vec<(ActionType, Arc<dyn Executor>)> {
+        vec![(
+            ActionType::Gamification,
+            Arc::new(api::GameExecutor {
+                mesh: deps.mesh.clone(),
+            }),
+        )]
     }
 }

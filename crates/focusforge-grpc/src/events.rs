@@ -207,3 +207,61 @@ impl Pump {
         }
     }
 }
+
+/// Runs planner actions of type `notification`: `op` is `remind` (`text`,
+/// optional `task_id`): a reminder event on the plan's user's stream. With
+/// an idempotency key a repeated run reminds once.
+pub struct ReminderExecutor {
+    pub events: Events,
+    pub store: focusforge_store::SharedStore,
+}
+
+#[async_trait::async_trait]
+impl focusforge_planner::Executor for ReminderExecutor {
+    async fn execute(
+        &self,
+        user: &UserId,
+        action: &focusforge_planner::ActionSpec,
+        params: serde_json::Value,
+    ) -> Result<serde_json::Value, Error> {
+        let s = |k: &str| {
+            params
+                .get(k)
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+        };
+        if s("op") != "remind" {
+            return Err(Error::invalid("params.op", "must be remind"));
+        }
+        let mut v = Violations::new();
+        v.text("params.text", s("text"), 500);
+        v.optional_text("params.task_id", s("task_id"), 128);
+        v.finish()?;
+        if let Some(key) = &action.idempotency_key {
+            let claim = focusforge_store::requests::claim(
+                self.store.as_ref(),
+                user,
+                "reminders",
+                key,
+                focusforge_core::new_id(),
+                self.events.now(),
+            )
+            .await
+            .map_err(|e| e.into_domain("reminder"))?;
+            if !claim.first {
+                return Ok(serde_json::json!({ "reminded": false, "repeat": true }));
+            }
+        }
+        publish(
+            &self.events,
+            user,
+            pb::EventType::Reminder,
+            pb::event::Payload::Reminder(pb::ReminderEvent {
+                text: s("text").to_owned(),
+                task_id: s("task_id").to_owned(),
+            }),
+        )
+        .await;
+        Ok(serde_json::json!({ "reminded": true }))
+    }
+}

@@ -144,6 +144,14 @@ pub trait Service: Send + Sync + 'static {
     fn job_kinds(&self) -> Vec<&'static str> {
         Vec::new()
     }
+    /// Executors of its action types that call it through the mesh (or
+    /// need only the shared backends), so a planner runs its actions in
+    /// any process, whether or not the service runs there. An executor a
+    /// built service adds with [`Built::executor`] takes precedence where
+    /// the service runs.
+    fn executors(&self, _deps: &Deps) -> Vec<(ActionType, Arc<dyn Executor>)> {
+        Vec::new()
+    }
     /// Builds it (called only when this process runs it).
     async fn build(&self, deps: &Deps) -> anyhow::Result<Built>;
 }
@@ -298,6 +306,11 @@ impl Kit {
                 .set_service_status(service.name(), tonic_health::ServingStatus::Serving)
                 .await;
             names.push(service.name());
+        }
+        for service in &self.services {
+            for (action, executor) in service.executors(deps) {
+                executors.entry(action).or_insert(executor);
+            }
         }
         Ok(Mounted {
             names,

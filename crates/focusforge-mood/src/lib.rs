@@ -17,7 +17,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use focusforge_kit::{Built, Collection, Deps, Service};
 use focusforge_mcp::Tool;
-use focusforge_planner::ActionType;
+use focusforge_planner::{ActionType, Executor};
 use focusforge_proto::mood::v1::mood_service_server::MoodServiceServer;
 use tonic::server::NamedService;
 
@@ -60,11 +60,15 @@ impl Service for MoodService {
             mesh: deps.mesh.clone(),
             events: deps.events.clone(),
         };
-        Ok(Built::grpc(MoodServiceServer::new(api)).executor(
+        Ok(Built::grpc(MoodServiceServer::new(api)))
+    }
+
+    fn executors(&self, deps: &Deps) -> Vec<(ActionType, Arc<dyn Executor>)> {
+        vec![(
             ActionType::MoodTracking,
             Arc::new(api::MoodExecutor {
                 mesh: deps.mesh.clone(),
             }),
-        ))
+        )]
     }
 }

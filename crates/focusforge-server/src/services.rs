@@ -388,6 +388,18 @@ impl Service for EventService {
     fn short_name(&self) -> &'static str {
         "events"
     }
+    fn action_types(&self) -> Vec<ActionType> {
+        vec![ActionType::Notification]
+    }
+    fn executors(&self, deps: &Deps) -> Vec<(ActionType, Arc<dyn focusforge_planner::Executor>)> {
+        vec![(
+            ActionType::Notification,
+            Arc::new(focusforge_grpc::ReminderExecutor {
+                events: deps.events.clone(),
+                store: deps.store.clone(),
+            }),
+        )]
+    }
     async fn build(&self, deps: &Deps) -> anyhow::Result<Built> {
         Ok(Built::grpc(EventServiceServer::new(EventApi {
             events: deps.events.clone(),
