@@ -29,6 +29,7 @@ fn breakdown(title: &str, granularity: i32) -> BreakDownTaskRequest {
         task: task(title),
         granularity,
         no_cache: false,
+        context: None,
     }
 }
 
@@ -142,6 +143,7 @@ async fn every_chain_answers_with_the_local_model_and_repeats_come_from_the_cach
             AnalyzeTaskRequest {
                 task: task("Migrate the billing database to Postgres"),
                 no_cache: false,
+                context: None,
             },
         ))
         .await
@@ -158,6 +160,7 @@ async fn every_chain_answers_with_the_local_model_and_repeats_come_from_the_cach
             MotivateRequest {
                 task_title: "Write the quarterly report".into(),
                 no_cache: false,
+                context: None,
             },
         ))
         .await
@@ -174,6 +177,7 @@ async fn every_chain_answers_with_the_local_model_and_repeats_come_from_the_cach
                 proof: "Wrote all 12 pages of the quarterly report and sent it to finance".into(),
                 link: "https://docs.example.com/q3-report".into(),
                 no_cache: false,
+                context: None,
             },
         ))
         .await
@@ -191,6 +195,7 @@ async fn every_chain_answers_with_the_local_model_and_repeats_come_from_the_cach
                 mood: "tired".into(),
                 hour_of_day: Some(8),
                 no_cache: false,
+                context: None,
             },
         ))
         .await
@@ -288,6 +293,7 @@ async fn the_openai_backend_gets_the_memory_context_in_its_prompt() {
                 }),
                 granularity: 2,
                 no_cache: false,
+                context: None,
             },
         ))
         .await
@@ -340,6 +346,7 @@ async fn the_streaming_breakdown_sends_blocks_then_the_result_over_grpc_web() {
         task: task("Plan the team offsite"),
         granularity: 2,
         no_cache: false,
+        context: None,
     };
     let auth = format!("Bearer {}", token("alice"));
     let res = grpc_web(

@@ -175,6 +175,7 @@ async fn awards_once(cfg: focusforge_server::Config, dir: tempfile::TempDir) {
                 CreatePlanRequest {
                     title: key.into(),
                     actions: vec![complete_action(key, &t2)],
+                    request_id: String::new(),
                 },
             ))
             .await

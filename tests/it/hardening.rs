@@ -488,6 +488,7 @@ async fn motivate(server: &Server) -> focusforge_proto::chain::v1::MotivateRespo
             MotivateRequest {
                 task_title: "Write the report".into(),
                 no_cache: true,
+                context: None,
             },
         ))
         .await
@@ -809,6 +810,7 @@ async fn execute_ready_reports_what_ran_even_when_a_worker_ran_it() {
                             .to_string(),
                         ..Default::default()
                     }],
+                    request_id: String::new(),
                 },
             ))
             .await

@@ -540,6 +540,7 @@ async fn a_planned_mood_action_logs_a_mood_acting_for_the_user() {
             CreatePlanRequest {
                 title: "check in".into(),
                 actions: vec![mood_action("checkin")],
+                request_id: String::new(),
             },
         ))
         .await
@@ -586,6 +587,7 @@ async fn a_mood_action_without_the_mood_service_fails_naming_it() {
             CreatePlanRequest {
                 title: "check in".into(),
                 actions: vec![mood_action("checkin")],
+                request_id: String::new(),
             },
         ))
         .await

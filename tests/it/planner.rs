@@ -51,6 +51,7 @@ fn report_plan() -> CreatePlanRequest {
                 &[],
             ),
         ],
+        request_id: String::new(),
     }
 }
 
@@ -368,6 +369,7 @@ async fn bad_plans_name_the_offending_actions() {
                 CreatePlanRequest {
                     title: String::new(),
                     actions,
+                    request_id: String::new(),
                 },
             ))
             .await
@@ -440,6 +442,7 @@ async fn a_restarted_server_resumes_a_waiting_plan() {
             CreatePlanRequest {
                 title: "later".into(),
                 actions: vec![later],
+                request_id: String::new(),
             },
         ))
         .await

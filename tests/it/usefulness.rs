@@ -33,6 +33,7 @@ fn request(title: &str, estimate: i32) -> BreakDownTaskRequest {
         }),
         granularity: 3,
         no_cache: true,
+        context: None,
     }
 }
 

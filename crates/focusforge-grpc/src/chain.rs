@@ -76,8 +76,25 @@ impl ContextSource for MemoryContext {
             .await
             .map_err(|s| Error::Unavailable(format!("memory service: {}", s.message())))?
             .into_inner();
-        let prefs = ctx.preferences.unwrap_or_default();
-        Ok(UserContext {
+        Ok(user_context(ctx))
+    }
+}
+
+/// A context the caller fetched and handed over.
+struct Given(memory_pb::GetUserContextResponse);
+
+#[async_trait]
+impl ContextSource for Given {
+    async fn user_context(&self, _query: &str) -> focusforge_core::Result<UserContext> {
+        Ok(user_context(self.0.clone()))
+    }
+}
+
+/// The Memory service's answer as the chains read it.
+pub fn user_context(ctx: memory_pb::GetUserContextResponse) -> UserContext {
+    let prefs = ctx.preferences.unwrap_or_default();
+    {
+        UserContext {
             focus_minutes: (prefs.focus_minutes > 0).then_some(prefs.focus_minutes),
             daily_goal_minutes: (prefs.daily_goal_minutes > 0).then_some(prefs.daily_goal_minutes),
             timezone: (!prefs.timezone.is_empty()).then_some(prefs.timezone),
@@ -103,7 +120,7 @@ impl ContextSource for MemoryContext {
                 completed_today: p.completed_today.max(0) as u32,
                 streak_days: p.streak_days.max(0) as u32,
             }),
-        })
+        }
     }
 }
 
@@ -196,7 +213,14 @@ fn breakdown(b: Breakdown, i: Info) -> pb::BreakDownTaskResponse {
 }
 
 impl ChainApi {
-    fn source<T>(&self, req: &Request<T>) -> Box<dyn ContextSource> {
+    fn source<T>(
+        &self,
+        req: &Request<T>,
+        given: Option<memory_pb::GetUserContextResponse>,
+    ) -> Box<dyn ContextSource> {
+        if let Some(ctx) = given {
+            return Box::new(Given(ctx));
+        }
         let conn = self
             .mesh
             .conn(memory_pb::memory_service_server::SERVICE_NAME);
@@ -213,15 +237,17 @@ impl ChainApi {
     /// from, and the call's options.
     fn begin<T>(
         &self,
-        req: &Request<T>,
+        req: &mut Request<T>,
         no_cache: bool,
+        given: impl FnOnce(&mut T) -> Option<memory_pb::GetUserContextResponse>,
     ) -> Result<(UserId, Box<dyn ContextSource>, Options), Status> {
+        let given = given(req.get_mut());
         let options = Options {
             no_cache,
             deadline: deadline(req.metadata()),
             stream: None,
         };
-        Ok((caller(req)?, self.source(req), options))
+        Ok((caller(req)?, self.source(req, given), options))
     }
 }
 
@@ -232,9 +258,10 @@ type EventStream =
 impl ChainService for ChainApi {
     async fn break_down_task(
         &self,
-        req: Request<pb::BreakDownTaskRequest>,
+        mut req: Request<pb::BreakDownTaskRequest>,
     ) -> Reply<pb::BreakDownTaskResponse> {
-        let (user, source, options) = self.begin(&req, req.get_ref().no_cache)?;
+        let no_cache = req.get_ref().no_cache;
+        let (user, source, options) = self.begin(&mut req, no_cache, |r| r.context.take())?;
         let r = req.into_inner();
         let task = task_input(r.task).map_err(into_status)?;
         let (b, i) = self
@@ -249,9 +276,10 @@ impl ChainService for ChainApi {
 
     async fn stream_task_breakdown(
         &self,
-        req: Request<pb::StreamTaskBreakdownRequest>,
+        mut req: Request<pb::StreamTaskBreakdownRequest>,
     ) -> Reply<Self::StreamTaskBreakdownStream> {
-        let (user, source, mut options) = self.begin(&req, req.get_ref().no_cache)?;
+        let no_cache = req.get_ref().no_cache;
+        let (user, source, mut options) = self.begin(&mut req, no_cache, |r| r.context.take())?;
         let r = req.into_inner();
         let task = task_input(r.task).map_err(into_status)?;
         let (events, rx) = mpsc::channel(16);
@@ -290,9 +318,10 @@ impl ChainService for ChainApi {
 
     async fn analyze_task(
         &self,
-        req: Request<pb::AnalyzeTaskRequest>,
+        mut req: Request<pb::AnalyzeTaskRequest>,
     ) -> Reply<pb::AnalyzeTaskResponse> {
-        let (user, source, options) = self.begin(&req, req.get_ref().no_cache)?;
+        let no_cache = req.get_ref().no_cache;
+        let (user, source, options) = self.begin(&mut req, no_cache, |r| r.context.take())?;
         let task = task_input(req.into_inner().task).map_err(into_status)?;
         let (a, i): (Analysis, Info) = self
             .chains
@@ -309,8 +338,9 @@ impl ChainService for ChainApi {
         }))
     }
 
-    async fn motivate(&self, req: Request<pb::MotivateRequest>) -> Reply<pb::MotivateResponse> {
-        let (user, source, options) = self.begin(&req, req.get_ref().no_cache)?;
+    async fn motivate(&self, mut req: Request<pb::MotivateRequest>) -> Reply<pb::MotivateResponse> {
+        let no_cache = req.get_ref().no_cache;
+        let (user, source, options) = self.begin(&mut req, no_cache, |r| r.context.take())?;
         let r = req.into_inner();
         let (m, i) = self
             .chains
@@ -327,9 +357,10 @@ impl ChainService for ChainApi {
 
     async fn validate_proof(
         &self,
-        req: Request<pb::ValidateProofRequest>,
+        mut req: Request<pb::ValidateProofRequest>,
     ) -> Reply<pb::ValidateProofResponse> {
-        let (user, source, options) = self.begin(&req, req.get_ref().no_cache)?;
+        let no_cache = req.get_ref().no_cache;
+        let (user, source, options) = self.begin(&mut req, no_cache, |r| r.context.take())?;
         let r = req.into_inner();
         let task = task_input(r.task).map_err(into_status)?;
         let (p, i): (ProofCheck, Info) = self
@@ -351,9 +382,10 @@ impl ChainService for ChainApi {
 
     async fn suggest_ritual(
         &self,
-        req: Request<pb::SuggestRitualRequest>,
+        mut req: Request<pb::SuggestRitualRequest>,
     ) -> Reply<pb::SuggestRitualResponse> {
-        let (user, source, options) = self.begin(&req, req.get_ref().no_cache)?;
+        let no_cache = req.get_ref().no_cache;
+        let (user, source, options) = self.begin(&mut req, no_cache, |r| r.context.take())?;
         let r = req.into_inner();
         let (ritual, i): (Ritual, Info) = self
             .chains

@@ -194,6 +194,7 @@ async fn break_down(
             }),
             granularity: i.granularity.unwrap_or(3),
             no_cache: false,
+            context: None,
         }))
         .await?
         .into_inner();
@@ -217,6 +218,7 @@ async fn analyze(mesh: Mesh, caller: Caller, i: TaskText) -> Result<AnalysisOutp
         .analyze_task(caller.request(chain::AnalyzeTaskRequest {
             task: Some(task_input(i)),
             no_cache: false,
+            context: None,
         }))
         .await?
         .into_inner();
@@ -239,6 +241,7 @@ async fn motivate(
         .motivate(caller.request(chain::MotivateRequest {
             task_title: i.task_title,
             no_cache: false,
+            context: None,
         }))
         .await?
         .into_inner();
@@ -264,6 +267,7 @@ async fn validate_proof(
             proof: i.proof,
             link: i.link,
             no_cache: false,
+            context: None,
         }))
         .await?
         .into_inner();
@@ -293,6 +297,7 @@ async fn suggest_ritual(
             mood: i.mood,
             hour_of_day: i.hour_of_day,
             no_cache: false,
+            context: None,
         }))
         .await?
         .into_inner();
