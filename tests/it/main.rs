@@ -19,6 +19,7 @@ mod mcp;
 mod memory;
 mod mesh;
 mod mood;
+mod orchestrator;
 mod planner;
 mod rules;
 mod tasks;

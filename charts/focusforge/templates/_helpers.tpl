@@ -63,7 +63,7 @@ true
 {{- if .Values.api.services -}}
 {{- join "," .Values.api.services -}}
 {{- else if include "focusforge.shared" . -}}
-chain,tasks,users,planner,jobs,mcp,mood,gamification,focus,calendar,analytics,integrations,events
+chain,tasks,users,planner,jobs,mcp,mood,gamification,focus,calendar,analytics,integrations,events,orchestrator
 {{- end -}}
 {{- end -}}
 

@@ -24,6 +24,7 @@ fn category_pb(c: Category) -> i32 {
         Category::Focus => pb::ToolCategory::Focus,
         Category::Calendar => pb::ToolCategory::Calendar,
         Category::Analytics => pb::ToolCategory::Analytics,
+        Category::Workflows => pb::ToolCategory::Workflows,
     };
     v as i32
 }
@@ -43,6 +44,7 @@ fn category(raw: i32) -> Result<Option<Category>, Error> {
         pb::ToolCategory::Focus => Some(Category::Focus),
         pb::ToolCategory::Calendar => Some(Category::Calendar),
         pb::ToolCategory::Analytics => Some(Category::Analytics),
+        pb::ToolCategory::Workflows => Some(Category::Workflows),
     })
 }
 

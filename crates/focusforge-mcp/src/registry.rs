@@ -30,10 +30,11 @@ pub enum Category {
     Focus,
     Calendar,
     Analytics,
+    Workflows,
 }
 
 impl Category {
-    pub const ALL: [Category; 10] = [
+    pub const ALL: [Category; 11] = [
         Category::Ai,
         Category::Tasks,
         Category::Mood,
@@ -44,6 +45,7 @@ impl Category {
         Category::Focus,
         Category::Calendar,
         Category::Analytics,
+        Category::Workflows,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -58,6 +60,7 @@ impl Category {
             Category::Focus => "focus",
             Category::Calendar => "calendar",
             Category::Analytics => "analytics",
+            Category::Workflows => "workflows",
         }
     }
 }

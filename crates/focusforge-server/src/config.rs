@@ -949,7 +949,8 @@ mod tests {
                 "calendar",
                 "analytics",
                 "integrations",
-                "events"
+                "events",
+                "orchestrator"
             ],
             "every service of the kit by default"
         );

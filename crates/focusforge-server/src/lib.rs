@@ -58,6 +58,7 @@ fn kit_with(shared: Arc<Shared>) -> Kit {
         .with(focusforge_analytics::AnalyticsService)
         .with(focusforge_integrations::IntegrationService)
         .with(services::EventService(shared))
+        .with(focusforge_orchestrator::OrchestratorService)
 }
 
 /// The embedded document store's file inside the data directory.
