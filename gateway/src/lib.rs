@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use focusforge_auth::Verifier;
+use focusforge_auth::ServiceVerifier;
 use http::Uri;
 use tonic::service::Routes;
 
@@ -104,7 +104,7 @@ pub enum GatewayError {
 
 /// Collects the routes, then builds the [`GatewayService`].
 pub struct Gateway {
-    verifier: Arc<Verifier>,
+    verifier: ServiceVerifier,
     options: GatewayOptions,
     routes: BTreeMap<String, Arc<Upstream>>,
     /// Names only health answers for (backends of a process, ...).
@@ -112,7 +112,9 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(verifier: Arc<Verifier>, options: GatewayOptions) -> Self {
+    /// `verifier` accepts user tokens and, in a mesh, the mesh tokens other
+    /// processes' components call with.
+    pub fn new(verifier: ServiceVerifier, options: GatewayOptions) -> Self {
         Self {
             verifier,
             options,

@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use focusforge_auth::Verifier;
+use focusforge_auth::ServiceVerifier;
 use http::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use http::{HeaderMap, Request, Response};
 use tokio::time::Instant;
@@ -45,7 +45,7 @@ pub struct GatewayService {
 }
 
 struct Inner {
-    verifier: Arc<Verifier>,
+    verifier: ServiceVerifier,
     options: GatewayOptions,
     routes: Arc<BTreeMap<String, Arc<Upstream>>>,
     /// Health and reflection, served by the gateway itself.
@@ -54,7 +54,7 @@ struct Inner {
 
 impl GatewayService {
     pub(crate) fn new(
-        verifier: Arc<Verifier>,
+        verifier: ServiceVerifier,
         options: GatewayOptions,
         routes: BTreeMap<String, Arc<Upstream>>,
         components: BTreeMap<String, Arc<Upstream>>,

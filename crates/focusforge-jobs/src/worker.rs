@@ -194,6 +194,9 @@ pub struct WorkerSettings {
     pub concurrency: usize,
     /// Caps per job kind, within the global one.
     pub per_kind: HashMap<String, usize>,
+    /// Kinds other processes handle: never reserved here, so a mesh of
+    /// processes sharing one queue hands each job to a process that runs it.
+    pub skip_kinds: Vec<String>,
     /// How long a lease lasts without a heartbeat; a job whose worker died
     /// is delivered again this long after its last heartbeat.
     pub visibility: Duration,
@@ -211,6 +214,7 @@ impl Default for WorkerSettings {
             name: format!("worker-{}", std::process::id()),
             concurrency: 4,
             per_kind: HashMap::new(),
+            skip_kinds: Vec::new(),
             visibility: Duration::from_secs(30),
             poll: Duration::from_millis(250),
             recover_every: Duration::from_secs(5),
@@ -307,6 +311,7 @@ async fn dispatch(
             .iter()
             .filter(|(_, s)| s.available_permits() == 0)
             .map(|(k, _)| k.clone())
+            .chain(settings.skip_kinds.iter().cloned())
             .collect();
         // Register for a wake-up before looking, so an enqueue between the
         // look and the wait is not missed.

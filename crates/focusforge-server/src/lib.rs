@@ -401,6 +401,15 @@ pub fn spawn_worker(
         handlers.register(kind, handler.clone());
     }
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
+    // The kinds of the services this process does not run are left to the
+    // processes that do.
+    let skip_kinds = kit(config)
+        .services()
+        .iter()
+        .flat_map(|s| s.job_kinds())
+        .filter(|k| !jobs.iter().any(|(mine, _)| mine == k))
+        .map(str::to_owned)
+        .collect();
     Worker::spawn(
         backends.jobs.clone(),
         handlers,
@@ -409,6 +418,7 @@ pub fn spawn_worker(
             concurrency: workers,
             visibility: Duration::from_secs(config.jobs.visibility_secs),
             retention: Duration::from_secs(config.jobs.retention_days * 86_400),
+            skip_kinds,
             ..WorkerSettings::default()
         },
     )
@@ -520,7 +530,13 @@ pub async fn start_with_clock(
         }
         local = Some((names, backends.components(), routes));
     }
-    let mut gateway = Gateway::new(verifier, options);
+    let mut gateway = Gateway::new(
+        focusforge_auth::ServiceVerifier {
+            users: verifier,
+            mesh: Some(mesh_key(config)?),
+        },
+        options,
+    );
     if let Some((names, components, routes)) = local {
         gateway = gateway.local(&names, &components, routes);
     }

@@ -21,6 +21,7 @@ fn settings(concurrency: usize) -> WorkerSettings {
         name: "test-worker".into(),
         concurrency,
         per_kind: HashMap::new(),
+        skip_kinds: Vec::new(),
         visibility: Duration::from_secs(5),
         poll: Duration::from_millis(20),
         recover_every: Duration::from_millis(200),
@@ -373,4 +374,44 @@ async fn no_job_is_lost_when_redis_dies_and_comes_back() {
     })
     .await;
     println!("redis restart: 300 jobs, {spilled} spilled to the embedded queue, all succeeded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_sharing_a_queue_take_only_the_kinds_they_run() {
+    for b in [embedded(), redis()] {
+        let jobs = Jobs::new(b.queue.clone(), Arc::new(SystemClock));
+        let alice = user("alice");
+        let mut ids = Vec::new();
+        for i in 0..20 {
+            let kind = if i % 2 == 0 { "timer" } else { "award" };
+            ids.push(jobs.enqueue(spec(kind, "alice")).await.expect("enqueue").id);
+        }
+        // Two processes of a mesh: each runs one kind and leaves the other.
+        let spawn = |mine: &str, theirs: &str| {
+            let gauge = Arc::new(Gauge::default());
+            let mut handlers = Handlers::new();
+            handlers.register(mine, gauge.clone());
+            let mut s = settings(4);
+            s.skip_kinds = vec![theirs.to_owned()];
+            (gauge, Worker::spawn(jobs.clone(), handlers, s))
+        };
+        let (timers, a) = spawn("timer", "award");
+        let (awards, b2) = spawn("award", "timer");
+        eventually(30, "every job done", || async {
+            timers.done.lock().expect("lock").len() + awards.done.lock().expect("lock").len() == 20
+        })
+        .await;
+        for id in &ids {
+            let job = jobs.get(&alice, id).await.expect("get").expect("job");
+            assert_eq!(
+                job.state,
+                JobState::Succeeded,
+                "no job failed for want of a handler"
+            );
+        }
+        assert_eq!(timers.done.lock().expect("lock").len(), 10);
+        assert_eq!(awards.done.lock().expect("lock").len(), 10);
+        a.shutdown(Duration::from_secs(5)).await;
+        b2.shutdown(Duration::from_secs(5)).await;
+    }
 }
