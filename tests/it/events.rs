@@ -338,7 +338,10 @@ async fn a_resume_from_before_the_retention_is_out_of_range_naming_where_to_resu
 }
 
 /// Reads gRPC-web frames off a response body as they arrive.
-async fn web_messages(body: &mut hyper::body::Incoming, want: usize) -> Vec<SubscribeResponse> {
+pub(crate) async fn web_messages(
+    body: &mut hyper::body::Incoming,
+    want: usize,
+) -> Vec<SubscribeResponse> {
     let mut buf = bytes::BytesMut::new();
     let mut out = Vec::new();
     while out.len() < want {

@@ -25,3 +25,4 @@ mod rules;
 mod tasks;
 mod usefulness;
 mod validation;
+mod workflow_mesh;
