@@ -209,18 +209,28 @@ async fn a_task_created_with_ai_is_scheduled_reminded_and_focused_on_at_its_firs
         ))
         .await
         .expect("execute");
+    let mut before = Vec::new();
     let reminder = loop {
         let m = tokio::time::timeout(Duration::from_secs(10), events.message())
             .await
             .expect("an event in time")
             .expect("stream")
             .expect("open");
-        if let Some(Kind::Event(e)) = m.kind
-            && e.r#type() == EventType::Reminder
-        {
-            break e;
+        if let Some(Kind::Event(e)) = m.kind {
+            if e.r#type() == EventType::Reminder {
+                break e;
+            }
+            before.push(e);
         }
     };
+    // The calendar action's end was on the stream before it.
+    assert!(
+        before.iter().any(|e| matches!(
+            &e.payload,
+            Some(Payload::PlanAction(a)) if a.action_id == "schedule" && a.state == "succeeded" && a.plan_id == first.plan_id
+        )),
+        "{before:?}"
+    );
     match reminder.payload {
         Some(Payload::Reminder(r)) => {
             assert_eq!(r.task_id, task.id);

@@ -208,6 +208,39 @@ impl Pump {
     }
 }
 
+/// Puts every plan action that finished for good on its user's stream.
+pub struct PlanEvents(pub Events);
+
+#[async_trait::async_trait]
+impl focusforge_planner::ActionObserver for PlanEvents {
+    async fn finished(
+        &self,
+        user: &UserId,
+        plan_id: &str,
+        key: &str,
+        status: focusforge_planner::Status,
+    ) {
+        let state = match status {
+            focusforge_planner::Status::Succeeded => "succeeded",
+            focusforge_planner::Status::Failed => "failed",
+            focusforge_planner::Status::Dead => "dead",
+            focusforge_planner::Status::Cancelled => "cancelled",
+            _ => return,
+        };
+        publish(
+            &self.0,
+            user,
+            pb::EventType::PlanActionFinished,
+            pb::event::Payload::PlanAction(pb::PlanActionEvent {
+                plan_id: plan_id.to_owned(),
+                action_id: key.to_owned(),
+                state: state.to_owned(),
+            }),
+        )
+        .await;
+    }
+}
+
 /// Runs planner actions of type `notification`: `op` is `remind` (`text`,
 /// optional `task_id`): a reminder event on the plan's user's stream. With
 /// an idempotency key a repeated run reminds once.

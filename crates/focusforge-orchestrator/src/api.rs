@@ -553,8 +553,10 @@ impl OrchestratorApi {
             p.completed_today += 1;
             p.streak_days = p.streak_days.max(1);
         }
+        // The task is done: the message is about what comes next, not
+        // about starting this one.
         let motivate = steps.timed(caller.request(chain_pb::MotivateRequest {
-            task_title: task.title.clone(),
+            task_title: String::new(),
             no_cache: false,
             context: Some(context),
         }));

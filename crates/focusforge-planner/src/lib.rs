@@ -15,5 +15,6 @@ pub use plan::{
     Action, ActionSpec, ActionType, Limits, Outcome, Plan, PlanError, Priority, Running, Status,
 };
 pub use service::{
-    ADVANCE_JOB, ActionFilter, ActionView, PLANS, PlanView, Planner, PlannerSettings, plan_error,
+    ADVANCE_JOB, ActionFilter, ActionObserver, ActionView, PLANS, PlanView, Planner,
+    PlannerSettings, plan_error,
 };

@@ -135,6 +135,14 @@ struct Inner {
     /// (plan, action) pairs a background job of this process finished
     /// running lately, and when: an `ExecuteReady` racing the job reports them.
     worker_finished: Mutex<HashMap<(String, String), tokio::time::Instant>>,
+    observer: std::sync::OnceLock<Arc<dyn ActionObserver>>,
+}
+
+/// Told of every action that finished for good (succeeded, failed, dead),
+/// after it is recorded: the user's event stream.
+#[async_trait]
+pub trait ActionObserver: Send + Sync + 'static {
+    async fn finished(&self, user: &UserId, plan_id: &str, key: &str, status: Status);
 }
 
 tokio::task_local! {
@@ -314,6 +322,7 @@ impl Planner {
                 counts: Mutex::new(Counts::default()),
                 in_flight: Mutex::new(HashMap::new()),
                 worker_finished: Mutex::new(HashMap::new()),
+                observer: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -952,6 +961,7 @@ impl Planner {
         key: &str,
         result: Result<Value, Error>,
     ) -> Result<(), Error> {
+        let mut ended = None;
         self.modify_plan(user, plan_id, |b| {
             let now = self.inner.clock.now();
             let outcome = match &result {
@@ -965,12 +975,25 @@ impl Planner {
                 },
             };
             match b.plan.finish(key, outcome, now, rand::random()) {
-                Ok(_) | Err(PlanError::NotRunning(_)) => Ok(()),
+                Ok(status) => {
+                    ended = status.is_terminal().then_some(status);
+                    Ok(())
+                }
+                Err(PlanError::NotRunning(_)) => Ok(()),
                 Err(e) => Err(plan_error(e)),
             }
         })
-        .await
-        .map(|_| ())
+        .await?;
+        if let (Some(status), Some(o)) = (ended, self.inner.observer.get()) {
+            o.finished(user, plan_id, key, status).await;
+        }
+        Ok(())
+    }
+
+    /// Tells `observer` of every action that finishes for good; later
+    /// calls are ignored.
+    pub fn observe(&self, observer: Arc<dyn ActionObserver>) {
+        let _ = self.inner.observer.set(observer);
     }
 
     /// Reads one of the user's plans, lets `change` alter it and writes it

@@ -307,6 +307,7 @@ impl Backends {
                 action_timeout: Duration::from_secs(config.planner.action_timeout_secs),
             },
         );
+        planner.observe(Arc::new(focusforge_grpc::PlanEvents(events.clone())));
         Ok(Self {
             clock,
             store,
