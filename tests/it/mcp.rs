@@ -53,8 +53,8 @@ async fn tools_run_for_the_caller_through_the_mesh() {
         .tools;
     // The tools of the build's services: the engine's 15, mood's 2,
     // gamification's 3, focus's 6, calendar's 4, analytics' 1 and
-    // integrations' 4.
-    assert_eq!(all.len(), 35);
+    // integrations' 4, the orchestrator's 4.
+    assert_eq!(all.len(), 39);
     let tasks = mcp
         .list_tools(authed(
             "alice",
@@ -223,7 +223,7 @@ async fn status_follows_what_is_deployed() {
         .expect("status")
         .into_inner()
         .tools;
-    assert_eq!(status.len(), 35);
+    assert_eq!(status.len(), 39);
     for s in &status {
         let expect = s.name.starts_with("tasks.");
         assert_eq!(s.available, expect, "{s:?}");

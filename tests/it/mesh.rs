@@ -39,6 +39,7 @@ const CALENDAR: &str = "focusforge.calendar.v1.CalendarService";
 const ANALYTICS: &str = "focusforge.analytics.v1.AnalyticsService";
 const INTEGRATIONS: &str = "focusforge.integrations.v1.IntegrationService";
 const EVENTS: &str = "focusforge.events.v1.EventService";
+const ORCHESTRATOR: &str = "focusforge.orchestrator.v1.OrchestratorService";
 
 /// An address nothing listens on.
 async fn dead_address() -> String {
@@ -113,6 +114,7 @@ async fn a_single_process_reports_health_and_reflection_for_each_service() {
         ANALYTICS,
         INTEGRATIONS,
         EVENTS,
+        ORCHESTRATOR,
     ] {
         assert_eq!(
             health(&server, service).await.expect("check"),
@@ -139,6 +141,7 @@ async fn a_single_process_reports_health_and_reflection_for_each_service() {
             MCP,
             MEMORY,
             MOOD,
+            ORCHESTRATOR,
             PLANNER,
             TASKS,
             USERS,

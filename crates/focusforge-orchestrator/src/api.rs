@@ -74,6 +74,63 @@ impl OrchestratorApi {
     pub(crate) fn conn(&self, service: &str) -> Result<Conn, Status> {
         self.mesh.conn(service)
     }
+
+    /// The user's context for a task, read once for every chain of the
+    /// workflow; empty when Memory does not answer, so the chains do not
+    /// ask it again.
+    async fn context(
+        &self,
+        caller: &Caller,
+        steps: &mut Steps,
+        title: &str,
+        description: &str,
+    ) -> memory_pb::GetUserContextResponse {
+        let req = steps.timed(
+            caller.request(memory_pb::GetUserContextRequest {
+                query: format!("{title}\n{description}")
+                    .chars()
+                    .take(2000)
+                    .collect(),
+                limit: 5,
+            }),
+        );
+        let memory = self.conn(MEMORY);
+        steps
+            .optional("memory.context", MEMORY, async move {
+                Ok(MemoryServiceClient::new(memory?)
+                    .get_user_context(req)
+                    .await?
+                    .into_inner())
+            })
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Stores an insight about a task; the text when it was stored.
+    async fn insight(
+        &self,
+        caller: &Caller,
+        steps: &mut Steps,
+        task_id: &str,
+        text: String,
+    ) -> String {
+        let record = steps.timed(caller.request(memory_pb::RecordTaskInsightRequest {
+            task_id: task_id.to_owned(),
+            insight: text.clone(),
+            metadata: [("source".to_owned(), "orchestrator".to_owned())].into(),
+        }));
+        let memory = self.conn(MEMORY);
+        steps
+            .optional("memory.insight", MEMORY, async move {
+                MemoryServiceClient::new(memory?)
+                    .record_task_insight(record)
+                    .await
+                    .map(|_| ())
+            })
+            .await
+            .map(|()| text)
+            .unwrap_or_default()
+    }
 }
 
 fn similar_line(s: &memory_pb::SimilarTask) -> Option<String> {
@@ -164,21 +221,9 @@ impl OrchestratorApi {
         r: pb::CreateTaskEnhancedRequest,
     ) -> Result<pb::CreateTaskEnhancedResponse, Status> {
         // 1. The user's context, once, for every chain.
-        let query: String = format!("{}\n{}", r.title.trim(), r.description)
-            .chars()
-            .take(2000)
-            .collect();
-        let req = steps.timed(caller.request(memory_pb::GetUserContextRequest { query, limit: 5 }));
-        let memory = self.conn(MEMORY);
-        let context = steps
-            .optional("memory.context", MEMORY, async move {
-                Ok(MemoryServiceClient::new(memory?)
-                    .get_user_context(req)
-                    .await?
-                    .into_inner())
-            })
-            .await
-            .unwrap_or_default();
+        let context = self
+            .context(caller, steps, r.title.trim(), &r.description)
+            .await;
 
         // 2. The chains, given that context, side by side.
         let task_input = chain_pb::TaskInput {
@@ -308,25 +353,9 @@ impl OrchestratorApi {
         let mut insight = String::new();
         match &analysis {
             Some(a) => {
-                let text = analysis_insight(a);
-                let record = steps.timed(caller.request(memory_pb::RecordTaskInsightRequest {
-                    task_id: task.id.clone(),
-                    insight: text.clone(),
-                    metadata: [("source".to_owned(), "orchestrator".to_owned())].into(),
-                }));
-                let memory = self.conn(MEMORY);
-                if steps
-                    .optional("memory.insight", MEMORY, async move {
-                        MemoryServiceClient::new(memory?)
-                            .record_task_insight(record)
-                            .await
-                            .map(|_| ())
-                    })
-                    .await
-                    .is_some()
-                {
-                    insight = text;
-                }
+                insight = self
+                    .insight(caller, steps, &task.id, analysis_insight(a))
+                    .await;
             }
             None => steps.skipped("memory.insight", MEMORY, "there is no analysis to store"),
         }
@@ -430,25 +459,9 @@ impl OrchestratorApi {
         let was_done = task.status == tasks_pb::TaskStatus::Completed as i32;
 
         // 2. Its context and history.
-        let req = steps.timed(
-            caller.request(memory_pb::GetUserContextRequest {
-                query: format!("{}\n{}", task.title, task.description)
-                    .chars()
-                    .take(2000)
-                    .collect(),
-                limit: 5,
-            }),
-        );
-        let memory = self.conn(MEMORY);
-        let mut context = steps
-            .optional("memory.context", MEMORY, async move {
-                Ok(MemoryServiceClient::new(memory?)
-                    .get_user_context(req)
-                    .await?
-                    .into_inner())
-            })
-            .await
-            .unwrap_or_default();
+        let mut context = self
+            .context(caller, steps, &task.title, &task.description)
+            .await;
 
         // 3. The proof.
         let mut accepted = true;
@@ -606,24 +619,7 @@ impl OrchestratorApi {
             steps.skipped("memory.insight", MEMORY, "the task was already completed");
         } else {
             let text = completion_insight(&task, &out);
-            let record = steps.timed(caller.request(memory_pb::RecordTaskInsightRequest {
-                task_id: task.id.clone(),
-                insight: text.clone(),
-                metadata: [("source".to_owned(), "orchestrator".to_owned())].into(),
-            }));
-            let memory = self.conn(MEMORY);
-            if steps
-                .optional("memory.insight", MEMORY, async move {
-                    MemoryServiceClient::new(memory?)
-                        .record_task_insight(record)
-                        .await
-                        .map(|_| ())
-                })
-                .await
-                .is_some()
-            {
-                out.insight = text;
-            }
+            out.insight = self.insight(caller, steps, &task.id, text).await;
         }
         out.task = Some(task);
         Ok(out)

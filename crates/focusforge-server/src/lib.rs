@@ -531,10 +531,18 @@ pub async fn start_with_clock(
         }
         local = Some((names, backends.components(), routes));
     }
+    // A process of a mesh (it has upstreams) is called by the other
+    // processes' components with mesh tokens; a process alone has no one
+    // to take them from, and refuses them.
+    let mesh = if config.upstreams.is_empty() {
+        None
+    } else {
+        Some(mesh_key(config)?)
+    };
     let mut gateway = Gateway::new(
         focusforge_auth::ServiceVerifier {
             users: verifier,
-            mesh: Some(mesh_key(config)?),
+            mesh,
         },
         options,
     );
