@@ -44,6 +44,8 @@ EXPECTED = {
     "calendar.list_events", "calendar.create_event", "calendar.auto_schedule", "calendar.feed_url",
     "analytics.report", "integrations.spotify_playlists", "integrations.spotify_play",
     "integrations.spotify_pause", "integrations.spotify_now_playing",
+    "workflows.create_task", "workflows.complete_task", "workflows.optimize_day",
+    "workflows.start_focus",
 }
 
 
