@@ -292,7 +292,7 @@ impl Plan {
                 refs.push((key, path.into_iter().map(str::to_owned).collect()));
             }
             let from_ref = s.not_before_from.is_some();
-            if s.not_before_offset_secs.abs() > OFFSET_MAX_SECS {
+            if !(-OFFSET_MAX_SECS..=OFFSET_MAX_SECS).contains(&s.not_before_offset_secs) {
                 return Err(PlanError::Invalid {
                     action: s.key.clone(),
                     field: "not_before_offset".into(),
@@ -638,9 +638,10 @@ impl Plan {
             .and_then(serde_json::Value::as_str)
             .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
             .ok_or_else(|| format!("{from} is not a time in the dependency's output"))?;
-        Ok(Some(
-            time.with_timezone(&Utc) + chrono::Duration::seconds(spec.not_before_offset_secs),
-        ))
+        chrono::Duration::try_seconds(spec.not_before_offset_secs)
+            .and_then(|offset| time.with_timezone(&Utc).checked_add_signed(offset))
+            .map(Some)
+            .ok_or_else(|| format!("{from} shifted by the offset is not a time"))
     }
 
     fn lookup(&self, name: &str, path: &[&str]) -> Option<serde_json::Value> {

@@ -138,8 +138,9 @@ struct Inner {
     observer: std::sync::OnceLock<Arc<dyn ActionObserver>>,
 }
 
-/// Told of every action that finished for good (succeeded, failed, dead),
-/// after it is recorded: the user's event stream.
+/// Told of every action that ends for good (succeeded, dead, cancelled by
+/// the user, a cascade or a time that never came, or cut short by a crash
+/// and out of retries), after it is recorded: the user's event stream.
 #[async_trait]
 pub trait ActionObserver: Send + Sync + 'static {
     async fn finished(&self, user: &UserId, plan_id: &str, key: &str, status: Status);
@@ -403,7 +404,7 @@ impl Planner {
                     .await
                     .map_err(|e| e.into_domain("plan"))?
             {
-                return view(&doc);
+                return self.resumed(user, &doc, now).await;
             }
             id = claim.id;
         }
@@ -431,12 +432,29 @@ impl Planner {
                     .await
                     .map_err(|e| e.into_domain("plan"))?
                     .ok_or_else(|| Error::NotFound("plan".into()))?;
-                return view(&doc);
+                return self.resumed(user, &doc, now).await;
             }
             Err(e) => return Err(e.into_domain("plan")),
         };
         self.schedule(user, &doc.id, &b.plan, now).await;
         view(&doc)
+    }
+
+    /// The plan a retried create found. One never advanced may have lost
+    /// its first run with the call that made it (a crash between the insert
+    /// and the enqueue): it is scheduled again. A second run of a plan that
+    /// did start finds nothing to do.
+    async fn resumed(
+        &self,
+        user: &UserId,
+        doc: &Document,
+        now: DateTime<Utc>,
+    ) -> Result<PlanView, Error> {
+        let found = view(doc)?;
+        if doc.version == 1 && !found.done {
+            self.schedule(user, &doc.id, &found.plan, now).await;
+        }
+        Ok(found)
     }
 
     /// Enqueues the next advance of a plan at `at`. A plan whose job could
@@ -961,7 +979,6 @@ impl Planner {
         key: &str,
         result: Result<Value, Error>,
     ) -> Result<(), Error> {
-        let mut ended = None;
         self.modify_plan(user, plan_id, |b| {
             let now = self.inner.clock.now();
             let outcome = match &result {
@@ -975,18 +992,11 @@ impl Planner {
                 },
             };
             match b.plan.finish(key, outcome, now, rand::random()) {
-                Ok(status) => {
-                    ended = status.is_terminal().then_some(status);
-                    Ok(())
-                }
-                Err(PlanError::NotRunning(_)) => Ok(()),
+                Ok(_) | Err(PlanError::NotRunning(_)) => Ok(()),
                 Err(e) => Err(plan_error(e)),
             }
         })
         .await?;
-        if let (Some(status), Some(o)) = (ended, self.inner.observer.get()) {
-            o.finished(user, plan_id, key, status).await;
-        }
         Ok(())
     }
 
@@ -1009,7 +1019,11 @@ impl Planner {
     where
         F: FnMut(&mut Body) -> Result<(), Error>,
     {
-        modify(
+        // Every action this change ends for good (finished, died, or
+        // cancelled by a cascade or a time that never came), reported once
+        // the change is stored.
+        let mut ended = Vec::new();
+        let doc = modify(
             self.inner.store.as_ref(),
             PLANS,
             user,
@@ -1018,13 +1032,33 @@ impl Planner {
             None,
             |doc| {
                 let mut b = body(doc)?;
+                let before: Vec<bool> = b
+                    .plan
+                    .actions()
+                    .iter()
+                    .map(|a| a.status.is_terminal())
+                    .collect();
                 change(&mut b)?;
+                ended = b
+                    .plan
+                    .actions()
+                    .iter()
+                    .zip(before)
+                    .filter(|(a, was)| a.status.is_terminal() && !was)
+                    .map(|(a, _)| (a.spec.key.clone(), a.status))
+                    .collect();
                 b.done = b.plan.is_done();
                 let new = encode(&b)?;
                 Ok((new != doc.body).then_some(new))
             },
         )
-        .await
+        .await?;
+        if let Some(o) = self.inner.observer.get() {
+            for (key, status) in ended {
+                o.finished(user, plan_id, &key, status).await;
+            }
+        }
+        Ok(doc)
     }
 
     /// Schedules the next advance: when a waiting action comes due, or

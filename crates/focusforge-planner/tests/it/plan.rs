@@ -221,6 +221,20 @@ fn a_time_from_a_dependency_holds_an_action_back_or_cancels_it_without_one() {
         matches!(err, PlanError::Invalid { ref field, .. } if field == "not_before_from"),
         "{err:?}"
     );
+
+    // An offset past a year either way, down to the extremes, is refused
+    // rather than overflowing.
+    for secs in [i64::MIN, i64::MAX, -366 * 86_400 - 1] {
+        let schedule = action("schedule", &[]);
+        let mut remind = action("remind", &["schedule"]);
+        remind.not_before_from = Some("${schedule.first_start}".into());
+        remind.not_before_offset_secs = secs;
+        let err = Plan::new(vec![schedule, remind], t0()).expect_err("offset too far");
+        assert!(
+            matches!(err, PlanError::Invalid { ref field, .. } if field == "not_before_offset"),
+            "{secs}: {err:?}"
+        );
+    }
 }
 
 #[test]

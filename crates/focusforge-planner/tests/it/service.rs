@@ -277,12 +277,25 @@ impl Executor for Scripted {
     }
 }
 
+/// What an observer was told, in order.
+#[derive(Default)]
+struct Told(Mutex<Vec<(String, Status)>>);
+
+#[async_trait]
+impl focusforge_planner::ActionObserver for Told {
+    async fn finished(&self, _: &UserId, _: &str, key: &str, status: Status) {
+        self.0.lock().expect("lock").push((key.to_owned(), status));
+    }
+}
+
 #[tokio::test]
 async fn failures_back_off_on_the_clock_then_cancel_dependents() {
     let clock = ManualClock::new(t0());
     let env = env(Arc::new(clock.clone()));
     let exec = Arc::new(Scripted::new(5, "unavailable"));
     let p = planner(&env, exec.clone(), Limits::default());
+    let told = Arc::new(Told::default());
+    p.observe(told.clone());
     let alice = user("alice");
     let mut flaky = ActionSpec::new("flaky", ActionType::Notification);
     flaky.retry = RetryPolicy {
@@ -333,6 +346,15 @@ async fn failures_back_off_on_the_clock_then_cancel_dependents() {
     assert_eq!(after.status, Status::Cancelled);
     assert!(after.reason.as_deref().expect("reason").contains("flaky"));
     assert!(stored.done);
+    // The observer heard of both ends: the death, and the cancellation it
+    // caused; of the retries, nothing.
+    assert_eq!(
+        *told.0.lock().expect("lock"),
+        vec![
+            ("flaky".to_owned(), Status::Dead),
+            ("after".to_owned(), Status::Cancelled)
+        ]
+    );
 
     // The advance jobs were queued for the retry times.
     let (jobs, _) = env
