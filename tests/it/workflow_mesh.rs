@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use focusforge_proto::events::v1::{EventType, SubscribeRequest, subscribe_response::Kind};
+use focusforge_proto::mood::v1::ListMoodsRequest;
+use focusforge_proto::mood::v1::mood_service_client::MoodServiceClient;
 use focusforge_proto::orchestrator::v1 as pb;
 use focusforge_proto::orchestrator::v1::orchestrator_service_client::OrchestratorServiceClient;
 use focusforge_proto::planner::v1::planner_service_client::PlannerServiceClient;
@@ -22,7 +24,7 @@ use prost::Message;
 use tonic::transport::Channel;
 
 use crate::backends::mongo_uri;
-use crate::harness::{Http, SECRET, authed, models_dir, send, token};
+use crate::harness::{Http, SECRET, authed, bearer, models_dir, send, token};
 use crate::orchestrator::report_request;
 
 /// The binary `cargo test` built beside this test binary.
@@ -112,8 +114,11 @@ impl Mesh {
             }
         }
         toml.push_str(&format!(
-            "[auth]\njwt_secret = {}\n[mongodb]\nuri = {}\ndatabase = {}\n[redis]\nurl = {}\n[llm]\nbackend = \"none\"\n[jobs]\nworkers = 2\n",
+            "[auth]\njwt_secret = {}\naccept_mesh_tokens = {}\n[mongodb]\nuri = {}\ndatabase = {}\n[redis]\nurl = {}\n[llm]\nbackend = \"none\"\n[jobs]\nworkers = 2\n",
             quote(SECRET),
+            // The nodes are called by each other's components; the front
+            // gateway is not.
+            !services.is_empty(),
             quote(&mongo_uri()),
             quote(&self.database),
             quote(&self.redis),
@@ -231,6 +236,26 @@ async fn the_workflows_run_across_one_process_per_service_and_survive_the_chain_
         .connect()
         .await
         .expect("gateway");
+
+    // A mesh token: a node takes it from another node's component, the
+    // front gateway from no one.
+    let key = focusforge_auth::MeshKey::derived(SECRET.as_bytes()).expect("mesh key");
+    let ada = focusforge_core::UserId::parse("ada").expect("user");
+    let mesh_token = key.mint(&ada, "planner").expect("mint");
+    let mood_node = Channel::from_shared(nodes["mood"].0.url())
+        .expect("uri")
+        .connect()
+        .await
+        .expect("mood node");
+    MoodServiceClient::new(mood_node)
+        .list_moods(bearer(&mesh_token, ListMoodsRequest::default()))
+        .await
+        .expect("a node takes a mesh token");
+    let err = MoodServiceClient::new(channel.clone())
+        .list_moods(bearer(&mesh_token, ListMoodsRequest::default()))
+        .await
+        .expect_err("the front gateway refuses it");
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
     let mut orch = OrchestratorServiceClient::new(channel.clone());
 
     // A browser's subscription, over gRPC-web through the gateway.

@@ -73,6 +73,11 @@ pub struct AuthConfig {
     /// secret); an RS256 one generates one in the data directory, which
     /// serves a single process only.
     pub mesh_secret: Option<String>,
+    /// Whether the gateway lets in mesh tokens: on for the processes of a
+    /// mesh whose services other processes' components call (a planner
+    /// action, a job, a workflow step), off for a process alone and for a
+    /// front gateway no component calls.
+    pub accept_mesh_tokens: bool,
 }
 
 impl Default for AuthConfig {
@@ -84,6 +89,7 @@ impl Default for AuthConfig {
             issuer: None,
             leeway_secs: focusforge_auth::DEFAULT_LEEWAY_SECS,
             mesh_secret: None,
+            accept_mesh_tokens: false,
         }
     }
 }
@@ -498,6 +504,11 @@ impl Config {
                     .parse::<u64>()
                     .map_err(|_| err(format!("{name} must be a whole number, got {value:?}")))
             };
+            let boolean = |name: &str| match value.trim() {
+                "true" | "1" => Ok(true),
+                "false" | "0" => Ok(false),
+                _ => Err(err(format!("{name} must be true or false, got {value:?}"))),
+            };
             match key.as_str() {
                 "FOCUSFORGE_CONFIG" => {}
                 "FOCUSFORGE_DATA_DIR" => self.data_dir = PathBuf::from(value),
@@ -514,6 +525,7 @@ impl Config {
                 "FOCUSFORGE_SWEEP_INTERVAL_SECS" => self.sweep_interval_secs = number(key)?,
                 "FOCUSFORGE_JWT_SECRET" => self.auth.jwt_secret = Some(value.clone()),
                 "FOCUSFORGE_MESH_SECRET" => self.auth.mesh_secret = Some(value.clone()),
+                "FOCUSFORGE_ACCEPT_MESH_TOKENS" => self.auth.accept_mesh_tokens = boolean(key)?,
                 "FOCUSFORGE_JWT_PUBLIC_KEY_FILE" => {
                     self.auth.jwt_public_key_file = Some(PathBuf::from(value));
                 }
@@ -530,17 +542,7 @@ impl Config {
                     self.mongodb.max_pool_size = u32::try_from(number(key)?)
                         .map_err(|_| err("FOCUSFORGE_MONGODB_MAX_POOL_SIZE is too large"))?;
                 }
-                "FOCUSFORGE_MONGODB_RETRY_WRITES" => {
-                    self.mongodb.retry_writes = match value.as_str() {
-                        "true" | "1" => true,
-                        "false" | "0" => false,
-                        _ => {
-                            return Err(err(format!(
-                                "FOCUSFORGE_MONGODB_RETRY_WRITES must be true or false, got {value:?}"
-                            )));
-                        }
-                    };
-                }
+                "FOCUSFORGE_MONGODB_RETRY_WRITES" => self.mongodb.retry_writes = boolean(key)?,
                 "FOCUSFORGE_REDIS_URL" => self.redis.url = Some(value.clone()),
                 "FOCUSFORGE_REDIS_TIMEOUT_MS" => self.redis.timeout_ms = number(key)?,
                 "FOCUSFORGE_REDIS_POOL_SIZE" => self.redis.pool_size = number(key)? as usize,

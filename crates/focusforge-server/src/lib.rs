@@ -531,13 +531,12 @@ pub async fn start_with_clock(
         }
         local = Some((names, backends.components(), routes));
     }
-    // A process of a mesh (it has upstreams) is called by the other
-    // processes' components with mesh tokens; a process alone has no one
-    // to take them from, and refuses them.
-    let mesh = if config.upstreams.is_empty() {
-        None
-    } else {
+    // A process of a mesh is called by the other processes' components
+    // with mesh tokens; a process alone, or a front gateway, refuses them.
+    let mesh = if config.auth.accept_mesh_tokens {
         Some(mesh_key(config)?)
+    } else {
+        None
     };
     let mut gateway = Gateway::new(
         focusforge_auth::ServiceVerifier {
