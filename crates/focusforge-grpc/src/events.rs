@@ -241,9 +241,14 @@ impl focusforge_planner::ActionObserver for PlanEvents {
     }
 }
 
+/// The claims of sent reminders.
+const REMINDERS: &str = "reminders";
+
 /// Runs planner actions of type `notification`: `op` is `remind` (`text`,
 /// optional `task_id`): a reminder event on the plan's user's stream. With
-/// an idempotency key a repeated run reminds once.
+/// an idempotency key a repeated run reminds once, unless the first was cut
+/// short between sending and recording it; an event log that does not take
+/// the reminder is `UNAVAILABLE`, and the planner retries.
 pub struct ReminderExecutor {
     pub events: Events,
     pub store: focusforge_store::SharedStore,
@@ -270,31 +275,44 @@ impl focusforge_planner::Executor for ReminderExecutor {
         v.text("params.text", s("text"), 500);
         v.optional_text("params.task_id", s("task_id"), 128);
         v.finish()?;
-        if let Some(key) = &action.idempotency_key {
-            let claim = focusforge_store::requests::claim(
+        // At least once: a reminder is recorded as sent after it is, so a
+        // failure in between sends it again rather than never.
+        let key = action.idempotency_key.as_deref();
+        if let Some(key) = key
+            && focusforge_store::requests::is_claimed(self.store.as_ref(), user, REMINDERS, key)
+                .await
+                .map_err(|e| e.into_domain("reminder"))?
+        {
+            return Ok(serde_json::json!({ "reminded": false, "repeat": true }));
+        }
+        let body = pb::Event {
+            id: String::new(),
+            time: None,
+            r#type: pb::EventType::Reminder as i32,
+            payload: Some(pb::event::Payload::Reminder(pb::ReminderEvent {
+                text: s("text").to_owned(),
+                task_id: s("task_id").to_owned(),
+            })),
+        }
+        .encode_to_vec();
+        if self.events.publish(user, body).await.is_none() {
+            return Err(Error::Unavailable(
+                "the event log did not take the reminder".into(),
+            ));
+        }
+        if let Some(key) = key
+            && let Err(e) = focusforge_store::requests::claim(
                 self.store.as_ref(),
                 user,
-                "reminders",
+                REMINDERS,
                 key,
                 focusforge_core::new_id(),
                 self.events.now(),
             )
             .await
-            .map_err(|e| e.into_domain("reminder"))?;
-            if !claim.first {
-                return Ok(serde_json::json!({ "reminded": false, "repeat": true }));
-            }
+        {
+            tracing::warn!(error = %e, "a sent reminder was not recorded; a retry sends it again");
         }
-        publish(
-            &self.events,
-            user,
-            pb::EventType::Reminder,
-            pb::event::Payload::Reminder(pb::ReminderEvent {
-                text: s("text").to_owned(),
-                task_id: s("task_id").to_owned(),
-            }),
-        )
-        .await;
         Ok(serde_json::json!({ "reminded": true }))
     }
 }

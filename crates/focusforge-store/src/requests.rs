@@ -28,6 +28,29 @@ pub struct Claim {
     pub first: bool,
 }
 
+fn claim_key(scope: &str, request_id: &str) -> String {
+    format!("{scope}-{:016x}", fingerprint(request_id))
+}
+
+/// Whether `request_id` was claimed in `scope` within the retention: for
+/// effects that cannot be undone (a message sent), checked before the
+/// effect and claimed after it, so a failure in between repeats the effect
+/// rather than losing it.
+pub async fn is_claimed(
+    store: &dyn DocumentStore,
+    user: &UserId,
+    scope: &str,
+    request_id: &str,
+) -> Result<bool, StoreError> {
+    Ok(store
+        .get(COLLECTION, user, &claim_key(scope, request_id))
+        .await?
+        .is_some_and(|found| {
+            found.body.get("request_id").and_then(Value::as_str) == Some(request_id)
+                && found.body.get("scope").and_then(Value::as_str) == Some(scope)
+        }))
+}
+
 /// Claims `fresh` as the id of the document `request_id` creates in
 /// `scope` (e.g. `tasks`), or returns the id claimed before.
 pub async fn claim(
@@ -38,7 +61,7 @@ pub async fn claim(
     fresh: String,
     now: DateTime<Utc>,
 ) -> Result<Claim, StoreError> {
-    let key = format!("{scope}-{:016x}", fingerprint(request_id));
+    let key = claim_key(scope, request_id);
     let body = json!({ "id": fresh, "scope": scope, "request_id": request_id });
     // A claim that expires between a failed insert and the read is claimed
     // again; a few rounds settle it.
