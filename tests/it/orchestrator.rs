@@ -405,13 +405,126 @@ async fn without_the_chain_the_task_is_still_created_and_the_step_says_why() {
         .await
         .expect("focus")
         .into_inner();
-    assert_eq!(s.session.map(|s| s.task_id), Some(task.id));
+    assert_eq!(s.session.map(|s| s.task_id), Some(task.id.clone()));
     assert!(s.ritual.is_none());
     assert_eq!(outcome(&s.steps, "chain.ritual"), pb::StepOutcome::Failed);
     assert_eq!(
         outcome(&s.steps, "integrations.playlist"),
         pb::StepOutcome::Skipped
     );
+
+    // A proof no chain can check leaves the task open, saying so, until
+    // the caller overrides.
+    let complete = |override_verdict: bool, link: &str| {
+        authed(
+            "ada",
+            pb::CompleteTaskEnhancedRequest {
+                task_id: task.id.clone(),
+                proof: "Sent the report to the team with the figures for Q3.".into(),
+                link: link.into(),
+                override_verdict,
+            },
+        )
+    };
+    let mut client = orchestrator(&server).await;
+    let err = client
+        .complete_task_enhanced(complete(false, "ftp://files/report"))
+        .await
+        .expect_err("not a web link");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("link"), "{err:?}");
+    let open = client
+        .complete_task_enhanced(complete(false, ""))
+        .await
+        .expect("complete")
+        .into_inner();
+    assert!(!open.completed);
+    assert!(
+        open.not_completed_reason
+            .starts_with("the proof could not be checked (UNIMPLEMENTED)"),
+        "{}",
+        open.not_completed_reason
+    );
+    assert_eq!(outcome(&open.steps, "chain.proof"), pb::StepOutcome::Failed);
+    assert_ne!(
+        open.task.map(|t| t.status),
+        Some(TaskStatus::Completed as i32)
+    );
+    let done = client
+        .complete_task_enhanced(complete(true, ""))
+        .await
+        .expect("complete")
+        .into_inner();
+    assert!(done.completed, "{:?}", done.not_completed_reason);
+    assert_eq!(
+        done.task.map(|t| t.status),
+        Some(TaskStatus::Completed as i32)
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_retry_makes_up_a_follow_up_plan_that_failed_without_a_second_task() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(&dir);
+    cfg.services.retain(|s| s != "planner");
+    let server = Server::start_in(dir, cfg).await;
+    let ask = || {
+        authed(
+            "ada",
+            report_request("Write the quarterly sales report", "report-9"),
+        )
+    };
+    let first = orchestrator(&server)
+        .await
+        .create_task_enhanced(ask())
+        .await
+        .expect("create")
+        .into_inner();
+    assert_eq!(
+        outcome(&first.steps, "planner.follow_ups"),
+        pb::StepOutcome::Failed
+    );
+    let task = first.task.expect("task").id;
+    // The key is bound to the request before the answer is kept.
+    let err = orchestrator(&server)
+        .await
+        .create_task_enhanced(authed("ada", report_request("Something else", "report-9")))
+        .await
+        .expect_err("another request");
+    assert_eq!(err.code(), Code::InvalidArgument);
+
+    // With the planner back, the retry runs again: the same task, and the
+    // plan this time; then it is kept.
+    let dir = server.stop().await;
+    let cfg = config(&dir);
+    let server = Server::start_in(dir, cfg).await;
+    let again = orchestrator(&server)
+        .await
+        .create_task_enhanced(ask())
+        .await
+        .expect("retry")
+        .into_inner();
+    assert!(!again.replayed, "a failed write is not kept");
+    assert_eq!(again.task.map(|t| t.id), Some(task.clone()));
+    assert!(!again.plan_id.is_empty(), "{:?}", again.steps);
+    let third = orchestrator(&server)
+        .await
+        .create_task_enhanced(ask())
+        .await
+        .expect("third")
+        .into_inner();
+    assert!(third.replayed);
+    assert_eq!(third.plan_id, again.plan_id);
+    let listed = server
+        .tasks()
+        .await
+        .list_tasks(authed("ada", ListTasksRequest::default()))
+        .await
+        .expect("list")
+        .into_inner()
+        .tasks;
+    assert_eq!(listed.len(), 1);
     server.stop().await;
 }
 
@@ -507,8 +620,21 @@ async fn the_day_plan_puts_urgent_work_around_meetings_and_lightens_after_a_low_
     assert!(day.items.iter().any(|i| i.kind == "break"));
     assert!(day.applied);
     assert!(focus.iter().all(|i| !i.event_id.is_empty()));
-    // Applying again replaces the day's events instead of adding more.
-    orch.optimize_day(ask(true)).await.expect("again");
+    // Applying again replaces the day's events instead of adding more, and
+    // plans the same windows: the earlier plan's time counts as free.
+    let again = orch
+        .optimize_day(ask(true))
+        .await
+        .expect("again")
+        .into_inner();
+    let windows = |d: &pb::OptimizeDayResponse| -> Vec<(String, i64)> {
+        d.items
+            .iter()
+            .filter(|i| i.kind == "focus")
+            .map(|i| (i.task_id.clone(), start(i)))
+            .collect()
+    };
+    assert_eq!(windows(&again), windows(&day));
     let occurrences = calendar
         .list_events(authed(
             "ada",
@@ -563,6 +689,11 @@ async fn the_day_plan_puts_urgent_work_around_meetings_and_lightens_after_a_low_
     let len = first.end_time.as_ref().map(|t| t.seconds).unwrap_or(0) - start(first);
     assert_eq!(len, 15 * 60, "25 minutes x 3/5");
     assert_eq!(first.task_id, urgent.id, "urgent work still comes first");
+    assert_eq!(
+        start(first),
+        t("2026-12-02T10:00:00Z").timestamp(),
+        "the applied plan's time is planned again, the standup's is not"
+    );
     let second_task = low_day
         .items
         .iter()

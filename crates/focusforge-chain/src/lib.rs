@@ -28,7 +28,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 pub use chains::{
-    Analysis, Block, Breakdown, Motivation, ProofCheck, Ritual, RitualRequest, TaskInput, Verdict,
+    Analysis, Block, Breakdown, Motivation, ProofCheck, Ritual, RitualRequest, TEXT_MAX, TITLE_MAX,
+    TaskInput, Verdict,
 };
 pub use context::{ContextSource, NoContext, Progress, SimilarTask, TaskBrief, UserContext};
 pub use library::{Example, Library};

@@ -125,9 +125,26 @@ pub fn user_context(ctx: memory_pb::GetUserContextResponse) -> UserContext {
 }
 
 /// The caller's deadline from the `grpc-timeout` header.
-fn deadline(metadata: &MetadataMap) -> Option<Instant> {
+pub fn deadline(metadata: &MetadataMap) -> Option<Instant> {
     let raw = metadata.get("grpc-timeout")?.to_str().ok()?;
     Some(Instant::now() + focusforge_core::parse_grpc_timeout(raw)?)
+}
+
+/// A task as a chain request carries it: the title and description clipped
+/// to what the chains take, since a stored task may be longer.
+pub fn chain_task(title: &str, description: &str) -> pb::TaskInput {
+    pb::TaskInput {
+        title: title
+            .trim()
+            .chars()
+            .take(focusforge_chain::TITLE_MAX)
+            .collect(),
+        description: description
+            .chars()
+            .take(focusforge_chain::TEXT_MAX)
+            .collect(),
+        ..Default::default()
+    }
 }
 
 /// A mood entry as the chains read it: "3/5, energy 2/5, tired, anxious

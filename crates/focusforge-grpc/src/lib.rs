@@ -16,7 +16,7 @@ mod tasks;
 mod users;
 
 pub use auth::{AuthInterceptor, caller, identity, service_caller};
-pub use chain::ChainApi;
+pub use chain::{ChainApi, chain_task, deadline};
 pub use error::{from_status, into_status};
 pub use events::{EventApi, PlanEvents, ReminderExecutor, TaskEvents};
 pub use jobs::JobApi;

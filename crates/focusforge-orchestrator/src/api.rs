@@ -2,11 +2,10 @@
 //! services through the mesh as the caller, step by step.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use focusforge_core::{Clock, Error, Violations};
-use focusforge_grpc::{identity, into_status};
+use focusforge_grpc::{deadline, identity, into_status};
 use focusforge_kit::{Caller, Conn, Mesh};
 use focusforge_proto::calendar::v1 as cal_pb;
 use focusforge_proto::calendar::v1::calendar_service_client::CalendarServiceClient;
@@ -32,7 +31,7 @@ use focusforge_store::SharedStore;
 use serde_json::json;
 use tonic::{Request, Response, Status};
 
-use crate::replay::Replays;
+use crate::replay::{Begun, Replays};
 use crate::step::Steps;
 
 pub const SERVICE: &str =
@@ -50,10 +49,15 @@ pub(crate) const ANALYTICS: &str =
     focusforge_proto::analytics::v1::analytics_service_server::SERVICE_NAME;
 pub(crate) const MOOD: &str = mood_pb::mood_service_server::SERVICE_NAME;
 
+/// The steps of task creation that write: a retry runs those that failed.
+const WRITES: [&str; 3] = ["tasks.create", "planner.follow_ups", "memory.insight"];
 /// Most entries of the history listed as used.
 const INSIGHTS_USED_MAX: usize = 10;
 /// Most bytes of an idempotency key.
 const KEY_MAX: usize = 100;
+/// Ledger pages (of 100, newest first) a repeated completion reads for the
+/// task's points before it gives up and reports none.
+const LEDGER_PAGES: usize = 10;
 
 #[derive(Clone)]
 pub struct OrchestratorApi {
@@ -63,12 +67,6 @@ pub struct OrchestratorApi {
 }
 
 type Reply<T> = Result<Response<T>, Status>;
-
-/// The caller's deadline from the `grpc-timeout` header.
-fn deadline(metadata: &tonic::metadata::MetadataMap) -> Option<Instant> {
-    let raw = metadata.get("grpc-timeout")?.to_str().ok()?;
-    Some(Instant::now() + focusforge_core::parse_grpc_timeout(raw)?)
-}
 
 impl OrchestratorApi {
     pub(crate) fn conn(&self, service: &str) -> Result<Conn, Status> {
@@ -227,11 +225,9 @@ impl OrchestratorApi {
 
         // 2. The chains, given that context, side by side.
         let task_input = chain_pb::TaskInput {
-            title: r.title.clone(),
-            description: r.description.clone(),
             deadline: r.due_time,
-            available_minutes: 0,
             estimated_minutes: r.estimated_minutes,
+            ..focusforge_grpc::chain_task(&r.title, &r.description)
         };
         let analyse = steps.timed(caller.request(chain_pb::AnalyzeTaskRequest {
             task: Some(task_input.clone()),
@@ -438,6 +434,11 @@ impl OrchestratorApi {
         v.text("task_id", &r.task_id, 128);
         v.optional_text("proof", &r.proof, 2000);
         v.optional_text("link", &r.link, 2000);
+        v.check(
+            r.link.is_empty() || r.link.starts_with("https://") || r.link.starts_with("http://"),
+            "link",
+            "must be an http or https URL",
+        );
         v.finish().map_err(into_status)?;
         let mut out = pb::CompleteTaskEnhancedResponse::default();
 
@@ -463,19 +464,16 @@ impl OrchestratorApi {
             .context(caller, steps, &task.title, &task.description)
             .await;
 
-        // 3. The proof.
-        let mut accepted = true;
+        // 3. The proof. Why the task stays open, when it does: a proof
+        // turned down, or one that could not be checked.
+        let mut refused = None;
         if was_done {
             steps.skipped("chain.proof", CHAIN, "the task was already completed");
         } else if r.proof.trim().is_empty() {
             steps.skipped("chain.proof", CHAIN, "no proof was given");
         } else {
             let check = steps.timed(caller.request(chain_pb::ValidateProofRequest {
-                task: Some(chain_pb::TaskInput {
-                    title: task.title.clone(),
-                    description: task.description.clone(),
-                    ..Default::default()
-                }),
+                task: Some(focusforge_grpc::chain_task(&task.title, &task.description)),
                 proof: r.proof.clone(),
                 link: r.link.clone(),
                 no_cache: false,
@@ -492,10 +490,26 @@ impl OrchestratorApi {
                 .await
             {
                 chain_outcome(steps, p.info.as_ref());
-                accepted = p.verdict == chain_pb::ProofVerdict::Accepted as i32;
+                if p.verdict != chain_pb::ProofVerdict::Accepted as i32 {
+                    refused = Some(if p.reasons.is_empty() {
+                        "the proof was not accepted".to_owned()
+                    } else {
+                        format!("the proof was not accepted: {}", p.reasons.join("; "))
+                    });
+                }
                 out.verdict = p.verdict;
                 out.confidence = p.confidence;
                 out.reasons = p.reasons;
+            } else {
+                let status = steps
+                    .list
+                    .last()
+                    .map(|s| s.status.clone())
+                    .unwrap_or_default();
+                refused = Some(format!(
+                    "the proof could not be checked ({status}): send it again, or set \
+                     override_verdict to complete the task without the check"
+                ));
             }
         }
 
@@ -503,12 +517,7 @@ impl OrchestratorApi {
         let task = if was_done {
             steps.skipped("tasks.complete", TASKS, "the task was already completed");
             task
-        } else if !accepted && !r.override_verdict {
-            let why = if out.reasons.is_empty() {
-                "the proof was not accepted".to_owned()
-            } else {
-                format!("the proof was not accepted: {}", out.reasons.join("; "))
-            };
+        } else if let Some(why) = refused.filter(|_| !r.override_verdict) {
             steps.skipped("tasks.complete", TASKS, &why);
             out.not_completed_reason = why;
             out.task = Some(task);
@@ -532,26 +541,56 @@ impl OrchestratorApi {
         };
         out.completed = true;
 
-        // 5. The points: awarded once per task by the completion itself;
-        // read back here.
+        // 5. The points: awarded once per task, by the completion's hook or
+        // here (an award of a cause already awarded changes nothing, and
+        // makes up for a hook that was lost); the amount read back from the
+        // ledger on a repeat.
         let game = self.conn(GAME);
-        let list = steps.timed(caller.request(game_pb::ListLedgerEntriesRequest {
-            page_size: 50,
-            page_token: String::new(),
-        }));
-        let progress = steps.timed(caller.request(game_pb::GetProgressRequest {}));
+        let award = self
+            .mesh
+            .acting(caller.user.clone(), "orchestrator")
+            .map(|a| {
+                steps.timed(a.request(game_pb::AwardRequest {
+                    cause: Some(game_pb::award_request::Cause::TaskId(task.id.clone())),
+                }))
+            });
+        let budget = steps.budget();
+        let reader = caller.clone();
         let key = format!("task-completed:{}", task.id);
         if let Some((points, progress)) = steps
             .optional("gamification.points", GAME, async move {
+                let award = award
+                    .ok_or_else(|| Status::internal("the mesh has no key to act for users"))?;
                 let mut client = GamificationServiceClient::new(game?);
-                let entries = client.list_ledger_entries(list).await?.into_inner().entries;
-                let progress = client.get_progress(progress).await?.into_inner().progress;
-                let points = entries
+                let awarded = client.award(award).await?.into_inner();
+                let of_task = |e: &&game_pb::LedgerEntry| e.idempotency_key == key;
+                let mut points = awarded
+                    .entries
                     .iter()
-                    .filter(|e| e.idempotency_key == key)
+                    .filter(of_task)
                     .map(|e| e.points)
-                    .sum::<i64>();
-                Ok((points, progress.unwrap_or_default()))
+                    .sum();
+                let mut page_token = String::new();
+                for _ in 0..LEDGER_PAGES {
+                    if !awarded.already_awarded {
+                        break;
+                    }
+                    let mut list = reader.request(game_pb::ListLedgerEntriesRequest {
+                        page_size: 100,
+                        page_token,
+                    });
+                    list.set_timeout(budget);
+                    let page = client.list_ledger_entries(list).await?.into_inner();
+                    if let Some(e) = page.entries.iter().find(of_task) {
+                        points = e.points;
+                        break;
+                    }
+                    page_token = page.next_page_token;
+                    if page_token.is_empty() {
+                        break;
+                    }
+                }
+                Ok((points, awarded.progress.unwrap_or_default()))
             })
             .await
         {
@@ -724,7 +763,7 @@ impl OrchestratorApi {
             .await
             .unwrap_or_default();
         let ritual = steps.timed(caller.request(chain_pb::SuggestRitualRequest {
-            task_title: title,
+            task_title: focusforge_grpc::chain_task(&title, "").title,
             mood,
             hour_of_day: None,
             no_cache: false,
@@ -825,8 +864,8 @@ impl Rpc for OrchestratorApi {
         let replays = Replays::new(self.store.clone(), self.clock.clone());
         let key = r.idempotency_key.clone();
         if !key.is_empty()
-            && let Some(mut done) = replays
-                .find::<pb::CreateTaskEnhancedResponse, _>(&caller.user, "create", &key, &r)
+            && let Begun::Done(mut done) = replays
+                .begin::<pb::CreateTaskEnhancedResponse, _>(&caller.user, "create", &key, &r)
                 .await?
         {
             done.replayed = true;
@@ -834,7 +873,13 @@ impl Rpc for OrchestratorApi {
         }
         let mut out = self.create(&caller, &mut steps, r.clone()).await?;
         out.steps = steps.list;
-        if !key.is_empty() {
+        // An answer is kept only when every write of the workflow went
+        // through; otherwise a retry runs it again and makes up the missing
+        // ones (the plan, the insight) without a second task.
+        let wrote = out.steps.iter().all(|s| {
+            !WRITES.contains(&s.name.as_str()) || s.outcome != pb::StepOutcome::Failed as i32
+        });
+        if !key.is_empty() && wrote {
             out = replays.keep(&caller.user, "create", &key, &r, out).await?;
         }
         Ok(Response::new(out))

@@ -27,7 +27,8 @@ const TASKS: &str = focusforge_proto::tasks::v1::task_service_server::SERVICE_NA
 pub const RULE: &str = "Open tasks in order of priority, then deadline (lighter tasks first after a low mood), each given the best free windows left: windows starting in the user's best focus hours first, then the earliest; a window is the profile's focus length (shorter after a low mood) followed by its break, and never ends after the task's deadline.";
 
 /// Titles of the calendar events an applied plan writes; a new apply
-/// replaces the day's events with this prefix.
+/// replaces those in the part of the day it plans (from now to the end of
+/// the working day), and an earlier one's time counts as free.
 pub const EVENT_PREFIX: &str = "Day plan: ";
 
 /// The morning, when there is no history to prefer hours from.
@@ -296,6 +297,36 @@ pub async fn optimize(
         })
         .await?;
 
+    // The planned part of the day's events: an earlier apply's, to be
+    // replaced, and the others, which stay busy.
+    let (replaced, others) = if end > start {
+        let list = steps.timed(caller.request(cal_pb::ListEventsRequest {
+            start_time: Some(timestamp(start)),
+            end_time: Some(timestamp(end)),
+            page_size: 500,
+            ..Default::default()
+        }));
+        let calendar = api.conn(CALENDAR);
+        let events = steps
+            .optional("calendar.events", CALENDAR, async move {
+                Ok(CalendarClient::new(calendar?)
+                    .list_events(list)
+                    .await?
+                    .into_inner()
+                    .occurrences)
+            })
+            .await
+            .unwrap_or_default();
+        events.into_iter().partition::<Vec<_>, _>(|o| {
+            o.title.starts_with(EVENT_PREFIX)
+                && !o.recurring
+                && time(&o.start_time).is_some_and(|t| t >= start && t < end)
+        })
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let span = |o: &cal_pb::Occurrence| Some((time(&o.start_time)?, time(&o.end_time)?));
+
     // Free time, best hours and the newest mood.
     let free = if end > start {
         let fb = steps.timed(caller.request(cal_pb::GetFreeBusyRequest {
@@ -314,9 +345,17 @@ pub async fn optimize(
             })
             .await
             .map(|free| {
-                free.iter()
+                let free: Vec<_> = free
+                    .iter()
                     .filter_map(|i| Some((time(&i.start_time)?, time(&i.end_time)?)))
-                    .collect()
+                    .collect();
+                let replaced: Vec<_> = replaced
+                    .iter()
+                    .filter_map(span)
+                    .map(|(s, e)| (s, e.min(end)))
+                    .collect();
+                let others: Vec<_> = others.iter().filter_map(span).collect();
+                reclaim(&free, &replaced, &others)
             })
             .unwrap_or_else(|| vec![(start, end)])
     } else {
@@ -403,12 +442,10 @@ pub async fn optimize(
             CALENDAR,
             "the caller did not ask to apply",
         );
-    } else if items.is_empty() {
+    } else if items.is_empty() && replaced.is_empty() {
         steps.skipped("calendar.apply", CALENDAR, "there is nothing to write");
     } else {
         let calendar = api.conn(CALENDAR);
-        let day_start = local(tz, date, 0);
-        let day_end = day_start + Duration::days(1);
         let requests: Vec<_> = items
             .iter()
             .filter(|i| i.kind == "focus")
@@ -430,19 +467,12 @@ pub async fn optimize(
                 )
             })
             .collect();
-        let list = steps.timed(caller.request(cal_pb::ListEventsRequest {
-            start_time: Some(timestamp(day_start)),
-            end_time: Some(timestamp(day_end)),
-            page_size: 500,
-            ..Default::default()
-        }));
         let budget = steps.budget();
         let caller = caller.clone();
         if let Some(ids) = steps
             .optional("calendar.apply", CALENDAR, async move {
                 let mut client = CalendarClient::new(calendar?);
-                let old = client.list_events(list).await?.into_inner().occurrences;
-                for o in old.iter().filter(|o| o.title.starts_with(EVENT_PREFIX)) {
+                for o in &replaced {
                     let mut del = caller.request(cal_pb::DeleteEventRequest {
                         id: o.event_id.clone(),
                     });
@@ -471,6 +501,47 @@ pub async fn optimize(
     }
     out.items = items;
     Ok(out)
+}
+
+type Span = (DateTime<Utc>, DateTime<Utc>);
+
+/// Free time with an earlier apply's events given back, so a new apply
+/// re-makes the plan instead of planning around it; time another event
+/// holds stays busy.
+pub fn reclaim(free: &[Span], replaced: &[Span], others: &[Span]) -> Vec<Span> {
+    let mut all = free.to_vec();
+    for &r in replaced {
+        all.extend(subtract(r, others));
+    }
+    all.sort();
+    let mut out: Vec<Span> = Vec::new();
+    for (s, e) in all {
+        match out.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => out.push((s, e)),
+        }
+    }
+    out
+}
+
+/// `span` less every interval of `cut`.
+fn subtract(span: Span, cut: &[Span]) -> Vec<Span> {
+    let mut parts = vec![span];
+    for &(cs, ce) in cut {
+        parts = parts
+            .into_iter()
+            .flat_map(|(a, b)| {
+                if cs >= b || ce <= a {
+                    return vec![(a, b)];
+                }
+                [(a, cs), (ce, b)]
+                    .into_iter()
+                    .filter(|(s, e)| s < e)
+                    .collect()
+            })
+            .collect();
+    }
+    parts
 }
 
 #[cfg(test)]
@@ -542,6 +613,20 @@ mod tests {
             })
             .collect();
         assert_eq!(breaks, vec![15, 5, 5], "after 14:00, 14:40 and 15:10");
+    }
+
+    #[test]
+    fn an_earlier_plan_is_given_back_but_a_meeting_over_it_stays_busy() {
+        // Free 9-10 and 12-13; the earlier plan held 10-11 and 11:30-12; a
+        // meeting since booked 10:30-11.
+        let free = [(at(9, 0), at(10, 0)), (at(12, 0), at(13, 0))];
+        let replaced = [(at(10, 0), at(11, 0)), (at(11, 30), at(12, 0))];
+        let meeting = [(at(10, 30), at(11, 0))];
+        assert_eq!(
+            reclaim(&free, &replaced, &meeting),
+            vec![(at(9, 0), at(10, 30)), (at(11, 30), at(13, 0))]
+        );
+        assert_eq!(reclaim(&free, &[], &meeting), free.to_vec());
     }
 
     #[test]
