@@ -382,6 +382,75 @@ async fn failures_back_off_on_the_clock_then_cancel_dependents() {
 }
 
 #[tokio::test]
+async fn a_retried_create_of_a_plan_that_lost_its_first_run_schedules_it_again() {
+    let clock = ManualClock::new(t0());
+    let env = env(Arc::new(clock.clone()));
+    let p = planner(&env, Arc::new(Scripted::new(0, "")), Limits::default());
+    let alice = user("alice");
+    let advances = || async {
+        env.jobs
+            .list(
+                &alice,
+                &JobFilter {
+                    kind: Some(ADVANCE_JOB.into()),
+                    states: vec![JobState::Queued],
+                },
+                50,
+                None,
+            )
+            .await
+            .expect("jobs")
+            .0
+    };
+    let first = p
+        .create_once(
+            &alice,
+            "",
+            vec![ActionSpec::new("a", ActionType::Notification)],
+            Some("req-1"),
+        )
+        .await
+        .expect("create");
+    // The first run is lost (as when the process died between the insert
+    // and the enqueue).
+    let queued = advances().await;
+    assert_eq!(queued.len(), 1);
+    env.jobs
+        .cancel(&alice, &queued[0].id)
+        .await
+        .expect("cancel");
+    assert!(advances().await.is_empty());
+    clock.advance(chrono::Duration::seconds(1));
+    let again = p
+        .create_once(
+            &alice,
+            "",
+            vec![ActionSpec::new("a", ActionType::Notification)],
+            Some("req-1"),
+        )
+        .await
+        .expect("retry");
+    assert_eq!(again.id, first.id, "the same plan");
+    assert_eq!(
+        advances().await.len(),
+        1,
+        "and its run is back in the queue"
+    );
+    // Once it ran, a retry leaves the queue alone.
+    p.execute_ready(&alice, None).await.expect("run");
+    let before = advances().await.len();
+    p.create_once(
+        &alice,
+        "",
+        vec![ActionSpec::new("a", ActionType::Notification)],
+        Some("req-1"),
+    )
+    .await
+    .expect("retry");
+    assert_eq!(advances().await.len(), before);
+}
+
+#[tokio::test]
 async fn non_retryable_failures_fail_at_once() {
     let env = env(Arc::new(SystemClock));
     let p = planner(
