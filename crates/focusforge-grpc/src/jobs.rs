@@ -28,6 +28,11 @@ fn state(v: &mut Violations, field: &str, raw: i32) -> Option<JobState> {
     }
 }
 
+/// The contract's name of a state, `JOB_STATE_SUCCEEDED` say.
+pub(crate) fn state_name(s: JobState) -> &'static str {
+    pb::JobState::try_from(state_pb(s)).map_or("JOB_STATE_UNSPECIFIED", |v| v.as_str_name())
+}
+
 fn state_pb(s: JobState) -> i32 {
     let v = match s {
         JobState::Queued => pb::JobState::Queued,

@@ -28,4 +28,6 @@ pub use model::{
 pub use queue::Queue;
 pub use redis::{RedisQueue, RedisQueueSettings};
 pub use resilient::ResilientQueue;
-pub use worker::{Handler, Handlers, JobContext, JobError, Jobs, Worker, WorkerSettings};
+pub use worker::{
+    Handler, Handlers, JobContext, JobError, JobObserver, Jobs, Worker, WorkerSettings,
+};

@@ -171,9 +171,19 @@ pub trait Handler: Send + Sync + 'static {
     async fn run(&self, ctx: &JobContext) -> Result<(), JobError>;
 }
 
-/// Handlers by job kind.
+/// Told of every job a worker ran that ended for good (succeeded, failed,
+/// dead or cancelled), once the queue has recorded it.
+#[async_trait]
+pub trait JobObserver: Send + Sync + 'static {
+    async fn finished(&self, job: &Job, state: JobState);
+}
+
+/// Handlers by job kind, and who hears of the jobs that end.
 #[derive(Clone, Default)]
-pub struct Handlers(HashMap<String, Arc<dyn Handler>>);
+pub struct Handlers {
+    by_kind: HashMap<String, Arc<dyn Handler>>,
+    observer: Option<Arc<dyn JobObserver>>,
+}
 
 impl Handlers {
     pub fn new() -> Self {
@@ -181,7 +191,12 @@ impl Handlers {
     }
 
     pub fn register(&mut self, kind: &str, handler: Arc<dyn Handler>) -> &mut Self {
-        self.0.insert(kind.to_owned(), handler);
+        self.by_kind.insert(kind.to_owned(), handler);
+        self
+    }
+
+    pub fn observe(&mut self, observer: Arc<dyn JobObserver>) -> &mut Self {
+        self.observer = Some(observer);
         self
     }
 }
@@ -380,7 +395,7 @@ async fn run(jobs: &Jobs, handlers: &Handlers, settings: &WorkerSettings, lease:
         cancel.clone(),
     ));
     let kind = lease.job.spec.kind.clone();
-    let outcome = match handlers.0.get(&kind) {
+    let outcome = match handlers.by_kind.get(&kind) {
         Some(handler) => {
             let handler = handler.clone();
             let ctx = JobContext {
@@ -415,7 +430,12 @@ async fn run(jobs: &Jobs, handlers: &Handlers, settings: &WorkerSettings, lease:
     if let Some(e) = &error {
         tracing::info!(job = %lease.job.id, kind = %kind, attempt = lease.job.attempts, error = %e, "job failed");
     }
-    settle(jobs, settings, &lease, how, error.as_deref()).await;
+    let settled = settle(jobs, settings, &lease, how, error.as_deref()).await;
+    if let (Some(state), Some(o)) = (settled, &handlers.observer)
+        && state.is_terminal()
+    {
+        o.finished(&lease.job, state).await;
+    }
 }
 
 /// Settles a delivery, retrying while the queue is unreachable for up to
@@ -426,7 +446,7 @@ async fn settle(
     lease: &Lease,
     how: Settle,
     error: Option<&str>,
-) {
+) -> Option<JobState> {
     let started = std::time::Instant::now();
     let mut pause = Duration::from_millis(50);
     loop {
@@ -435,7 +455,7 @@ async fn settle(
                 if state == JobState::Queued {
                     jobs.wake.notify_waiters();
                 }
-                return;
+                return Some(state);
             }
             Err(QueueError::Unavailable(e)) if started.elapsed() < settings.visibility * 4 => {
                 tracing::debug!(error = %e, job = %lease.job.id, "job queue: cannot settle yet");
@@ -444,7 +464,7 @@ async fn settle(
             }
             Err(e) => {
                 tracing::warn!(error = %e, job = %lease.job.id, "job queue: could not settle the job");
-                return;
+                return None;
             }
         }
     }

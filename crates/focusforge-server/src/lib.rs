@@ -401,6 +401,9 @@ pub fn spawn_worker(
     for (kind, handler) in jobs {
         handlers.register(kind, handler.clone());
     }
+    handlers.observe(Arc::new(focusforge_grpc::JobEvents(
+        backends.events.clone(),
+    )));
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
     // The kinds of the services this process does not run are left to the
     // processes that do.
