@@ -51,21 +51,47 @@ async fn subscribe(server: &Server, user: &str, after: &str) -> Streaming<Subscr
 }
 
 /// The next `n` events of a stream, skipping heartbeats.
+/// The next `n` events the user's actions made: the background's job
+/// endings and the live ticks, which interleave with them at times of
+/// their own, are left out (see [`next_matching`]).
 async fn next_events(stream: &mut Streaming<SubscribeResponse>, n: usize) -> Vec<Event> {
     let mut out = Vec::new();
     while out.len() < n {
+        let e = next_any(stream).await;
+        if !matches!(e.r#type(), EventType::JobFinished | EventType::FocusTick) {
+            out.push(e);
+        }
+    }
+    out
+}
+
+/// The next event of any type.
+async fn next_any(stream: &mut Streaming<SubscribeResponse>) -> Event {
+    loop {
         let message = tokio::time::timeout(Duration::from_secs(10), stream.message())
             .await
             .expect("an event within 10 s")
             .expect("stream")
             .expect("open stream");
         match message.kind {
-            Some(Kind::Event(e)) => out.push(e),
+            Some(Kind::Event(e)) => return e,
             Some(Kind::Heartbeat(_)) => {}
             other => panic!("unexpected {other:?}"),
         }
     }
-    out
+}
+
+/// The next event `keep` takes, skipping the others.
+async fn next_matching(
+    stream: &mut Streaming<SubscribeResponse>,
+    keep: impl Fn(&Event) -> bool,
+) -> Event {
+    loop {
+        let e = next_any(stream).await;
+        if keep(&e) {
+            return e;
+        }
+    }
 }
 
 fn kinds(events: &[Event]) -> Vec<EventType> {
@@ -582,6 +608,173 @@ async fn focus_sessions_and_points_are_events_down_to_the_timer_completing_a_ses
         }
         other => panic!("{other:?}"),
     }
+    // The timer's job that completed it ends on the stream too.
+    let job = next_matching(&mut stream, |e| {
+        matches!(&e.payload, Some(Payload::Job(j)) if j.kind == "focus.timer" && j.state == "JOB_STATE_SUCCEEDED")
+    })
+    .await;
+    assert_eq!(job.r#type(), EventType::JobFinished);
+}
+
+#[tokio::test]
+async fn a_running_session_ticks_live_and_its_task_and_block_start_with_it() {
+    use focusforge_proto::events::v1::event::Payload;
+    use focusforge_proto::focus::v1::{PauseSessionRequest, SessionKind, StartSessionRequest};
+    use focusforge_proto::tasks::v1::{GetTaskRequest, TaskStatus, WorkBlock};
+    let dir = tempfile::tempdir().expect("dir");
+    let mut cfg = quick(&dir);
+    cfg.events.tick_secs = 1;
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let server = Server::start_with_clock(dir, cfg, clock.clone()).await;
+    let mut tasks = server.tasks().await;
+    let block = |title: &str, order: i32| WorkBlock {
+        title: title.into(),
+        minutes: 25,
+        order,
+        ..Default::default()
+    };
+    let task = tasks
+        .create_task(authed(
+            "alice",
+            CreateTaskRequest {
+                title: "Write the launch post".into(),
+                blocks: vec![block("Outline the post", 0), block("Write the draft", 1)],
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("task")
+        .into_inner()
+        .task
+        .expect("task");
+    let mut stream = subscribe(&server, "alice", "").await;
+    let mut focus = server.focus().await;
+    let session = focus
+        .start_session(authed(
+            "alice",
+            StartSessionRequest {
+                kind: SessionKind::Focus as i32,
+                task_id: task.id.clone(),
+                planned_minutes: 25,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("start")
+        .into_inner()
+        .session
+        .expect("session");
+    // The session, its task started, the block it works on.
+    let seen = next_events(&mut stream, 3).await;
+    assert_eq!(
+        kinds(&seen),
+        [
+            EventType::FocusStarted,
+            EventType::TaskStarted,
+            EventType::BlockStarted
+        ]
+    );
+    match &seen[2].payload {
+        Some(Payload::Block(b)) => {
+            assert_eq!(b.task_id, task.id);
+            assert_eq!(b.block_id, task.blocks[0].id);
+            assert_eq!(b.title, "Outline the post");
+        }
+        other => panic!("{other:?}"),
+    }
+    let stored = tasks
+        .get_task(authed(
+            "alice",
+            GetTaskRequest {
+                id: task.id.clone(),
+            },
+        ))
+        .await
+        .expect("get")
+        .into_inner()
+        .task
+        .expect("task");
+    assert_eq!(stored.status(), TaskStatus::InProgress);
+
+    // Three minutes on: a tick says so, under the id of the last stored
+    // event, so a client resuming from it loses nothing.
+    clock.advance(chrono::Duration::minutes(3));
+    let tick = next_matching(&mut stream, |e| e.r#type() == EventType::FocusTick).await;
+    assert_eq!(tick.id, seen[2].id);
+    match &tick.payload {
+        Some(Payload::Focus(f)) => {
+            assert_eq!(f.session_id, session.id);
+            assert_eq!(f.elapsed_seconds, 180);
+            assert_eq!(f.remaining_seconds, 22 * 60);
+            assert_eq!(f.state, "SESSION_STATE_RUNNING");
+        }
+        other => panic!("{other:?}"),
+    }
+    // A stream opened while it runs ticks from the start, asking the focus
+    // service where the session stands.
+    let mut late = subscribe(&server, "alice", "").await;
+    let first = next_any(&mut late).await;
+    assert_eq!(first.r#type(), EventType::FocusTick);
+    match &first.payload {
+        Some(Payload::Focus(f)) => assert_eq!(f.elapsed_seconds, 180),
+        other => panic!("{other:?}"),
+    }
+    // Another user's stream hears nothing of it.
+    let mut bob = subscribe(&server, "bob", "").await;
+
+    // Paused: the ticks stop (only heartbeats for two seconds).
+    focus
+        .pause_session(authed(
+            "alice",
+            PauseSessionRequest {
+                id: session.id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("pause");
+    let paused = next_matching(&mut stream, |e| e.r#type() != EventType::FocusTick).await;
+    assert_eq!(paused.r#type(), EventType::FocusPaused);
+    let quiet = tokio::time::timeout(Duration::from_millis(2_500), async {
+        loop {
+            match stream.message().await {
+                Ok(Some(SubscribeResponse {
+                    kind: Some(Kind::Event(e)),
+                })) => return e,
+                Ok(Some(_)) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+    })
+    .await;
+    assert!(quiet.is_err(), "an event while paused: {quiet:?}");
+
+    // The pause budget (ten minutes) runs out: the clock resumed the
+    // session at 13 minutes, and the timer's run at 14 says so; the ticks
+    // go on from the focus time since.
+    clock.advance(chrono::Duration::minutes(11));
+    let resumed = next_matching(&mut stream, |e| e.r#type() == EventType::FocusResumed).await;
+    match &resumed.payload {
+        Some(Payload::Focus(f)) => assert_eq!(f.elapsed_seconds, 240),
+        other => panic!("{other:?}"),
+    }
+    let tick = next_matching(&mut stream, |e| e.r#type() == EventType::FocusTick).await;
+    match &tick.payload {
+        Some(Payload::Focus(f)) => assert_eq!(f.remaining_seconds, 21 * 60),
+        other => panic!("{other:?}"),
+    }
+    let bob_heard = tokio::time::timeout(Duration::from_millis(200), async {
+        loop {
+            if let Ok(Some(SubscribeResponse {
+                kind: Some(Kind::Event(e)),
+            })) = bob.message().await
+            {
+                return e;
+            }
+        }
+    })
+    .await;
+    assert!(bob_heard.is_err(), "bob heard {bob_heard:?}");
 }
 
 #[tokio::test]

@@ -157,6 +157,10 @@ impl Effects {
     /// Schedules the timer and, for a completed focus session, awards its
     /// points and records it on its task (through a job when a call fails).
     pub async fn after(&self, user: &UserId, o: &Outcome) {
+        if o.resumed && !o.completed {
+            self.publish(user, ev::EventType::FocusResumed, &o.session)
+                .await;
+        }
         if o.reschedule
             && let Some(due) = o.session.body.next_due()
         {
@@ -285,18 +289,18 @@ impl FocusApi {
     }
 
     /// The task, if the caller has it (not checked where no Task service is
-    /// reachable).
-    async fn check_task(&self, who: &Caller, id: &str) -> Result<(), Status> {
+    /// reachable: `None`).
+    async fn check_task(&self, who: &Caller, id: &str) -> Result<Option<tasks_pb::Task>, Status> {
         let name = tasks_pb::task_service_server::SERVICE_NAME;
         if !self.effects.mesh.reaches(name) {
-            return Ok(());
+            return Ok(None);
         }
         let conn = self.effects.mesh.conn(name)?;
         match TaskServiceClient::new(conn)
             .get_task(who.request(tasks_pb::GetTaskRequest { id: id.to_owned() }))
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(r) => Ok(r.into_inner().task),
             Err(s) if s.code() == tonic::Code::NotFound => {
                 Err(Status::not_found(format!("task_id: task {id} not found")))
             }
@@ -307,6 +311,45 @@ impl FocusApi {
                 "task service: {}",
                 s.message()
             ))),
+        }
+    }
+}
+
+impl FocusApi {
+    /// A focus session began on `task`: a pending task is started, and the
+    /// block the session works on (its first open one) is an event.
+    async fn task_begun(&self, who: &Caller, task: &tasks_pb::Task) {
+        if task.status == tasks_pb::TaskStatus::Pending as i32 {
+            let start = who.request(tasks_pb::StartTaskRequest {
+                id: task.id.clone(),
+            });
+            let started = match self
+                .effects
+                .mesh
+                .conn(tasks_pb::task_service_server::SERVICE_NAME)
+            {
+                Ok(conn) => TaskServiceClient::new(conn)
+                    .start_task(start)
+                    .await
+                    .map(|_| ()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = started {
+                tracing::warn!(task = %task.id, error = %e.message(), "the task was not started with its session");
+            }
+        }
+        if let Some(block) = task.blocks.iter().find(|b| !b.done) {
+            focusforge_grpc::events::publish(
+                &self.effects.events,
+                &who.user,
+                ev::EventType::BlockStarted,
+                ev::event::Payload::Block(ev::BlockEvent {
+                    task_id: task.id.clone(),
+                    block_id: block.id.clone(),
+                    title: block.title.clone(),
+                }),
+            )
+            .await;
         }
     }
 }
@@ -324,9 +367,10 @@ impl FocusRpc for FocusApi {
         let kind = kind(&mut v, r.kind);
         v.finish().map_err(into_status)?;
         let task_id = (!r.task_id.is_empty()).then(|| r.task_id.clone());
-        if let Some(t) = &task_id {
-            self.check_task(&who, t).await?;
-        }
+        let task = match &task_id {
+            Some(t) => self.check_task(&who, t).await?,
+            None => None,
+        };
         // An open session past its end completes first, with its effects.
         if let Ok(Some(o)) = self.focus.current(&user).await {
             self.effects.after(&user, &o).await;
@@ -341,6 +385,9 @@ impl FocusRpc for FocusApi {
             self.effects
                 .publish(&user, ev::EventType::FocusStarted, &o.session)
                 .await;
+            if let Some(task) = &task {
+                self.task_begun(&who, task).await;
+            }
         }
         Ok(Response::new(pb::StartSessionResponse {
             session: Some(session_pb(o.session)),

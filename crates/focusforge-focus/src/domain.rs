@@ -273,6 +273,9 @@ pub struct Outcome {
     /// The command did something (not a replay of a request id, not a
     /// no-op): what an event reports.
     pub applied: bool,
+    /// A pause past its budget ended in this write: the clock resumed the
+    /// session.
+    pub resumed: bool,
 }
 
 /// The user's focus preferences, from the profile.
@@ -467,6 +470,7 @@ impl Focus {
                 completed: false,
                 reschedule: false,
                 applied: false,
+                resumed: false,
             });
         }
         // Claim the pointer first: a crash before the session is written
@@ -558,6 +562,7 @@ impl Focus {
             completed: false,
             reschedule: true,
             applied: true,
+            resumed: false,
         })
     }
 
@@ -614,8 +619,9 @@ impl Focus {
         v.optional_text("request_id", request_id, limits::REQUEST_ID_CHARS);
         v.finish()?;
         let now = self.now();
-        // (completed in this write, the next due moment moved)
-        let mut outcome = (false, false, false);
+        // (completed in this write, the next due moment moved, the command
+        // applied, the clock ended a pause)
+        let mut outcome = (false, false, false, false);
         let doc = focusforge_store::modify(
             self.store.as_ref(),
             SESSIONS,
@@ -627,22 +633,24 @@ impl Focus {
                 let mut body: Body = serde_json::from_value(doc.body.clone())
                     .map_err(|e| Error::internal(format!("session is unreadable: {e}")))?;
                 if !request_id.is_empty() && body.requests.iter().any(|r| r == request_id) {
-                    outcome = (false, false, false);
+                    outcome = (false, false, false, false);
                     return Ok(None);
                 }
                 let was_open = body.state.is_open();
+                let was_paused = body.state == State::Paused;
                 let due_before = body.next_due();
                 let settled = body.settle(ms(now));
+                let resumed = was_paused && body.state != State::Paused;
                 let changed = change(&mut body, ms(now))?;
                 if !(settled || changed) {
-                    outcome = (false, false, false);
+                    outcome = (false, false, false, false);
                     return Ok(None);
                 }
                 if changed {
                     remember(&mut body, request_id);
                 }
                 let completed = was_open && body.state == State::Completed;
-                outcome = (completed, body.next_due() != due_before, changed);
+                outcome = (completed, body.next_due() != due_before, changed, resumed);
                 serde_json::to_value(&body)
                     .map(Some)
                     .map_err(Error::internal)
@@ -655,6 +663,7 @@ impl Focus {
             completed: outcome.0,
             reschedule: outcome.1,
             applied: outcome.2,
+            resumed: outcome.3,
         })
     }
 

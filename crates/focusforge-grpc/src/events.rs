@@ -14,7 +14,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::convert::timestamp;
-use crate::{caller, into_status};
+use crate::{caller, identity, into_status};
+use chrono::{DateTime, Utc};
+use focusforge_mesh::{Caller, Mesh};
+use focusforge_proto::focus::v1 as focus_pb;
+use focusforge_proto::focus::v1::focus_service_client::FocusServiceClient;
 
 /// Events read from the log at a time.
 const BATCH: usize = 100;
@@ -76,6 +80,84 @@ pub struct EventApi {
     pub events: Events,
     /// How long an idle stream waits before a heartbeat.
     pub heartbeat: Duration,
+    /// How often a running focus session ticks on the stream.
+    pub tick: Duration,
+    /// To ask the Focus service for the session running when a stream
+    /// opens.
+    pub mesh: Mesh,
+}
+
+/// The running session a stream ticks for, as it last heard of it: its
+/// focus time and time left at `at`.
+struct Ticking {
+    session_id: String,
+    task_id: String,
+    elapsed: i64,
+    remaining: i64,
+    at: DateTime<Utc>,
+    next: tokio::time::Instant,
+}
+
+impl Ticking {
+    fn new(f: &pb::FocusEvent, at: DateTime<Utc>, every: Duration) -> Self {
+        Self {
+            session_id: f.session_id.clone(),
+            task_id: f.task_id.clone(),
+            elapsed: f.elapsed_seconds,
+            remaining: f.remaining_seconds,
+            at,
+            next: tokio::time::Instant::now() + every,
+        }
+    }
+
+    /// The tick at `now`; `None` once no time is left (the timer ends the
+    /// session with an event of its own).
+    fn at(&self, now: DateTime<Utc>, last_id: &str) -> Option<pb::Event> {
+        let passed = (now - self.at).num_seconds().max(0);
+        let remaining = (self.remaining - passed).max(0);
+        (remaining > 0).then(|| pb::Event {
+            id: last_id.to_owned(),
+            time: Some(timestamp(now)),
+            r#type: pb::EventType::FocusTick as i32,
+            payload: Some(pb::event::Payload::Focus(pb::FocusEvent {
+                session_id: self.session_id.clone(),
+                task_id: self.task_id.clone(),
+                state: RUNNING.to_owned(),
+                elapsed_seconds: self.elapsed + passed,
+                remaining_seconds: remaining,
+            })),
+        })
+    }
+}
+
+/// The focus service's name of a running session's state.
+const RUNNING: &str = "SESSION_STATE_RUNNING";
+
+/// What a stored event says about the running session: ticking from a
+/// start or resume, stopped by a pause or an end.
+fn follow(ticking: &mut Option<Ticking>, event: &pb::Event, at: DateTime<Utc>, every: Duration) {
+    let Some(pb::event::Payload::Focus(f)) = &event.payload else {
+        return;
+    };
+    match pb::EventType::try_from(event.r#type) {
+        Ok(pb::EventType::FocusStarted | pb::EventType::FocusResumed) if f.state == RUNNING => {
+            *ticking = Some(Ticking::new(f, at, every));
+        }
+        Ok(
+            pb::EventType::FocusPaused
+            | pb::EventType::FocusCompleted
+            | pb::EventType::FocusAbandoned,
+        ) => *ticking = None,
+        _ => {}
+    }
+}
+
+/// Sleeps until the next tick; forever when nothing runs.
+async fn next_tick(ticking: &Option<Ticking>) {
+    match ticking {
+        Some(t) => tokio::time::sleep_until(t.next).await,
+        None => std::future::pending().await,
+    }
 }
 
 fn log_status(e: EventError) -> Status {
@@ -97,6 +179,41 @@ fn message(kind: pb::subscribe_response::Kind) -> Result<pb::SubscribeResponse, 
     Ok(pb::SubscribeResponse { kind: Some(kind) })
 }
 
+impl EventApi {
+    /// The session running as the stream opens, from the Focus service;
+    /// none when it does not answer (ticks then start with the next focus
+    /// event).
+    async fn running_session(&self, who: &Caller) -> Option<Ticking> {
+        let name = focus_pb::focus_service_server::SERVICE_NAME;
+        if !self.mesh.reaches(name) {
+            return None;
+        }
+        let mut req = who.request(focus_pb::GetCurrentSessionRequest {});
+        req.set_timeout(Duration::from_secs(2));
+        let current = FocusServiceClient::new(self.mesh.conn(name).ok()?)
+            .get_current_session(req)
+            .await
+            .inspect_err(
+                |e| tracing::debug!(error = %e.message(), "no current session for the stream"),
+            )
+            .ok()?
+            .into_inner()
+            .session?;
+        if current.state != focus_pb::SessionState::Running as i32 {
+            return None;
+        }
+        let f = pb::FocusEvent {
+            session_id: current.id,
+            task_id: current.task_id,
+            state: RUNNING.to_owned(),
+            elapsed_seconds: current.focused_seconds,
+            remaining_seconds: (i64::from(current.planned_minutes) * 60 - current.focused_seconds)
+                .max(0),
+        };
+        Some(Ticking::new(&f, self.events.now(), self.tick))
+    }
+}
+
 #[tonic::async_trait]
 impl EventService for EventApi {
     type SubscribeStream = ReceiverStream<Result<pb::SubscribeResponse, Status>>;
@@ -106,6 +223,7 @@ impl EventService for EventApi {
         req: Request<pb::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let user = caller(&req)?;
+        let who = identity(&req)?;
         let after = req.into_inner().after_id;
         let subscription = self
             .events
@@ -124,6 +242,7 @@ impl EventService for EventApi {
             }
             after
         };
+        let ticking = self.running_session(&who).await;
         let (tx, rx) = mpsc::channel(BUFFER);
         let pump = Pump {
             log,
@@ -131,9 +250,10 @@ impl EventService for EventApi {
             subscription,
             user,
             heartbeat: self.heartbeat,
+            tick: self.tick,
             tx,
         };
-        tokio::spawn(pump.run(start));
+        tokio::spawn(pump.run(start, ticking));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 }
@@ -146,11 +266,12 @@ struct Pump {
     subscription: Subscription,
     user: UserId,
     heartbeat: Duration,
+    tick: Duration,
     tx: mpsc::Sender<Result<pb::SubscribeResponse, Status>>,
 }
 
 impl Pump {
-    async fn run(self, mut last: String) {
+    async fn run(self, mut last: String, mut ticking: Option<Ticking>) {
         loop {
             let changed = self.subscription.changed();
             let read = match self.log.read(&self.user, Some(&last), BATCH).await {
@@ -179,6 +300,7 @@ impl Pump {
                 };
                 event.id = record.id;
                 event.time = Some(timestamp(record.at));
+                follow(&mut ticking, &event, record.at, self.tick);
                 let sent = self
                     .tx
                     .send(message(pb::subscribe_response::Kind::Event(event)))
@@ -202,9 +324,45 @@ impl Pump {
                         return;
                     }
                 }
+                () = next_tick(&ticking) => {
+                    let tick = ticking.as_ref().and_then(|t| t.at(self.events.now(), &last));
+                    match (tick, ticking.as_mut()) {
+                        (Some(tick), Some(t)) => {
+                            t.next = tokio::time::Instant::now() + self.tick;
+                            let sent = self
+                                .tx
+                                .send(message(pb::subscribe_response::Kind::Event(tick)))
+                                .await;
+                            if sent.is_err() {
+                                return;
+                            }
+                        }
+                        _ => ticking = None,
+                    }
+                }
                 () = self.tx.closed() => return,
             }
         }
+    }
+}
+
+/// Puts every background job that ended for good on its user's stream.
+pub struct JobEvents(pub Events);
+
+#[async_trait::async_trait]
+impl focusforge_jobs::JobObserver for JobEvents {
+    async fn finished(&self, job: &focusforge_jobs::Job, state: focusforge_jobs::JobState) {
+        publish(
+            &self.0,
+            &job.spec.user,
+            pb::EventType::JobFinished,
+            pb::event::Payload::Job(pb::JobEvent {
+                job_id: job.id.clone(),
+                kind: job.spec.kind.clone(),
+                state: crate::jobs::state_name(state).to_owned(),
+            }),
+        )
+        .await;
     }
 }
 

@@ -18,7 +18,7 @@ mod users;
 pub use auth::{AuthInterceptor, caller, identity, service_caller};
 pub use chain::{ChainApi, chain_task, deadline};
 pub use error::{from_status, into_status};
-pub use events::{EventApi, PlanEvents, ReminderExecutor, TaskEvents};
+pub use events::{EventApi, JobEvents, PlanEvents, ReminderExecutor, TaskEvents};
 pub use jobs::JobApi;
 pub use mcp::McpApi;
 pub use memory::MemoryApi;

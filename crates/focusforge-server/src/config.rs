@@ -330,6 +330,9 @@ pub struct EventsConfig {
     pub per_user: usize,
     /// How long an idle subscription waits before a heartbeat (1-300 s).
     pub heartbeat_secs: u64,
+    /// How often a stream ticks while the user's focus session runs
+    /// (1-3600 s). Ticks are live only: not kept, not replayed on resume.
+    pub tick_secs: u64,
     /// Key prefix of the log in Redis.
     pub redis_prefix: String,
 }
@@ -340,6 +343,7 @@ impl Default for EventsConfig {
             retention_secs: 86_400,
             per_user: 10_000,
             heartbeat_secs: 15,
+            tick_secs: 60,
             redis_prefix: "focusforge:events".into(),
         }
     }
@@ -602,6 +606,7 @@ impl Config {
                 "FOCUSFORGE_EVENTS_RETENTION_SECS" => self.events.retention_secs = number(key)?,
                 "FOCUSFORGE_EVENTS_PER_USER" => self.events.per_user = number(key)? as usize,
                 "FOCUSFORGE_EVENTS_HEARTBEAT_SECS" => self.events.heartbeat_secs = number(key)?,
+                "FOCUSFORGE_EVENTS_TICK_SECS" => self.events.tick_secs = number(key)?,
                 "FOCUSFORGE_EVENTS_REDIS_PREFIX" => self.events.redis_prefix.clone_from(value),
                 "FOCUSFORGE_PLANNER_GLOBAL_LIMIT" => {
                     self.planner.global_limit = number(key)? as usize;
@@ -805,6 +810,9 @@ impl Config {
         }
         if !(1..=300).contains(&self.events.heartbeat_secs) {
             return Err(err("events heartbeat_secs must be between 1 and 300"));
+        }
+        if !(1..=3600).contains(&self.events.tick_secs) {
+            return Err(err("events tick_secs must be between 1 and 3600"));
         }
         if self.events.redis_prefix.is_empty()
             || self.events.redis_prefix.contains(char::is_whitespace)

@@ -404,6 +404,8 @@ impl Service for EventService {
         Ok(Built::grpc(EventServiceServer::new(EventApi {
             events: deps.events.clone(),
             heartbeat: Duration::from_secs(self.0.config.events.heartbeat_secs),
+            tick: Duration::from_secs(self.0.config.events.tick_secs),
+            mesh: deps.mesh.clone(),
         })))
     }
 }
