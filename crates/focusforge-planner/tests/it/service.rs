@@ -402,15 +402,15 @@ async fn a_retried_create_of_a_plan_that_lost_its_first_run_schedules_it_again()
             .expect("jobs")
             .0
     };
-    let first = p
-        .create_once(
+    let create = || {
+        p.create_once(
             &alice,
             "",
             vec![ActionSpec::new("a", ActionType::Notification)],
             Some("req-1"),
         )
-        .await
-        .expect("create");
+    };
+    let first = create().await.expect("create");
     // The first run is lost (as when the process died between the insert
     // and the enqueue).
     let queued = advances().await;
@@ -421,15 +421,7 @@ async fn a_retried_create_of_a_plan_that_lost_its_first_run_schedules_it_again()
         .expect("cancel");
     assert!(advances().await.is_empty());
     clock.advance(chrono::Duration::seconds(1));
-    let again = p
-        .create_once(
-            &alice,
-            "",
-            vec![ActionSpec::new("a", ActionType::Notification)],
-            Some("req-1"),
-        )
-        .await
-        .expect("retry");
+    let again = create().await.expect("retry");
     assert_eq!(again.id, first.id, "the same plan");
     assert_eq!(
         advances().await.len(),
@@ -439,14 +431,7 @@ async fn a_retried_create_of_a_plan_that_lost_its_first_run_schedules_it_again()
     // Once it ran, a retry leaves the queue alone.
     p.execute_ready(&alice, None).await.expect("run");
     let before = advances().await.len();
-    p.create_once(
-        &alice,
-        "",
-        vec![ActionSpec::new("a", ActionType::Notification)],
-        Some("req-1"),
-    )
-    .await
-    .expect("retry");
+    create().await.expect("retry");
     assert_eq!(advances().await.len(), before);
 }
 
