@@ -974,14 +974,10 @@ impl Executor for CalendarExecutor {
         _action: &ActionSpec,
         params: Value,
     ) -> Result<Value, Error> {
-        let conn = self
+        let (conn, caller) = self
             .mesh
-            .conn(pb::calendar_service_server::SERVICE_NAME)
+            .for_user(pb::calendar_service_server::SERVICE_NAME, user, "planner")
             .map_err(|s| from_status(&s))?;
-        let caller = self
-            .mesh
-            .acting(user.clone(), "planner")
-            .ok_or_else(|| Error::Internal("the mesh has no key to act for users".into()))?;
         let mut client = CalendarServiceClient::new(conn);
         let s = |k: &str| params.get(k).and_then(Value::as_str).unwrap_or_default();
         let n = |k: &str| {

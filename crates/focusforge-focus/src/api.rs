@@ -221,13 +221,9 @@ impl Effects {
         {
             return Ok(());
         }
-        let conn = self
-            .mesh
-            .conn(tasks_pb::task_service_server::SERVICE_NAME)?;
-        let caller = self
-            .mesh
-            .acting(user.clone(), "focus")
-            .ok_or_else(|| Status::internal("the mesh has no key to act for users"))?;
+        let (conn, caller) =
+            self.mesh
+                .for_user(tasks_pb::task_service_server::SERVICE_NAME, user, "focus")?;
         let r = TaskServiceClient::new(conn)
             .record_focus_session(caller.request(tasks_pb::RecordFocusSessionRequest {
                 task_id: task_id.clone(),
@@ -759,14 +755,10 @@ impl focusforge_planner::Executor for FocusExecutor {
                 .and_then(|n| i32::try_from(n).ok())
                 .ok_or_else(|| Error::invalid("params.minutes", "must be an integer"))?,
         };
-        let conn = self
+        let (conn, caller) = self
             .mesh
-            .conn(pb::focus_service_server::SERVICE_NAME)
+            .for_user(pb::focus_service_server::SERVICE_NAME, user, "planner")
             .map_err(|s| focusforge_grpc::from_status(&s))?;
-        let caller = self
-            .mesh
-            .acting(user.clone(), "planner")
-            .ok_or_else(|| Error::Internal("the mesh has no key to act for users".into()))?;
         let request = pb::StartSessionRequest {
             kind: pb::SessionKind::Focus as i32,
             task_id: s("task_id").to_owned(),

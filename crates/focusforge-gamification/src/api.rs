@@ -521,10 +521,7 @@ pub async fn award(
     component: &str,
     cause: &Cause,
 ) -> Result<(), Status> {
-    let conn = mesh.conn(SERVICE)?;
-    let caller = mesh
-        .acting(user.clone(), component)
-        .ok_or_else(|| Status::internal("the mesh has no key to act for users"))?;
+    let (conn, caller) = mesh.for_user(SERVICE, user, component)?;
     GamificationServiceClient::new(conn)
         .award(caller.request(cause.request()))
         .await?;
@@ -628,11 +625,10 @@ impl Executor for GameExecutor {
         action: &ActionSpec,
         params: Value,
     ) -> Result<Value, Error> {
-        let conn = self.mesh.conn(SERVICE).map_err(|s| from_status(&s))?;
-        let caller = self
+        let (conn, caller) = self
             .mesh
-            .acting(user.clone(), "planner")
-            .ok_or_else(|| Error::Internal("the mesh has no key to act for users".into()))?;
+            .for_user(SERVICE, user, "planner")
+            .map_err(|s| from_status(&s))?;
         let mut client = GamificationServiceClient::new(conn);
         match params
             .get("op")

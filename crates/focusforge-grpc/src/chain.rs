@@ -93,34 +93,32 @@ impl ContextSource for Given {
 /// The Memory service's answer as the chains read it.
 pub fn user_context(ctx: memory_pb::GetUserContextResponse) -> UserContext {
     let prefs = ctx.preferences.unwrap_or_default();
-    {
-        UserContext {
-            focus_minutes: (prefs.focus_minutes > 0).then_some(prefs.focus_minutes),
-            daily_goal_minutes: (prefs.daily_goal_minutes > 0).then_some(prefs.daily_goal_minutes),
-            timezone: (!prefs.timezone.is_empty()).then_some(prefs.timezone),
-            moods: ctx.moods.iter().map(mood_words).collect(),
-            recent_tasks: ctx.recent_tasks.into_iter().map(brief).collect(),
-            similar_tasks: ctx
-                .similar_tasks
-                .into_iter()
-                .filter_map(|s| {
-                    s.task.map(|t| SimilarTask {
-                        task: brief(t),
-                        score: s.score,
-                    })
+    UserContext {
+        focus_minutes: (prefs.focus_minutes > 0).then_some(prefs.focus_minutes),
+        daily_goal_minutes: (prefs.daily_goal_minutes > 0).then_some(prefs.daily_goal_minutes),
+        timezone: (!prefs.timezone.is_empty()).then_some(prefs.timezone),
+        moods: ctx.moods.iter().map(mood_words).collect(),
+        recent_tasks: ctx.recent_tasks.into_iter().map(brief).collect(),
+        similar_tasks: ctx
+            .similar_tasks
+            .into_iter()
+            .filter_map(|s| {
+                s.task.map(|t| SimilarTask {
+                    task: brief(t),
+                    score: s.score,
                 })
-                .collect(),
-            insights: ctx.insights.into_iter().map(|m| m.content).collect(),
-            memories: ctx
-                .relevant_memories
-                .into_iter()
-                .filter_map(|h| h.memory.map(|m| m.content))
-                .collect(),
-            progress: ctx.progress.map(|p| Progress {
-                completed_today: p.completed_today.max(0) as u32,
-                streak_days: p.streak_days.max(0) as u32,
-            }),
-        }
+            })
+            .collect(),
+        insights: ctx.insights.into_iter().map(|m| m.content).collect(),
+        memories: ctx
+            .relevant_memories
+            .into_iter()
+            .filter_map(|h| h.memory.map(|m| m.content))
+            .collect(),
+        progress: ctx.progress.map(|p| Progress {
+            completed_today: p.completed_today.max(0) as u32,
+            streak_days: p.streak_days.max(0) as u32,
+        }),
     }
 }
 

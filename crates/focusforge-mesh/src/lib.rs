@@ -294,6 +294,22 @@ impl Mesh {
         let key = self.inner.key.clone()?;
         Some(Caller::acting(user, component, key))
     }
+
+    /// A connection to `service` and `component`'s caller acting for
+    /// `user` on it: how a component (a planner action, a job) calls a
+    /// service as the user.
+    pub fn for_user(
+        &self,
+        service: &str,
+        user: &UserId,
+        component: &str,
+    ) -> Result<(Conn, Caller), tonic::Status> {
+        let conn = self.conn(service)?;
+        let caller = self
+            .acting(user.clone(), component)
+            .ok_or_else(|| tonic::Status::internal("the mesh has no key to act for users"))?;
+        Ok((conn, caller))
+    }
 }
 
 #[cfg(test)]

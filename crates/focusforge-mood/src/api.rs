@@ -448,14 +448,10 @@ impl Executor for MoodExecutor {
                 .map(|k| format!("plan:{k}"))
                 .unwrap_or_default(),
         };
-        let conn = self
+        let (conn, caller) = self
             .mesh
-            .conn(pb::mood_service_server::SERVICE_NAME)
+            .for_user(pb::mood_service_server::SERVICE_NAME, user, "planner")
             .map_err(|s| from_status(&s))?;
-        let caller = self
-            .mesh
-            .acting(user.clone(), "planner")
-            .ok_or_else(|| Error::Internal("the mesh has no key to act for users".into()))?;
         let entry = MoodServiceClient::new(conn)
             .log_mood(caller.request(request))
             .await

@@ -545,23 +545,22 @@ impl OrchestratorApi {
         // here (an award of a cause already awarded changes nothing, and
         // makes up for a hook that was lost); the amount read back from the
         // ledger on a repeat.
-        let game = self.conn(GAME);
         let award = self
             .mesh
-            .acting(caller.user.clone(), "orchestrator")
-            .map(|a| {
-                steps.timed(a.request(game_pb::AwardRequest {
+            .for_user(GAME, &caller.user, "orchestrator")
+            .map(|(conn, acting)| {
+                let req = steps.timed(acting.request(game_pb::AwardRequest {
                     cause: Some(game_pb::award_request::Cause::TaskId(task.id.clone())),
-                }))
+                }));
+                (conn, req)
             });
         let budget = steps.budget();
         let reader = caller.clone();
         let key = format!("task-completed:{}", task.id);
         if let Some((points, progress)) = steps
             .optional("gamification.points", GAME, async move {
-                let award = award
-                    .ok_or_else(|| Status::internal("the mesh has no key to act for users"))?;
-                let mut client = GamificationServiceClient::new(game?);
+                let (game, award) = award?;
+                let mut client = GamificationServiceClient::new(game);
                 let awarded = client.award(award).await?.into_inner();
                 let of_task = |e: &&game_pb::LedgerEntry| e.idempotency_key == key;
                 let mut points = awarded

@@ -210,8 +210,7 @@ pub fn plan(day: &Day) -> (Vec<pb::DayItem>, Vec<String>) {
 }
 
 fn time(t: &Option<prost_types::Timestamp>) -> Option<DateTime<Utc>> {
-    t.as_ref()
-        .and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
+    focusforge_mcp::tools::ts(*t)
 }
 
 fn local(tz: Tz, date: chrono::NaiveDate, minute: i32) -> DateTime<Utc> {

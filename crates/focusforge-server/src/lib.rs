@@ -395,6 +395,7 @@ pub fn spawn_worker(
     config: &Config,
     backends: &Backends,
     jobs: &[(&'static str, Arc<dyn Handler>)],
+    skip_kinds: &[String],
     workers: usize,
 ) -> Worker {
     let mut handlers = Handlers::new();
@@ -405,15 +406,6 @@ pub fn spawn_worker(
         backends.events.clone(),
     )));
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
-    // The kinds of the services this process does not run are left to the
-    // processes that do.
-    let skip_kinds = kit(config)
-        .services()
-        .iter()
-        .flat_map(|s| s.job_kinds())
-        .filter(|k| !jobs.iter().any(|(mine, _)| mine == k))
-        .map(str::to_owned)
-        .collect();
     Worker::spawn(
         backends.jobs.clone(),
         handlers,
@@ -422,7 +414,7 @@ pub fn spawn_worker(
             concurrency: workers,
             visibility: Duration::from_secs(config.jobs.visibility_secs),
             retention: Duration::from_secs(config.jobs.retention_days * 86_400),
-            skip_kinds,
+            skip_kinds: skip_kinds.to_vec(),
             ..WorkerSettings::default()
         },
     )
@@ -501,6 +493,7 @@ pub async fn start_with_clock(
             vector_tables,
             mcp,
             jobs,
+            other_kinds,
             http,
             ..
         } = service_routes(config, &backends, verifier.clone()).await?;
@@ -521,7 +514,13 @@ pub async fn start_with_clock(
         let for_metrics = backends.clone();
         options.metrics = Some(Metrics(Arc::new(move || for_metrics.metrics())));
         if config.jobs.workers > 0 {
-            worker = Some(spawn_worker(config, &backends, &jobs, config.jobs.workers));
+            worker = Some(spawn_worker(
+                config,
+                &backends,
+                &jobs,
+                &other_kinds,
+                config.jobs.workers,
+            ));
         }
         if let Some(registry) = mcp {
             options.http_routes.push(HttpRoute {
@@ -652,6 +651,15 @@ async fn build_services(
         reporter: mounted.reporter,
         vector_tables: shared.vector_tables.get().cloned().unwrap_or_default(),
         mcp: shared.registry.get().cloned(),
+        // The kinds of the services this process does not run are left to
+        // the processes that do.
+        other_kinds: kit
+            .services()
+            .iter()
+            .flat_map(|s| s.job_kinds())
+            .filter(|k| !mounted.jobs.iter().any(|(mine, _)| mine == k))
+            .map(str::to_owned)
+            .collect(),
         jobs: mounted.jobs,
         http: mounted.http,
         mesh,
@@ -686,7 +694,13 @@ pub async fn start_worker(
         .filter(|s| config.services.contains(s))
         .collect();
     let built = build_services(config, backends, user_verifier(config)?, &shorts).await?;
-    Ok(spawn_worker(config, backends, &built.jobs, workers))
+    Ok(spawn_worker(
+        config,
+        backends,
+        &built.jobs,
+        &built.other_kinds,
+        workers,
+    ))
 }
 
 /// The services a process runs, ready for the gateway.
@@ -701,6 +715,8 @@ pub struct ServiceRoutes {
     pub mcp: Option<Registry>,
     /// The job handlers of the services built.
     pub jobs: Vec<(&'static str, Arc<dyn Handler>)>,
+    /// The job kinds of the services not built here.
+    pub other_kinds: Vec<String>,
     /// The plain HTTP endpoints of the services built.
     pub http: Vec<(&'static str, focusforge_kit::HttpService)>,
     /// How these services reach each other and the rest of the mesh.
