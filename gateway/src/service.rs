@@ -164,7 +164,15 @@ impl Inner {
             return reply(Status::invalid_argument(reason.clone()));
         }
         match res {
-            Ok(res) => name_unimplemented(res, &path),
+            Ok(res) => {
+                let res = name_unimplemented(res, &path);
+                match deadline {
+                    // A stream's answer outlives its headers: the deadline
+                    // holds until its last message.
+                    Some(at) => res.map(|b| Body::new(DeadlineBody::new(b, at))),
+                    None => res,
+                }
+            }
             Err(CallError::Unreachable(status)) => reply(status),
             Err(CallError::DeadlineExceeded) => {
                 reply(Status::deadline_exceeded("deadline exceeded"))
@@ -307,6 +315,70 @@ impl CallLog {
             // away or the connection broke.
             None => tracing::info!(code = %"INCOMPLETE", elapsed_us, "rpc"),
         }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body cut off at the call's deadline, ending with
+    /// `DEADLINE_EXCEEDED` trailers if the upstream has not ended it by then.
+    struct DeadlineBody {
+        #[pin]
+        inner: Body,
+        #[pin]
+        sleep: tokio::time::Sleep,
+        done: bool,
+    }
+}
+
+impl DeadlineBody {
+    fn new(inner: Body, at: Instant) -> Self {
+        Self {
+            inner,
+            sleep: tokio::time::sleep_until(at),
+            done: false,
+        }
+    }
+}
+
+impl http_body::Body for DeadlineBody {
+    type Data = bytes::Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, Status>>> {
+        let this = self.project();
+        if *this.done {
+            return Poll::Ready(None);
+        }
+        match this.inner.poll_frame(cx) {
+            Poll::Pending => {}
+            Poll::Ready(frame) => {
+                if frame
+                    .as_ref()
+                    .is_none_or(|f| f.as_ref().is_ok_and(|f| f.is_trailers()))
+                {
+                    *this.done = true;
+                }
+                return Poll::Ready(frame);
+            }
+        }
+        if this.sleep.poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        *this.done = true;
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", HeaderValue::from_static("4"));
+        trailers.insert(
+            "grpc-message",
+            HeaderValue::from_static("deadline%20exceeded"),
+        );
+        Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done || self.inner.is_end_stream()
     }
 }
 
