@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Drives a real `focusforge serve` with clients nobody here wrote: grpcurl
-# (reflection, health, calls) and curl (gRPC-web with a framed body).
+# (reflection, health, calls) and curl (gRPC-web with a framed body, and
+# the Connect protocol in JSON).
 set -euo pipefail
 
 bin=${1:?usage: tests/smoke.sh path/to/focusforge}
@@ -114,6 +115,17 @@ plan_runs_in_the_background() {
   [ "$(grep -c '"ACTION_STATUS_SUCCEEDED"' <<<"$got")" -eq 2 ]
 }
 check "grpcurl plans two actions and the workers run them" plan_runs_in_the_background
+
+connect_json_with_curl() {
+  local out
+  out=$(curl -sS -H 'content-type: application/json' -H "authorization: Bearer $token" \
+    -d '{"title":"from curl over Connect"}' "http://$addr/focusforge.tasks.v1.TaskService/CreateTask")
+  python3 -c 'import json,sys; t=json.load(sys.stdin)["task"]; sys.exit(t["title"] != "from curl over Connect" or not t["id"])' <<<"$out"
+  out=$(curl -sS -o /dev/null -w '%{http_code}' -H 'content-type: application/json' \
+    -d '{"title":"x"}' "http://$addr/focusforge.tasks.v1.TaskService/CreateTask")
+  [ "$out" = 401 ]
+}
+check "curl creates a task in JSON over Connect, and is 401 without a token" connect_json_with_curl
 
 job_stats() {
   "$grpcurl" -plaintext -H "authorization: Bearer $token" -d '{}' \

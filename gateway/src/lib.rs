@@ -1,5 +1,7 @@
 //! The FocusForge gateway: the one front door for browsers (gRPC-web, binary
-//! and text, over HTTP/1.1 or HTTP/2) and gRPC clients (HTTP/2 cleartext).
+//! and text, over HTTP/1.1 or HTTP/2), Connect clients (JSON or binary, unary
+//! and server streaming, `curl` included) and gRPC clients (HTTP/2
+//! cleartext).
 //!
 //! Each call is routed by its fully qualified service name, taken from the
 //! request path, to an upstream: in-process [`tonic::service::Routes`] or a
@@ -11,6 +13,7 @@
 //! serves health and reflection for everything it routes.
 
 mod conn;
+mod connect;
 mod health;
 mod limit;
 mod reflection;

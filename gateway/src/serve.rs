@@ -1,5 +1,6 @@
 //! The listener: one port for native gRPC (HTTP/2 cleartext, prior
-//! knowledge) and gRPC-web over HTTP/1.1 or HTTP/2, with CORS in front.
+//! knowledge), gRPC-web and the Connect protocol over HTTP/1.1 or HTTP/2,
+//! with CORS in front.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -21,6 +22,7 @@ use tower::ServiceBuilder;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer, ExposeHeaders};
 
 use crate::conn::{Activity, ConnectionOptions, IpNet, Tracked, Tracker};
+use crate::connect::{Connect, Schema};
 use crate::service::REQUEST_ID;
 use crate::{GatewayError, GatewayService, HttpRoute, Metrics};
 
@@ -44,6 +46,8 @@ fn cors(origins: &[String]) -> Result<Option<CorsLayer>, GatewayError> {
         "grpc-message",
         "grpc-status-details-bin",
         "www-authenticate",
+        "connect-content-encoding",
+        "connect-accept-encoding",
     ]
     .map(HeaderName::from_static)
     .into_iter()
@@ -178,6 +182,7 @@ pub fn serve(
     let cors = cors(&gateway.options().cors_origins)?;
     let metrics = gateway.options().metrics.clone();
     let tracker = Tracker::new(gateway.options().connections.clone());
+    let schema = Arc::new(Schema::new()?);
     // CORS covers everything on the port: gRPC-web and the plain HTTP
     // routes (browser MCP clients call /mcp).
     let stack = ServiceBuilder::new()
@@ -186,9 +191,13 @@ pub fn serve(
             metrics,
             tracker: tracker.clone(),
             routes: gateway.options().http_routes.clone().into(),
-            inner: ServiceBuilder::new()
-                .layer(GrpcWebLayer::new())
-                .service(gateway),
+            inner: Connect {
+                limit: gateway.options().max_message_bytes,
+                schema,
+                inner: ServiceBuilder::new()
+                    .layer(GrpcWebLayer::new())
+                    .service(gateway),
+            },
         });
     let (stop, stopped) = watch::channel(false);
     let task = tokio::spawn(accept_loop(listener, stack, tracker.clone(), stopped));

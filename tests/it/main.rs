@@ -7,6 +7,7 @@ mod auth;
 mod backends;
 mod calendar;
 mod chain;
+mod connect;
 mod context;
 mod events;
 mod focus;
