@@ -1,4 +1,4 @@
-//! Compiles every contract under `proto/` with protox (a pure-Rust protobuf
+//! Compiles every contract under `proto/focusforge/` with protox (a pure-Rust protobuf
 //! compiler, so building needs no `protoc` on the machine), generates the
 //! prost messages and tonic clients and servers from the descriptor set, and
 //! writes the module tree (`modules.rs`): one module per package, plus a
@@ -13,9 +13,12 @@ use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
-    println!("cargo:rerun-if-changed={}", root.display());
+    // The contracts; `proto/google/` holds the error details' definitions
+    // for generated clients, which the server takes from tonic-types.
+    let ours = root.join("focusforge");
+    println!("cargo:rerun-if-changed={}", ours.display());
     let mut files = Vec::new();
-    find_protos(&root, &root, &mut files)?;
+    find_protos(&root, &ours, &mut files)?;
     files.sort();
     for f in &files {
         println!("cargo:rerun-if-changed={}", root.join(f).display());
