@@ -304,29 +304,51 @@ impl ChainService for ChainApi {
         let forward = events.clone();
         let blocks = tokio::spawn(async move {
             let mut parser = BlockStream::new();
+            let mut sent = 0usize;
             while let Some(piece) = text_rx.recv().await {
                 for b in parser.push(&piece) {
                     let event = pb::StreamTaskBreakdownResponse {
                         event: Some(pb::stream_task_breakdown_response::Event::Block(block(b))),
                     };
                     if forward.send(Ok(event)).await.is_err() {
-                        return;
+                        return sent;
                     }
+                    sent += 1;
                 }
             }
+            sent
         });
         tokio::spawn(async move {
             let result = chains
                 .break_down(&user, source.as_ref(), task, r.granularity, options)
                 .await;
-            // Every streamed block goes out before the result.
-            let _ = blocks.await;
-            let event = result.map(|(b, i)| pb::StreamTaskBreakdownResponse {
-                event: Some(pb::stream_task_breakdown_response::Event::Result(
-                    breakdown(b, i),
-                )),
-            });
-            let _ = events.send(event.map_err(into_status)).await;
+            // Every streamed block goes out before the result. An answer
+            // that was not generated piece by piece (the rules, the cache)
+            // is sent block by block too, so a client reads one shape:
+            // blocks, then the result.
+            let streamed = blocks.await.unwrap_or(0);
+            let event = match result {
+                Ok((b, i)) => {
+                    let result = breakdown(b, i);
+                    if streamed == 0 {
+                        for b in &result.blocks {
+                            let event = pb::StreamTaskBreakdownResponse {
+                                event: Some(pb::stream_task_breakdown_response::Event::Block(
+                                    b.clone(),
+                                )),
+                            };
+                            if events.send(Ok(event)).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Ok(pb::StreamTaskBreakdownResponse {
+                        event: Some(pb::stream_task_breakdown_response::Event::Result(result)),
+                    })
+                }
+                Err(e) => Err(into_status(e)),
+            };
+            let _ = events.send(event).await;
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
