@@ -20,8 +20,10 @@ mod reflection;
 mod serve;
 mod service;
 mod upstream;
+mod web;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +35,7 @@ pub use conn::{ClientAddr, ConnectionOptions, IpNet};
 pub use focusforge_core::{format_grpc_timeout, parse_grpc_timeout};
 pub use serve::{GatewayHandle, serve};
 pub use service::GatewayService;
+pub use web::{DEV_TOKEN_PATH, dev_token_route};
 
 use upstream::Upstream;
 
@@ -79,6 +82,8 @@ pub struct GatewayOptions {
     pub http_routes: Vec<HttpRoute>,
     /// Connection limits and timeouts.
     pub connections: ConnectionOptions,
+    /// The built web app, served at `/` for `GET` and `HEAD`.
+    pub web_dir: Option<PathBuf>,
 }
 
 impl Default for GatewayOptions {
@@ -90,6 +95,7 @@ impl Default for GatewayOptions {
             metrics: None,
             http_routes: Vec::new(),
             connections: ConnectionOptions::default(),
+            web_dir: None,
         }
     }
 }

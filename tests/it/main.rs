@@ -26,4 +26,5 @@ mod rules;
 mod tasks;
 mod usefulness;
 mod validation;
+mod web;
 mod workflow_mesh;

@@ -32,6 +32,9 @@ pub struct Config {
     pub connect_timeout_ms: u64,
     /// How often expired documents are swept, in seconds.
     pub sweep_interval_secs: u64,
+    /// The built web app (`web/` after `npm run build`), served at `/`;
+    /// empty serves none.
+    pub web_dir: PathBuf,
     pub auth: AuthConfig,
     pub mongodb: MongoConfig,
     pub redis: RedisConfig,
@@ -417,6 +420,7 @@ impl Default for Config {
             cors_origins: Vec::new(),
             connect_timeout_ms: 5_000,
             sweep_interval_secs: 60,
+            web_dir: PathBuf::from("./web/dist"),
             auth: AuthConfig::default(),
             mongodb: MongoConfig::default(),
             redis: RedisConfig::default(),
@@ -448,6 +452,7 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub listen: Option<String>,
     pub services: Option<String>,
+    pub web_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -496,6 +501,9 @@ impl Config {
         if let Some(s) = &flags.services {
             cfg.services = list(s);
         }
+        if let Some(w) = &flags.web_dir {
+            cfg.web_dir.clone_from(w);
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -518,6 +526,7 @@ impl Config {
                 "FOCUSFORGE_DATA_DIR" => self.data_dir = PathBuf::from(value),
                 "FOCUSFORGE_MODELS_DIR" => self.models_dir = PathBuf::from(value),
                 "FOCUSFORGE_LISTEN" => self.listen.clone_from(value),
+                "FOCUSFORGE_WEB_DIR" => self.web_dir = PathBuf::from(value),
                 "FOCUSFORGE_SERVICES" => self.services = list(value),
                 "FOCUSFORGE_LOG_FORMAT" => self.log_format.clone_from(value),
                 "FOCUSFORGE_LOG_LEVEL" => self.log_level.clone_from(value),

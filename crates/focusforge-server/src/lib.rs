@@ -107,6 +107,18 @@ pub fn mint_token(config: &Config, user: &str, ttl: Duration) -> anyhow::Result<
     Ok(minter.mint(&user, ttl.as_secs())?)
 }
 
+/// A minter for the web app's sign-in helper, only on the embedded
+/// default's generated dev secret: a deployment with configured keys takes
+/// its tokens from its identity provider.
+fn dev_minter(config: &Config) -> anyhow::Result<Option<Arc<Minter>>> {
+    let auth = &config.auth;
+    if auth.jwt_secret.is_some() || auth.jwt_public_key_file.is_some() {
+        return Ok(None);
+    }
+    let keys = key_material(config)?;
+    Ok(Some(Arc::new(Minter::new(&keys, auth.issuer.as_deref())?)))
+}
+
 /// Where a data directory keeps a generated mesh secret (RS256 deployments
 /// without `auth.mesh_secret`).
 pub const MESH_SECRET_FILE: &str = "auth/mesh-secret";
@@ -467,8 +479,9 @@ pub async fn start_with_clock(
         connect_timeout: Duration::from_millis(config.connect_timeout_ms),
         max_message_bytes: config.max_message_bytes,
         metrics: None,
-        http_routes: Vec::new(),
+        http_routes: vec![focusforge_gateway::dev_token_route(dev_minter(config)?)],
         connections: connection_options(config),
+        web_dir: (!config.web_dir.as_os_str().is_empty()).then(|| config.web_dir.clone()),
     };
     let mut background = Vec::new();
     let mut local = None;

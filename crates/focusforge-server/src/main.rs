@@ -32,11 +32,17 @@ enum Command {
         /// Comma-separated services to run, e.g. `tasks,users`.
         #[arg(long)]
         services: Option<String>,
+        /// The built web app to serve at `/` (default `./web/dist`).
+        #[arg(long)]
+        web_dir: Option<PathBuf>,
     },
     /// Runs only the gateway, routing to the upstreams of the configuration.
     Gateway {
         #[arg(long)]
         listen: Option<String>,
+        /// The built web app to serve at `/` (default `./web/dist`).
+        #[arg(long)]
+        web_dir: Option<PathBuf>,
     },
     /// Runs background job workers only (no gateway), on the configured
     /// queue and store: scale job processing apart from the API.
@@ -101,13 +107,16 @@ fn main() -> ExitCode {
             data_dir,
             listen,
             services,
+            web_dir,
         } => {
             flags.data_dir.clone_from(data_dir);
             flags.listen.clone_from(listen);
             flags.services.clone_from(services);
+            flags.web_dir.clone_from(web_dir);
         }
-        Command::Gateway { listen } => {
+        Command::Gateway { listen, web_dir } => {
             flags.listen.clone_from(listen);
+            flags.web_dir.clone_from(web_dir);
             flags.services = Some(String::new());
         }
         Command::Token { data_dir, .. }
