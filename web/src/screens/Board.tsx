@@ -20,6 +20,22 @@ const PRIORITIES: [TaskPriority, string][] = [
   [TaskPriority.HIGH, "High"],
   [TaskPriority.URGENT, "Urgent"],
 ];
+function PriorityField(props: { problem: Problem | null; value: TaskPriority; onChange: (p: TaskPriority) => void }) {
+  return (
+    <Field label="Priority" name="priority" problem={props.problem}>
+      {(a) => (
+        <select {...a} value={props.value} onChange={(e) => props.onChange(Number(e.target.value))}>
+          {PRIORITIES.map(([v, n]) => (
+            <option key={v} value={v}>
+              {n}
+            </option>
+          ))}
+        </select>
+      )}
+    </Field>
+  );
+}
+
 const priorityName = (p: TaskPriority) => PRIORITIES.find(([v]) => v === p)?.[1] ?? "None";
 
 const COLUMNS: [TaskStatus, string][] = [
@@ -146,17 +162,7 @@ export function Board() {
               />
             )}
           </Field>
-          <Field label="Priority" name="priority" problem={formProblem}>
-            {(a) => (
-              <select {...a} value={draft.priority} onChange={(e) => setDraft({ ...draft, priority: Number(e.target.value) })}>
-                {PRIORITIES.map(([v, n]) => (
-                  <option key={v} value={v}>
-                    {n}
-                  </option>
-                ))}
-              </select>
-            )}
-          </Field>
+          <PriorityField problem={formProblem} value={draft.priority} onChange={(priority) => setDraft({ ...draft, priority })} />
           <Field label="Due" name="due_time" problem={formProblem} hint="Optional">
             {(a) => <input {...a} type="datetime-local" value={draft.due} onChange={(e) => setDraft({ ...draft, due: e.target.value })} />}
           </Field>
@@ -304,17 +310,7 @@ function TaskCard({ task, onChanged, notify }: { task: Task; onChanged: () => Pr
           <Field label="Estimated minutes" name="estimated_minutes" problem={p}>
             {(a) => <input {...a} inputMode="numeric" value={edit.estimatedMinutes} onChange={(e) => setEdit({ ...edit, estimatedMinutes: e.target.value })} />}
           </Field>
-          <Field label="Priority" name="priority" problem={p}>
-            {(a) => (
-              <select {...a} value={edit.priority} onChange={(e) => setEdit({ ...edit, priority: Number(e.target.value) })}>
-                {PRIORITIES.map(([v, n]) => (
-                  <option key={v} value={v}>
-                    {n}
-                  </option>
-                ))}
-              </select>
-            )}
-          </Field>
+          <PriorityField problem={p} value={edit.priority} onChange={(priority) => setEdit({ ...edit, priority })} />
           <Banner problem={p} fields={["title", "description", "estimated_minutes", "priority"]} />
           <div className="actions">
             <button type="submit" disabled={busy}>
