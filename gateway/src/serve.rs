@@ -70,27 +70,8 @@ struct MetricsRoute<S> {
     tracker: Arc<Tracker>,
     /// Shared: the service is cloned for every request.
     routes: Arc<[HttpRoute]>,
-    web: Option<Web>,
+    web: Option<crate::web::App>,
     inner: S,
-}
-
-/// The web app's files, or where they were looked for.
-#[derive(Clone)]
-enum Web {
-    Built(crate::web::Files),
-    Missing(Arc<std::path::Path>),
-}
-
-impl Web {
-    fn new(dir: &std::path::Path) -> Self {
-        if dir.join("index.html").is_file() {
-            tracing::info!(dir = %dir.display(), "serving the web app at /");
-            Self::Built(crate::web::files(dir))
-        } else {
-            tracing::info!(dir = %dir.display(), "no web app built there");
-            Self::Missing(dir.into())
-        }
-    }
 }
 
 impl<S, B> tower::Service<Request<B>> for MetricsRoute<S>
@@ -151,25 +132,9 @@ where
                 Ok(res)
             });
         }
-        if let Some(web) = &self.web
-            && matches!(*req.method(), Method::GET | Method::HEAD)
-        {
-            match web {
-                Web::Built(files) => {
-                    let files = files.clone();
-                    let req = req.map(Body::new);
-                    return Box::pin(async move {
-                        use tower::ServiceExt;
-                        let Ok(res) = files.oneshot(req).await;
-                        Ok(res)
-                    });
-                }
-                Web::Missing(dir) if matches!(req.uri().path(), "/" | "/index.html") => {
-                    let res = crate::web::not_built(dir);
-                    return Box::pin(async move { Ok(res) });
-                }
-                Web::Missing(_) => {}
-            }
+        if let Some(web) = self.web.clone().filter(|web| web.answers(&req)) {
+            let req = req.map(Body::new);
+            return Box::pin(async move { Ok(web.call(req).await) });
         }
         let fut = self.inner.call(req);
         Box::pin(fut)
@@ -231,7 +196,11 @@ pub fn serve(
             metrics,
             tracker: tracker.clone(),
             routes: gateway.options().http_routes.clone().into(),
-            web: gateway.options().web_dir.as_deref().map(Web::new),
+            web: gateway
+                .options()
+                .web_dir
+                .as_deref()
+                .map(crate::web::App::new),
             inner: Connect {
                 limit: gateway.options().max_message_bytes,
                 schema,

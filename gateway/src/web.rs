@@ -29,10 +29,10 @@ pub const DEV_TOKEN_PATH: &str = "/dev/token";
 const CSP: &str = "default-src 'self'; connect-src 'self'; img-src 'self' data:; \
                    object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
-pub(crate) type Files = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
+type Files = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
 
 /// Serves the files under `dir` for `GET` and `HEAD`.
-pub(crate) fn files(dir: &Path) -> Files {
+fn files(dir: &Path) -> Files {
     let index = dir.join("index.html");
     let serve = ServeDir::new(dir)
         .append_index_html_on_directories(true)
@@ -71,8 +71,47 @@ pub(crate) fn files(dir: &Path) -> Files {
     }))
 }
 
+/// The web app's files, or where they were looked for.
+#[derive(Clone)]
+pub(crate) enum App {
+    Built(Files),
+    Missing(Arc<Path>),
+}
+
+impl App {
+    pub(crate) fn new(dir: &Path) -> Self {
+        if dir.join("index.html").is_file() {
+            tracing::info!(dir = %dir.display(), "serving the web app at /");
+            Self::Built(files(dir))
+        } else {
+            tracing::info!(dir = %dir.display(), "no web app built there");
+            Self::Missing(dir.into())
+        }
+    }
+
+    /// Whether the app answers `req`: any `GET` or `HEAD` once built;
+    /// before, only its root, with how to build it.
+    pub(crate) fn answers<B>(&self, req: &Request<B>) -> bool {
+        matches!(*req.method(), Method::GET | Method::HEAD)
+            && match self {
+                Self::Built(_) => true,
+                Self::Missing(_) => matches!(req.uri().path(), "/" | "/index.html"),
+            }
+    }
+
+    pub(crate) async fn call(self, req: Request<Body>) -> Response<Body> {
+        match self {
+            Self::Built(files) => {
+                let Ok(res) = files.oneshot(req).await;
+                res
+            }
+            Self::Missing(dir) => not_built(&dir),
+        }
+    }
+}
+
 /// The answer when no app is built: how to build it.
-pub(crate) fn not_built(dir: &Path) -> Response<Body> {
+fn not_built(dir: &Path) -> Response<Body> {
     text(
         StatusCode::NOT_FOUND,
         "text/plain; charset=utf-8",
