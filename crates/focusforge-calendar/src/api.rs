@@ -347,6 +347,16 @@ async fn prefs(mesh: &Mesh, caller: &Caller) -> Prefs {
     }
 }
 
+/// Refuses a task id that is not one of the caller's tasks, as the Task
+/// service answers it (NOT_FOUND for another user's, as for a missing one).
+async fn own_task(mesh: &Mesh, caller: &Caller, id: &str) -> Result<(), Status> {
+    let conn = mesh.conn(tasks_pb::task_service_server::SERVICE_NAME)?;
+    let mut req = caller.request(tasks_pb::GetTaskRequest { id: id.to_owned() });
+    req.set_timeout(std::time::Duration::from_secs(10));
+    TaskServiceClient::new(conn).get_task(req).await?;
+    Ok(())
+}
+
 /// The caller's open tasks, from the Task service.
 async fn open_tasks(mesh: &Mesh, caller: &Caller) -> Result<Vec<tasks_pb::Task>, Status> {
     let conn = mesh.conn(tasks_pb::task_service_server::SERVICE_NAME)?;
@@ -634,6 +644,9 @@ impl CalendarRpc for CalendarApi {
     ) -> Reply<pb::CreateEventResponse> {
         let caller = identity(&req)?;
         let e = req.into_inner().event.unwrap_or_default();
+        if !e.task_id.is_empty() {
+            own_task(&self.mesh, &caller, &e.task_id).await?;
+        }
         let tz = prefs(&self.mesh, &caller).await.tz;
         let f = fields(e, tz.name()).map_err(into_status)?;
         let event = self
