@@ -35,6 +35,9 @@ pub struct ConnectionOptions {
     /// Peers whose `X-Forwarded-For` names the client (a load balancer, an
     /// ingress): addresses or CIDR blocks.
     pub trusted_proxies: Vec<IpNet>,
+    /// A request body that makes no progress for this long is cut, so a
+    /// client trickling a body cannot hold a call in flight.
+    pub body_read_timeout: Duration,
 }
 
 impl Default for ConnectionOptions {
@@ -47,6 +50,7 @@ impl Default for ConnectionOptions {
             http2_keepalive_interval: Duration::from_secs(30),
             http2_keepalive_timeout: Duration::from_secs(20),
             trusted_proxies: Vec::new(),
+            body_read_timeout: Duration::from_secs(15),
         }
     }
 }
@@ -395,19 +399,87 @@ impl http_body::Body for Counted {
     }
 }
 
-/// Per connection: counts its requests and tags each with its client.
+pin_project_lite::pin_project! {
+    /// A request body that fails when it makes no progress for `timeout`.
+    pub(crate) struct BodyTimeout<B> {
+        #[pin]
+        inner: B,
+        #[pin]
+        sleep: tokio::time::Sleep,
+        timeout: Duration,
+    }
+}
+
+impl<B> BodyTimeout<B> {
+    pub(crate) fn new(inner: B, timeout: Duration) -> Self {
+        Self {
+            inner,
+            sleep: tokio::time::sleep(timeout),
+            timeout,
+        }
+    }
+}
+
+impl<B> http_body::Body for BodyTimeout<B>
+where
+    B: http_body::Body<Data = bytes::Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Data = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, tonic::Status>>> {
+        let mut this = self.project();
+        match this.inner.poll_frame(cx) {
+            std::task::Poll::Ready(frame) => {
+                this.sleep.as_mut().reset(Instant::now() + *this.timeout);
+                std::task::Poll::Ready(
+                    frame.map(|f| f.map_err(|e| tonic::Status::from_error(e.into()))),
+                )
+            }
+            std::task::Poll::Pending => {
+                if this.sleep.poll(cx).is_ready() {
+                    return std::task::Poll::Ready(Some(Err(tonic::Status::deadline_exceeded(
+                        format!(
+                            "the request body made no progress for {} ms",
+                            this.timeout.as_millis()
+                        ),
+                    ))));
+                }
+                std::task::Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Per connection: counts its requests, tags each with its client, and
+/// bounds how long its body may stall.
 #[derive(Clone)]
 pub(crate) struct Tracked<S> {
     pub inner: S,
     pub activity: Arc<Activity>,
     pub peer: IpAddr,
     pub trusted: Arc<[IpNet]>,
+    pub body_timeout: Duration,
 }
 
 impl<S, B> tower::Service<Request<B>> for Tracked<S>
 where
-    S: tower::Service<Request<B>, Response = Response<Body>>,
+    S: tower::Service<Request<Body>, Response = Response<Body>>,
     S::Future: Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     type Response = Response<Body>;
     type Error = S::Error;
@@ -426,6 +498,8 @@ where
         let guard = self.activity.begin();
         let client = client_addr(self.peer, req.headers(), &self.trusted);
         req.extensions_mut().insert(ClientAddr(client));
+        let timeout = self.body_timeout;
+        let req = req.map(|b| Body::new(BodyTimeout::new(b, timeout)));
         let fut = self.inner.call(req);
         Box::pin(async move {
             let res = fut.await?;

@@ -304,8 +304,12 @@ impl Call {
         if let Some(timeout) = timeout {
             out = out.header("grpc-timeout", format_grpc_timeout(timeout));
         }
-        out.body(Body::new(Full::new(framed.freeze())))
-            .map_err(|e| Status::invalid_argument(format!("bad request: {e}")))
+        let mut out = out
+            .body(Body::new(Full::new(framed.freeze())))
+            .map_err(|e| Status::invalid_argument(format!("bad request: {e}")))?;
+        // The client's address and what else the listener learned.
+        out.extensions_mut().extend(parts.extensions.clone());
+        Ok(out)
     }
 
     /// The method, when its messages need translating from or to JSON.
@@ -780,5 +784,20 @@ mod tests {
                 .get_message_by_name("google.rpc.BadRequest")
                 .is_some()
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn envelopes_of_any_bytes_are_messages_or_a_clear_error(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256),
+        ) {
+            match envelopes(Bytes::from(bytes.clone())) {
+                Ok(messages) => {
+                    let total: usize = messages.iter().map(|m| m.len() + 5).sum();
+                    proptest::prop_assert_eq!(total, bytes.len());
+                }
+                Err(status) => proptest::prop_assert_eq!(status.code(), Code::InvalidArgument),
+            }
+        }
     }
 }

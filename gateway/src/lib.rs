@@ -16,6 +16,8 @@ mod conn;
 mod connect;
 mod health;
 mod limit;
+mod metrics;
+mod rate;
 mod reflection;
 mod serve;
 mod service;
@@ -33,7 +35,10 @@ use tonic::service::Routes;
 
 pub use conn::{ClientAddr, ConnectionOptions, IpNet};
 pub use focusforge_core::{format_grpc_timeout, parse_grpc_timeout};
-pub use serve::{GatewayHandle, serve};
+pub use rate::{
+    Caller, InFlight, Limited, MethodClass, Rate, RateLimitOptions, RateLimiter, SharedBudget,
+};
+pub use serve::{GatewayHandle, serve, serve_with_metrics};
 pub use service::GatewayService;
 pub use web::{DEV_TOKEN_PATH, dev_token_route};
 
@@ -84,6 +89,12 @@ pub struct GatewayOptions {
     pub connections: ConnectionOptions,
     /// The built web app, served at `/` for `GET` and `HEAD`.
     pub web_dir: Option<PathBuf>,
+    /// Per-caller budgets; `None` takes every call (a process inside a
+    /// mesh, whose callers were limited at the front gateway).
+    pub rate_limits: Option<Arc<RateLimiter>>,
+    /// Calls in flight at once in the process (health excepted); past it a
+    /// call is refused at once with `UNAVAILABLE`.
+    pub max_in_flight: usize,
 }
 
 impl Default for GatewayOptions {
@@ -96,6 +107,8 @@ impl Default for GatewayOptions {
             http_routes: Vec::new(),
             connections: ConnectionOptions::default(),
             web_dir: None,
+            rate_limits: None,
+            max_in_flight: 4096,
         }
     }
 }

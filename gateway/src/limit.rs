@@ -150,4 +150,32 @@ mod tests {
             assert!(refused, "chunk size {chunk}");
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn trips_exactly_when_a_frame_is_over_the_limit_in_any_chunking(
+            lens in proptest::collection::vec(0u32..300, 0..8),
+            chunk in 1usize..64,
+            limit in 0usize..300,
+        ) {
+            let stream: Vec<u8> = lens.iter().flat_map(|l| frame(*l)).collect();
+            let mut b = body(limit);
+            let refused = stream.chunks(chunk).any(|piece| b.scan(piece).is_err());
+            let over = lens.iter().any(|l| *l as usize > limit);
+            proptest::prop_assert_eq!(refused, over);
+        }
+
+        #[test]
+        fn any_bytes_scan_without_a_panic(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+            chunk in 1usize..32,
+        ) {
+            let mut b = body(4096);
+            for piece in bytes.chunks(chunk) {
+                if b.scan(piece).is_err() {
+                    break;
+                }
+            }
+        }
+    }
 }

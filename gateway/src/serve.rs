@@ -62,15 +62,144 @@ fn cors(origins: &[String]) -> Result<Option<CorsLayer>, GatewayError> {
     ))
 }
 
+/// The Prometheus text of the process: the services' own metrics, then the
+/// gateway's.
+#[derive(Clone)]
+struct MetricsText {
+    metrics: Metrics,
+    tracker: Arc<Tracker>,
+    gate: GatewayService,
+    /// Served on the main port (to loopback clients) rather than on a
+    /// listener of its own.
+    here: bool,
+}
+
+impl MetricsText {
+    fn render(&self) -> String {
+        let mut text = (self.metrics.0)();
+        text.push_str(&format!(
+            "# HELP focusforge_gateway_connections Client connections open now.\n\
+             # TYPE focusforge_gateway_connections gauge\n\
+             focusforge_gateway_connections {}\n\
+             # HELP focusforge_gateway_connections_refused_total Connections closed on accept at a connection limit.\n\
+             # TYPE focusforge_gateway_connections_refused_total counter\n\
+             focusforge_gateway_connections_refused_total {}\n\
+             # HELP focusforge_gateway_connections_evicted_total Connections without a request closed to make room for a new one.\n\
+             # TYPE focusforge_gateway_connections_evicted_total counter\n\
+             focusforge_gateway_connections_evicted_total {}\n",
+            self.tracker.open(),
+            self.tracker.refused(),
+            self.tracker.evicted()
+        ));
+        self.gate.render_rpc_metrics(&mut text);
+        let in_flight = self.gate.in_flight();
+        text.push_str(&format!(
+            "# HELP focusforge_gateway_in_flight Calls in flight now.\n\
+             # TYPE focusforge_gateway_in_flight gauge\n\
+             focusforge_gateway_in_flight {}\n\
+             # HELP focusforge_gateway_shed_total Calls refused at once because the in-flight limit was reached.\n\
+             # TYPE focusforge_gateway_shed_total counter\n\
+             focusforge_gateway_shed_total {}\n",
+            in_flight.current(),
+            in_flight.shed(),
+        ));
+        if let Some(limiter) = self.gate.limiter() {
+            text.push_str(&format!(
+                "# HELP focusforge_gateway_rate_limited_total Calls refused by a caller's rate limit.\n\
+                 # TYPE focusforge_gateway_rate_limited_total counter\n\
+                 focusforge_gateway_rate_limited_total {}\n\
+                 # HELP focusforge_gateway_rate_limit_fallbacks_total Rate checks made per process because the shared store was away.\n\
+                 # TYPE focusforge_gateway_rate_limit_fallbacks_total counter\n\
+                 focusforge_gateway_rate_limit_fallbacks_total {}\n",
+                limiter.rejected(),
+                limiter.fallbacks(),
+            ));
+        }
+        text
+    }
+
+    fn answer(&self) -> Response<Body> {
+        Response::builder()
+            .header("content-type", "text/plain; version=0.0.4")
+            .body(Body::new(http_body_util::Full::new(bytes::Bytes::from(
+                self.render(),
+            ))))
+            .unwrap_or_default()
+    }
+}
+
+fn not_found() -> Response<Body> {
+    Response::builder()
+        .status(http::StatusCode::NOT_FOUND)
+        .body(Body::empty())
+        .unwrap_or_default()
+}
+
+/// Serves `GET /metrics` alone on its own listener, HTTP/1.1, a few
+/// connections at a time, until `stopped`.
+async fn metrics_loop(
+    listener: TcpListener,
+    text: MetricsText,
+    header_timeout: Duration,
+    mut stopped: watch::Receiver<bool>,
+) {
+    /// Scrapers are few; a flood waits at accept instead of costing memory.
+    const MAX_CONNECTIONS: usize = 32;
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut conns = JoinSet::new();
+    loop {
+        while conns.try_join_next().is_some() {}
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = stopped.changed() => break,
+        };
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopped.changed() => break,
+        };
+        let text = text.clone();
+        let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+            let res = if req.method() == Method::GET && req.uri().path() == "/metrics" {
+                text.answer()
+            } else {
+                not_found()
+            };
+            async move { Ok::<_, Infallible>(res) }
+        });
+        conns.spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .keep_alive(false)
+                .serve_connection(TokioIo::new(stream), svc);
+            // A scrape is one request; a stuck one is cut.
+            let _ = tokio::time::timeout(Duration::from_secs(30), conn).await;
+            drop(permit);
+        });
+    }
+    conns.abort_all();
+}
+
 /// Answers `GET /metrics` (Prometheus text) and the plain HTTP routes
 /// before anything gRPC sees the request.
 #[derive(Clone)]
 struct MetricsRoute<S> {
-    metrics: Option<Metrics>,
-    tracker: Arc<Tracker>,
+    metrics: Option<MetricsText>,
     /// Shared: the service is cloned for every request.
     routes: Arc<[HttpRoute]>,
     web: Option<crate::web::App>,
+    /// Admits the plain HTTP routes' requests and reports the limits.
+    gate: GatewayService,
     inner: S,
 }
 
@@ -96,40 +225,29 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        if let Some(metrics) = &self.metrics
-            && req.method() == Method::GET
-            && req.uri().path() == "/metrics"
-        {
-            let mut text = (metrics.0)();
-            text.push_str(&format!(
-                "# HELP focusforge_gateway_connections Client connections open now.\n\
-                 # TYPE focusforge_gateway_connections gauge\n\
-                 focusforge_gateway_connections {}\n\
-                 # HELP focusforge_gateway_connections_refused_total Connections closed on accept at a connection limit.\n\
-                 # TYPE focusforge_gateway_connections_refused_total counter\n\
-                 focusforge_gateway_connections_refused_total {}\n\
-                 # HELP focusforge_gateway_connections_evicted_total Connections without a request closed to make room for a new one.\n\
-                 # TYPE focusforge_gateway_connections_evicted_total counter\n\
-                 focusforge_gateway_connections_evicted_total {}\n",
-                self.tracker.open(),
-                self.tracker.refused(),
-                self.tracker.evicted()
-            ));
-            let res = Response::builder()
-                .header("content-type", "text/plain; version=0.0.4")
-                .body(Body::new(http_body_util::Full::new(bytes::Bytes::from(
-                    text,
-                ))))
-                .unwrap_or_default();
+        if req.method() == Method::GET && req.uri().path() == "/metrics" {
+            let res = match &self.metrics {
+                // With a listener of their own, metrics are not on this
+                // port; without one, only a client on this host reads them.
+                Some(text) if text.here && crate::web::from_loopback(&req) => text.answer(),
+                _ => not_found(),
+            };
             return Box::pin(async move { Ok(res) });
         }
         if let Some(route) = self.routes.iter().find(|r| r.path == req.uri().path()) {
             let service = route.service.clone();
+            let gate = self.gate.clone();
+            let call = crate::service::HttpCall::of(&req);
             let req = req.map(Body::new);
             return Box::pin(async move {
                 use tower::ServiceExt;
+                let permit = match gate.admit_http(call).await {
+                    Ok(permit) => permit,
+                    Err(refusal) => return Ok(refusal),
+                };
                 let Ok(res) = service.oneshot(req).await;
-                Ok(res)
+                // The place in flight is held until the answer has been sent.
+                Ok(res.map(|body| Body::new(crate::rate::Holding::new(body, permit))))
             });
         }
         if let Some(web) = self.web.clone().filter(|web| web.answers(&req)) {
@@ -144,6 +262,8 @@ where
 /// A running gateway listener.
 pub struct GatewayHandle {
     pub local_addr: SocketAddr,
+    /// The metrics listener's address, when metrics have one.
+    pub metrics_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
     tracker: Arc<Tracker>,
@@ -178,6 +298,16 @@ pub fn serve(
     listener: TcpListener,
     gateway: GatewayService,
 ) -> Result<GatewayHandle, GatewayError> {
+    serve_with_metrics(listener, None, gateway)
+}
+
+/// [`serve`], with `GET /metrics` on a listener of its own when one is
+/// given (and then not on the main port).
+pub fn serve_with_metrics(
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    gateway: GatewayService,
+) -> Result<GatewayHandle, GatewayError> {
     let local_addr = listener
         .local_addr()
         .map_err(|e| GatewayError::BadUpstream {
@@ -185,8 +315,31 @@ pub fn serve(
             reason: e.to_string(),
         })?;
     let cors = cors(&gateway.options().cors_origins)?;
-    let metrics = gateway.options().metrics.clone();
     let tracker = Tracker::new(gateway.options().connections.clone());
+    let metrics = gateway
+        .options()
+        .metrics
+        .clone()
+        .map(|metrics| MetricsText {
+            metrics,
+            tracker: tracker.clone(),
+            gate: gateway.clone(),
+            here: metrics_listener.is_none(),
+        });
+    let (stop, stopped) = watch::channel(false);
+    let metrics_addr = match (metrics_listener, &metrics) {
+        (Some(l), Some(text)) => {
+            let addr = l.local_addr().ok();
+            tokio::spawn(metrics_loop(
+                l,
+                text.clone(),
+                gateway.options().connections.header_read_timeout,
+                stopped.clone(),
+            ));
+            addr
+        }
+        _ => None,
+    };
     let schema = Arc::new(Schema::new()?);
     // CORS covers everything on the port: gRPC-web and the plain HTTP
     // routes (browser MCP clients call /mcp).
@@ -194,13 +347,13 @@ pub fn serve(
         .option_layer(cors)
         .service(MetricsRoute {
             metrics,
-            tracker: tracker.clone(),
             routes: gateway.options().http_routes.clone().into(),
             web: gateway
                 .options()
                 .web_dir
                 .as_deref()
                 .map(crate::web::App::new),
+            gate: gateway.clone(),
             inner: Connect {
                 limit: gateway.options().max_message_bytes,
                 schema,
@@ -209,10 +362,10 @@ pub fn serve(
                     .service(gateway),
             },
         });
-    let (stop, stopped) = watch::channel(false);
     let task = tokio::spawn(accept_loop(listener, stack, tracker.clone(), stopped));
     Ok(GatewayHandle {
         local_addr,
+        metrics_addr,
         stop,
         task,
         tracker,
@@ -225,11 +378,8 @@ async fn accept_loop<S>(
     tracker: Arc<Tracker>,
     mut stopped: watch::Receiver<bool>,
 ) where
-    S: tower::Service<
-            Request<hyper::body::Incoming>,
-            Response = Response<Body>,
-            Error = Infallible,
-        > + Clone
+    S: tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + Clone
         + Send
         + Sync
         + 'static,
@@ -276,6 +426,7 @@ async fn accept_loop<S>(
                     activity: activity.clone(),
                     peer: peer.ip(),
                     trusted: trusted.clone(),
+                    body_timeout: opts.body_read_timeout,
                 });
                 let conn = builder
                     .serve_connection_with_upgrades(TokioIo::new(stream), svc)

@@ -4,6 +4,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use focusforge_auth::ServiceVerifier;
 use http::header::{AUTHORIZATION, HeaderName, HeaderValue};
@@ -16,8 +17,11 @@ use tonic_health::pb::health_server::HealthServer;
 use tower::ServiceExt;
 use tracing::Instrument;
 
+use crate::conn::ClientAddr;
 use crate::health::GatewayHealth;
 use crate::limit::{LimitBody, Tripped};
+use crate::metrics::RpcMetrics;
+use crate::rate::{Caller, InFlight, Limited, Permit, RateLimiter};
 use crate::reflection::{self, HEALTH};
 use crate::upstream::{CallError, Upstream};
 use crate::{GatewayError, GatewayOptions};
@@ -50,6 +54,9 @@ struct Inner {
     routes: Arc<BTreeMap<String, Arc<Upstream>>>,
     /// Health and reflection, served by the gateway itself.
     own: Routes,
+    limiter: Option<Arc<RateLimiter>>,
+    in_flight: Arc<InFlight>,
+    rpc: Arc<RpcMetrics>,
 }
 
 impl GatewayService {
@@ -65,12 +72,17 @@ impl GatewayService {
         let routes = Arc::new(routes);
         let health = HealthServer::new(GatewayHealth::new(Arc::new(checked)));
         let own = reflection::add(Routes::new(health), &names)?;
+        let limiter = options.rate_limits.clone();
+        let in_flight = InFlight::new(options.max_in_flight);
         Ok(Self {
             inner: Arc::new(Inner {
                 verifier,
                 options,
                 routes,
                 own,
+                limiter,
+                in_flight,
+                rpc: Arc::new(RpcMetrics::new()),
             }),
         })
     }
@@ -78,6 +90,134 @@ impl GatewayService {
     pub fn options(&self) -> &GatewayOptions {
         &self.inner.options
     }
+
+    pub(crate) fn limiter(&self) -> Option<&RateLimiter> {
+        self.inner.limiter.as_deref()
+    }
+
+    pub(crate) fn in_flight(&self) -> &InFlight {
+        &self.inner.in_flight
+    }
+
+    pub(crate) fn render_rpc_metrics(&self, out: &mut String) {
+        self.inner.rpc.render(out);
+    }
+
+    /// Admits a plain HTTP request (MCP, the calendar feed, ...): a place in
+    /// flight, and the budget of its verified user, or of its client address
+    /// when it carries no token that verifies. The error is the answer.
+    pub(crate) async fn admit_http(&self, call: HttpCall) -> Result<Permit, Response<Body>> {
+        let Some(permit) = self.inner.in_flight.try_enter() else {
+            return Err(http_refusal(
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                Duration::from_millis(SHED_RETRY_MS),
+                "the server is at its limit of calls in flight",
+            ));
+        };
+        let Some(limiter) = &self.inner.limiter else {
+            return Ok(permit);
+        };
+        let principal = call
+            .authorization
+            .as_deref()
+            .and_then(|h| self.inner.verifier.verify_header(Some(h)).ok());
+        let checked = match &principal {
+            Some(p) if p.acting.is_some() => Ok(()),
+            Some(p) => {
+                limiter
+                    .check(Caller::User(p.user.as_str()), &call.path)
+                    .await
+            }
+            None => {
+                limiter
+                    .check(Caller::Address(call.client), &call.path)
+                    .await
+            }
+        };
+        match checked {
+            Ok(()) => Ok(permit),
+            Err(limited) => Err(http_refusal(
+                http::StatusCode::TOO_MANY_REQUESTS,
+                limited.retry_after,
+                &format!("rate limit of the {} class reached", limited.class),
+            )),
+        }
+    }
+}
+
+/// What admitting a plain HTTP request looks at, taken from it up front.
+pub(crate) struct HttpCall {
+    pub authorization: Option<String>,
+    pub path: String,
+    pub client: std::net::IpAddr,
+}
+
+impl HttpCall {
+    pub(crate) fn of<B>(req: &Request<B>) -> Self {
+        Self {
+            authorization: req
+                .headers()
+                .get(AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            path: req.uri().path().to_owned(),
+            client: client_of(req),
+        }
+    }
+}
+
+/// How long a shed call is told to wait before retrying.
+const SHED_RETRY_MS: u64 = 100;
+
+fn client_of<B>(req: &Request<B>) -> std::net::IpAddr {
+    req.extensions()
+        .get::<ClientAddr>()
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0)
+}
+
+/// Whole seconds for `retry-after`, rounded up, at least one.
+fn retry_after_secs(wait: Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+}
+
+fn http_refusal(status: http::StatusCode, wait: Duration, message: &str) -> Response<Body> {
+    let body = serde_json::json!({
+        "error": message,
+        "retry_after_ms": wait.as_millis() as u64,
+    })
+    .to_string();
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("retry-after", retry_after_secs(wait).max(1))
+        .body(Body::new(http_body_util::Full::new(bytes::Bytes::from(
+            body,
+        ))))
+        .unwrap_or_default()
+}
+
+/// A gRPC refusal with `google.rpc.RetryInfo` saying when to come back.
+fn retry_status(code: Code, message: String, wait: Duration) -> Response<Body> {
+    use tonic_types::{ErrorDetails, StatusExt};
+    let status =
+        Status::with_error_details(code, message, ErrorDetails::with_retry_info(Some(wait)));
+    let mut res = status.into_http();
+    if let Ok(v) = HeaderValue::from_str(&retry_after_secs(wait).max(1).to_string()) {
+        res.headers_mut().insert("retry-after", v);
+    }
+    res
+}
+
+fn limited_reply(limited: &Limited) -> Response<Body> {
+    retry_status(
+        Code::ResourceExhausted,
+        format!(
+            "rate limit of the {} class reached: retry in {} ms",
+            limited.class,
+            limited.retry_after.as_millis().max(1)
+        ),
+        limited.retry_after,
+    )
 }
 
 /// `/pkg.Service/Method` -> `pkg.Service`
@@ -108,20 +248,36 @@ fn request_id(req: &Request<Body>) -> HeaderValue {
 }
 
 impl Inner {
-    async fn handle(&self, mut req: Request<Body>) -> Response<Body> {
+    async fn handle(&self, req: Request<Body>) -> (Response<Body>, Option<Permit>) {
         let path = req.uri().path().to_owned();
         let Some(service) = service_name(req.uri().path()).map(str::to_owned) else {
-            return reply(Status::unimplemented("not a grpc method path"));
+            return (reply(Status::unimplemented("not a grpc method path")), None);
         };
         if is_own(&service) {
-            return self
+            let res = self
                 .own
                 .clone()
                 .oneshot(req)
                 .await
                 .unwrap_or_else(|never| match never {});
+            return (res, None);
         }
+        let Some(permit) = self.in_flight.try_enter() else {
+            tracing::debug!(max = self.in_flight.max(), "call shed");
+            let res = retry_status(
+                Code::Unavailable,
+                format!(
+                    "the server is at its limit of {} calls in flight: retry shortly",
+                    self.in_flight.max()
+                ),
+                Duration::from_millis(SHED_RETRY_MS),
+            );
+            return (res, None);
+        };
+        (self.route(req, path, service).await, Some(permit))
+    }
 
+    async fn route(&self, mut req: Request<Body>, path: String, service: String) -> Response<Body> {
         let header = req.headers().get(AUTHORIZATION).map(|v| v.to_str());
         let verified = match header {
             Some(Err(_)) => Err("malformed authorization header".to_owned()),
@@ -131,9 +287,31 @@ impl Inner {
                 .map_err(|e| e.to_string()),
             None => self.verifier.verify_header(None).map_err(|e| e.to_string()),
         };
-        if let Err(reason) = verified {
-            tracing::info!(%reason, "unauthenticated");
-            return reply(Status::unauthenticated(reason));
+        let principal = match verified {
+            Ok(principal) => principal,
+            Err(reason) => {
+                // Failed attempts spend the address's budget, so guessing
+                // tokens is as slow as any anonymous call.
+                if let Some(limiter) = &self.limiter
+                    && let Err(limited) =
+                        limiter.check(Caller::Address(client_of(&req)), &path).await
+                {
+                    return limited_reply(&limited);
+                }
+                tracing::info!(%reason, "unauthenticated");
+                return reply(Status::unauthenticated(reason));
+            }
+        };
+        // Components calling for a user inside the mesh were limited where
+        // the user's call came in.
+        if let Some(limiter) = &self.limiter
+            && principal.acting.is_none()
+            && let Err(limited) = limiter
+                .check(Caller::User(principal.user.as_str()), &path)
+                .await
+        {
+            tracing::info!(class = %limited.class, "rate limited");
+            return limited_reply(&limited);
         }
 
         let Some(upstream) = self.routes.get(&service).cloned() else {
@@ -156,6 +334,8 @@ impl Inner {
             req.headers_mut().remove(name);
         }
 
+        // The upstream's spans join this call's trace.
+        focusforge_telemetry::inject_current(req.headers_mut());
         let tripped = Tripped::default();
         let limit = self.options.max_message_bytes;
         let req = req.map(|b| Body::new(LimitBody::new(b, limit, tripped.clone())));
@@ -192,17 +372,22 @@ impl tower::Service<Request<Body>> for GatewayService {
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
         let inner = self.inner.clone();
+        let path = req.uri().path().to_owned();
         let id = request_id(&req);
         req.headers_mut().insert(REQUEST_ID, id.clone());
         let span = tracing::info_span!(
             "rpc",
             request_id = %id.to_str().unwrap_or_default(),
             method = %req.uri().path(),
+            trace_id = tracing::field::Empty,
+            otel.name = %req.uri().path(),
+            otel.kind = "server",
         );
+        focusforge_telemetry::adopt_parent(&span, req.headers());
         Box::pin(
             async move {
                 let started = Instant::now();
-                let mut res = inner.handle(req).await;
+                let (mut res, permit) = inner.handle(req).await;
                 res.headers_mut().insert(REQUEST_ID, id);
                 // A trailers-only answer has its status in the headers; any
                 // other is logged when its trailers pass.
@@ -212,6 +397,9 @@ impl tower::Service<Request<Body>> for GatewayService {
                     started,
                     status,
                     done: false,
+                    permit,
+                    rpc: inner.rpc.clone(),
+                    path,
                 };
                 Ok(res.map(|inner| Body::new(Logged { inner, log })))
             }
@@ -291,6 +479,10 @@ struct CallLog {
     started: Instant,
     status: Option<i32>,
     done: bool,
+    /// The call's place in flight, given back when its answer ends.
+    permit: Option<Permit>,
+    rpc: Arc<RpcMetrics>,
+    path: String,
 }
 
 impl CallLog {
@@ -299,10 +491,13 @@ impl CallLog {
             return;
         }
         self.done = true;
+        self.permit = None;
         if let Some(code) = trailers.and_then(grpc_status) {
             self.status = Some(code);
         }
-        let elapsed_us = self.started.elapsed().as_micros() as u64;
+        let elapsed = self.started.elapsed();
+        self.rpc.record(&self.path, self.status, elapsed);
+        let elapsed_us = elapsed.as_micros() as u64;
         let _enter = self.span.enter();
         match self.status {
             Some(code) => tracing::info!(

@@ -173,12 +173,15 @@ fn loopback_host(req: &Request<Body>) -> bool {
         || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-async fn dev_token(minter: Option<&Minter>, req: Request<Body>) -> Response<Body> {
-    let local = req
-        .extensions()
+/// Whether the request's client (past trusted proxies) is on this host.
+pub(crate) fn from_loopback<B>(req: &Request<B>) -> bool {
+    req.extensions()
         .get::<ClientAddr>()
         .is_some_and(|c| c.0.is_loopback())
-        && loopback_host(&req);
+}
+
+async fn dev_token(minter: Option<&Minter>, req: Request<Body>) -> Response<Body> {
+    let local = from_loopback(&req) && loopback_host(&req);
     let available = minter.is_some() && local;
     match *req.method() {
         Method::GET | Method::HEAD => {

@@ -98,6 +98,11 @@ impl Server {
         self.dir
     }
 
+    /// Where `GET /metrics` is served when `metrics_listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.running.metrics_addr
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }

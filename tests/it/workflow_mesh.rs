@@ -23,6 +23,14 @@ use http_body_util::Full;
 use prost::Message;
 use tonic::transport::Channel;
 
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value;
+
 use crate::backends::mongo_uri;
 use crate::harness::{Http, SECRET, authed, bearer, models_dir, send, token};
 use crate::orchestrator::report_request;
@@ -77,6 +85,8 @@ impl Node {
 struct Mesh {
     database: String,
     redis: String,
+    /// The test's OTLP receiver, where every node sends its spans.
+    otlp: String,
     /// Every service's full name and its node's port.
     ports: BTreeMap<&'static str, u16>,
 }
@@ -103,6 +113,7 @@ impl Mesh {
             quote(&std::env::var("FOCUSFORGE_MESH_LOG").unwrap_or_else(|_| "warn".into())),
         );
         toml.push_str("connect_timeout_ms = 1000\n");
+        toml.push_str(&format!("otlp_endpoint = {}\n", quote(&self.otlp)));
         toml.push_str("[upstreams]\n");
         for (name, p) in &self.ports {
             if *p != port {
@@ -144,6 +155,152 @@ impl Mesh {
             child,
             port,
             _dir: dir,
+        }
+    }
+}
+
+/// An OTLP/gRPC trace receiver on loopback, keeping every span it is sent
+/// with its process's `service.name`.
+struct Receiver {
+    url: String,
+    spans: std::sync::Arc<std::sync::Mutex<Vec<(String, SpanRecord)>>>,
+}
+
+#[derive(Clone, Debug)]
+struct SpanRecord {
+    trace_id: Vec<u8>,
+    span_id: Vec<u8>,
+    parent: Vec<u8>,
+    name: String,
+}
+
+struct Collect(std::sync::Arc<std::sync::Mutex<Vec<(String, SpanRecord)>>>);
+
+#[tonic::async_trait]
+impl TraceService for Collect {
+    async fn export(
+        &self,
+        req: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut spans = self.0.lock().expect("spans");
+        for rs in req.into_inner().resource_spans {
+            let service = rs
+                .resource
+                .iter()
+                .flat_map(|r| r.attributes.iter())
+                .find(|a| a.key == "service.name")
+                .and_then(|a| a.value.as_ref())
+                .and_then(|v| match &v.value {
+                    Some(any_value::Value::StringValue(s)) => Some(s.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            for span in rs.scope_spans.into_iter().flat_map(|s| s.spans) {
+                spans.push((
+                    service.clone(),
+                    SpanRecord {
+                        trace_id: span.trace_id,
+                        span_id: span.span_id,
+                        parent: span.parent_span_id,
+                        name: span.name,
+                    },
+                ));
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+impl Receiver {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let spans = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let service = TraceServiceServer::new(Collect(spans.clone()));
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        Self { url, spans }
+    }
+
+    /// Waits until one trace holds a server span of each (process, method),
+    /// each process's span a descendant of the front gateway's.
+    async fn one_trace_across(&self, want: &[(&str, &str)]) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let spans = self.spans.lock().expect("spans").clone();
+            let root = spans
+                .iter()
+                .find(|(svc, s)| svc == want[0].0 && s.name == want[0].1);
+            if let Some((_, root)) = root {
+                let trace: Vec<&(String, SpanRecord)> = spans
+                    .iter()
+                    .filter(|(_, s)| s.trace_id == root.trace_id)
+                    .collect();
+                let by_id: BTreeMap<&[u8], &SpanRecord> = trace
+                    .iter()
+                    .map(|(_, s)| (s.span_id.as_slice(), s))
+                    .collect();
+                let descends = |s: &SpanRecord| {
+                    let mut at = s;
+                    for _ in 0..64 {
+                        if at.span_id == root.span_id {
+                            return true;
+                        }
+                        match by_id.get(at.parent.as_slice()) {
+                            Some(p) => at = p,
+                            None => return false,
+                        }
+                    }
+                    false
+                };
+                let missing: Vec<&(&str, &str)> = want
+                    .iter()
+                    .filter(|(svc, name)| {
+                        !trace
+                            .iter()
+                            .any(|(s, span)| s == svc && span.name == *name && descends(span))
+                    })
+                    .collect();
+                if missing.is_empty() {
+                    // The trace as the receiver has it (shown with --nocapture).
+                    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+                    println!("trace {}:", hex(&root.trace_id));
+                    for (svc, span) in &trace {
+                        println!(
+                            "  {svc:<26} {:<70} span {} parent {}",
+                            span.name,
+                            hex(&span.span_id),
+                            hex(&span.parent)
+                        );
+                    }
+                    return;
+                }
+                if std::time::Instant::now() > deadline {
+                    let seen: Vec<String> = trace
+                        .iter()
+                        .map(|(s, span)| format!("{s} {}", span.name))
+                        .collect();
+                    panic!("the trace lacks {missing:?}; it has {seen:#?}");
+                }
+            } else if std::time::Instant::now() > deadline {
+                let seen: Vec<String> = spans
+                    .iter()
+                    .take(50)
+                    .map(|(s, span)| format!("{s} {}", span.name))
+                    .collect();
+                panic!(
+                    "no {} span from {}; spans seen: {seen:#?}",
+                    want[0].1, want[0].0
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 }
@@ -217,9 +374,11 @@ async fn the_workflows_run_across_one_process_per_service_and_survive_the_chain_
         }
         plan.push((*shorts, names[0], port));
     }
+    let receiver = Receiver::start().await;
     let mesh = Mesh {
         database: format!("ff_mesh_{}", std::process::id()),
         redis: redis.url(),
+        otlp: receiver.url.clone(),
         ports,
     };
     let mut nodes = BTreeMap::new();
@@ -297,6 +456,30 @@ async fn the_workflows_run_across_one_process_per_service_and_survive_the_chain_
         let step = created.steps.iter().find(|s| s.name == name).expect(name);
         assert_eq!(step.outcome(), want, "{name}: {step:?}");
     }
+    receiver
+        .one_trace_across(&[
+            (
+                "focusforge-gateway",
+                "/focusforge.orchestrator.v1.OrchestratorService/CreateTaskEnhanced",
+            ),
+            (
+                "focusforge-orchestrator",
+                "/focusforge.orchestrator.v1.OrchestratorService/CreateTaskEnhanced",
+            ),
+            (
+                "focusforge-chain",
+                "/focusforge.chain.v1.ChainService/BreakDownTask",
+            ),
+            (
+                "focusforge-memory",
+                "/focusforge.memory.v1.MemoryService/GetUserContext",
+            ),
+            (
+                "focusforge-tasks",
+                "/focusforge.tasks.v1.TaskService/CreateTask",
+            ),
+        ])
+        .await;
     let retried = orch
         .create_task_enhanced(authed(
             "ada",

@@ -5,6 +5,7 @@
 //! of the design (chain results, user context, vector search) its own key
 //! space and TTL.
 
+mod budget;
 mod memory;
 mod named;
 mod redis;
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use budget::RedisBudget;
 pub use memory::MemoryCache;
 pub use named::{CacheNames, NamedCache};
 pub use redis::{RedisCache, RedisSettings, pool as redis_pool};

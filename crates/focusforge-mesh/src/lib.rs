@@ -34,10 +34,17 @@ type Boxed = BoxCloneSyncService<http::Request<Body>, http::Response<Body>, BoxE
 pub struct Conn(Boxed);
 
 impl Conn {
-    /// Over a tonic channel (a remote upstream, or a gateway).
+    /// Over a tonic channel (a remote upstream, or a gateway). Each call
+    /// carries the calling span's `traceparent`, so the callee's spans join
+    /// the caller's trace.
     pub fn remote(channel: Channel) -> Self {
         Self(BoxCloneSyncService::new(
-            channel.map_err(|e| Box::new(e) as BoxError),
+            channel
+                .map_request(|mut req: http::Request<Body>| {
+                    focusforge_telemetry::inject_current(req.headers_mut());
+                    req
+                })
+                .map_err(|e| Box::new(e) as BoxError),
         ))
     }
 

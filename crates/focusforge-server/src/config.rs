@@ -18,12 +18,22 @@ pub struct Config {
     pub models_dir: PathBuf,
     /// The gateway's address: native gRPC and gRPC-web on one port.
     pub listen: String,
+    /// Where `GET /metrics` is served, on a listener of its own (the
+    /// chart's `0.0.0.0:9090`); empty: on the main port, to clients on this
+    /// host only.
+    pub metrics_listen: String,
     /// Short names of the services to run in this process.
     pub services: Vec<String>,
     /// `human` or `json`.
     pub log_format: String,
     /// A tracing filter such as `info` or `focusforge_gateway=debug,info`.
     pub log_level: String,
+    /// An OTLP/gRPC collector the spans are exported to, e.g.
+    /// `http://otel-collector:4317`; empty: none.
+    pub otlp_endpoint: String,
+    /// The `service.name` of the spans; empty: `focusforge`, or
+    /// `focusforge-<service>` for a process running one service.
+    pub service_name: String,
     /// Largest request message, in bytes.
     pub max_message_bytes: usize,
     /// Browser origins allowed by CORS; `*` for any.
@@ -46,6 +56,7 @@ pub struct Config {
     pub events: EventsConfig,
     pub planner: PlannerConfig,
     pub connections: ConnectionsConfig,
+    pub rate_limits: RateLimitsConfig,
     /// Remote upstreams by fully qualified service name.
     pub upstreams: BTreeMap<String, String>,
     /// Each service's own settings by short name (`[service.mood]`), read
@@ -117,6 +128,12 @@ pub struct ConnectionsConfig {
     /// Proxies (addresses or CIDR blocks) whose `X-Forwarded-For` names
     /// the client; they are exempt from `max_per_client`.
     pub trusted_proxies: Vec<String>,
+    /// Calls in flight at once in the process; past it a call is refused at
+    /// once (`UNAVAILABLE` with a retry delay) instead of queueing.
+    pub max_calls_in_flight: usize,
+    /// A request body that makes no progress for this long is cut, in
+    /// milliseconds.
+    pub body_read_timeout_ms: u64,
 }
 
 impl Default for ConnectionsConfig {
@@ -130,7 +147,150 @@ impl Default for ConnectionsConfig {
             http2_keepalive_interval_secs: d.http2_keepalive_interval.as_secs(),
             http2_keepalive_timeout_secs: d.http2_keepalive_timeout.as_secs(),
             trusted_proxies: Vec::new(),
+            max_calls_in_flight: focusforge_gateway::GatewayOptions::default().max_in_flight,
+            body_read_timeout_ms: d.body_read_timeout.as_millis() as u64,
         }
+    }
+}
+
+/// A budget: `burst` calls at once, then `per_second`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateClassConfig {
+    pub per_second: f64,
+    pub burst: u32,
+    /// `package.Service` or `package.Service/Method`.
+    #[serde(default)]
+    pub methods: Vec<String>,
+}
+
+/// Per-caller rate limits at the gateway: one budget per verified user and
+/// method class, one per client address for calls without a verified user.
+/// With Redis configured the budgets are shared by every replica.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitsConfig {
+    /// Unset: on, except in a process that takes mesh tokens (its callers
+    /// were limited at the front gateway).
+    pub enabled: Option<bool>,
+    /// The default class: every method not in another class.
+    pub per_second: f64,
+    pub burst: u32,
+    /// Calls without a verified user, per client address.
+    pub anonymous_per_second: f64,
+    pub anonymous_burst: u32,
+    /// Classes of their own by name; the default has `ai` (chains and
+    /// workflows). Setting any class here replaces the defaults.
+    pub classes: BTreeMap<String, RateClassConfig>,
+    /// Callers remembered per process.
+    pub max_keys: usize,
+    /// Key prefix of the shared budgets in Redis.
+    pub redis_prefix: String,
+}
+
+impl Default for RateLimitsConfig {
+    fn default() -> Self {
+        let d = focusforge_gateway::RateLimitOptions::default();
+        Self {
+            enabled: None,
+            per_second: d.default.per_second,
+            burst: d.default.burst,
+            anonymous_per_second: d.anonymous.per_second,
+            anonymous_burst: d.anonymous.burst,
+            classes: d
+                .classes
+                .into_iter()
+                .map(|c| {
+                    (
+                        c.name,
+                        RateClassConfig {
+                            per_second: c.rate.per_second,
+                            burst: c.rate.burst,
+                            methods: c.methods,
+                        },
+                    )
+                })
+                .collect(),
+            max_keys: d.max_keys,
+            redis_prefix: "focusforge:rl:".into(),
+        }
+    }
+}
+
+impl RateLimitsConfig {
+    fn ai_class(&mut self) -> Result<&mut RateClassConfig, ConfigError> {
+        self.classes
+            .get_mut("ai")
+            .ok_or_else(|| err("FOCUSFORGE_RATE_LIMITS_AI_*: the ai class is not configured"))
+    }
+
+    /// Whether this process limits its callers.
+    pub fn on(&self, accept_mesh_tokens: bool) -> bool {
+        self.enabled.unwrap_or(!accept_mesh_tokens)
+    }
+
+    /// The gateway's options; the numbers are checked by `validate`.
+    pub fn options(&self) -> focusforge_gateway::RateLimitOptions {
+        use focusforge_gateway::{MethodClass, Rate};
+        focusforge_gateway::RateLimitOptions {
+            default: Rate {
+                per_second: self.per_second,
+                burst: self.burst,
+            },
+            anonymous: Rate {
+                per_second: self.anonymous_per_second,
+                burst: self.anonymous_burst,
+            },
+            classes: self
+                .classes
+                .iter()
+                .map(|(name, c)| MethodClass {
+                    name: name.clone(),
+                    rate: Rate {
+                        per_second: c.per_second,
+                        burst: c.burst,
+                    },
+                    methods: c.methods.clone(),
+                })
+                .collect(),
+            max_keys: self.max_keys,
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let rate = |name: &str, per_second: f64, burst: u32| {
+            if !(per_second.is_finite() && per_second > 0.0) {
+                return Err(err(format!(
+                    "rate_limits: {name} per_second must be a positive number, got {per_second}"
+                )));
+            }
+            if burst == 0 {
+                return Err(err(format!("rate_limits: {name} burst must be at least 1")));
+            }
+            Ok(())
+        };
+        rate("default", self.per_second, self.burst)?;
+        rate("anonymous", self.anonymous_per_second, self.anonymous_burst)?;
+        for (name, class) in &self.classes {
+            rate(name, class.per_second, class.burst)?;
+            if name == "default" || name == "anonymous" {
+                return Err(err(format!(
+                    "rate_limits.classes.{name}: the name is taken by a built-in class"
+                )));
+            }
+            for m in &class.methods {
+                let (service, method) = m.split_once('/').unwrap_or((m, "x"));
+                if !service.contains('.') || method.is_empty() || method.contains('/') {
+                    return Err(err(format!(
+                        "rate_limits.classes.{name}.methods: {m:?} is not package.Service or package.Service/Method"
+                    )));
+                }
+            }
+        }
+        if self.max_keys == 0 {
+            return Err(err("rate_limits: max_keys must be at least 1"));
+        }
+        Ok(())
     }
 }
 
@@ -150,6 +310,7 @@ impl ConnectionsConfig {
                 .iter()
                 .filter_map(|p| p.parse().ok())
                 .collect(),
+            body_read_timeout: Duration::from_millis(self.body_read_timeout_ms),
         }
     }
 }
@@ -413,9 +574,12 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             models_dir: PathBuf::from("./models"),
             listen: "127.0.0.1:8080".into(),
+            metrics_listen: String::new(),
             services: Vec::new(),
             log_format: "human".into(),
             log_level: "info".into(),
+            otlp_endpoint: String::new(),
+            service_name: String::new(),
             max_message_bytes: 4 * 1024 * 1024,
             cors_origins: Vec::new(),
             connect_timeout_ms: 5_000,
@@ -432,6 +596,7 @@ impl Default for Config {
             events: EventsConfig::default(),
             planner: PlannerConfig::default(),
             connections: ConnectionsConfig::default(),
+            rate_limits: RateLimitsConfig::default(),
             upstreams: BTreeMap::new(),
             service: BTreeMap::new(),
             warnings: Vec::new(),
@@ -516,6 +681,18 @@ impl Config {
                     .parse::<u64>()
                     .map_err(|_| err(format!("{name} must be a whole number, got {value:?}")))
             };
+            let float = |name: &str| {
+                value
+                    .trim()
+                    .parse::<f64>()
+                    .map_err(|_| err(format!("{name} must be a number, got {value:?}")))
+            };
+            let small = |name: &str| {
+                value
+                    .trim()
+                    .parse::<u32>()
+                    .map_err(|_| err(format!("{name} must be a whole number, got {value:?}")))
+            };
             let boolean = |name: &str| match value.trim() {
                 "true" | "1" => Ok(true),
                 "false" | "0" => Ok(false),
@@ -526,10 +703,13 @@ impl Config {
                 "FOCUSFORGE_DATA_DIR" => self.data_dir = PathBuf::from(value),
                 "FOCUSFORGE_MODELS_DIR" => self.models_dir = PathBuf::from(value),
                 "FOCUSFORGE_LISTEN" => self.listen.clone_from(value),
+                "FOCUSFORGE_METRICS_LISTEN" => self.metrics_listen.clone_from(value),
                 "FOCUSFORGE_WEB_DIR" => self.web_dir = PathBuf::from(value),
                 "FOCUSFORGE_SERVICES" => self.services = list(value),
                 "FOCUSFORGE_LOG_FORMAT" => self.log_format.clone_from(value),
                 "FOCUSFORGE_LOG_LEVEL" => self.log_level.clone_from(value),
+                "FOCUSFORGE_OTLP_ENDPOINT" => self.otlp_endpoint.clone_from(value),
+                "FOCUSFORGE_SERVICE_NAME" => self.service_name.clone_from(value),
                 "FOCUSFORGE_MAX_MESSAGE_BYTES" => {
                     self.max_message_bytes = number(key)? as usize;
                 }
@@ -645,6 +825,33 @@ impl Config {
                 "FOCUSFORGE_CONNECTIONS_TRUSTED_PROXIES" => {
                     self.connections.trusted_proxies = list(value);
                 }
+                "FOCUSFORGE_CONNECTIONS_BODY_READ_TIMEOUT_MS" => {
+                    self.connections.body_read_timeout_ms = number(key)?;
+                }
+                "FOCUSFORGE_CONNECTIONS_MAX_CALLS_IN_FLIGHT" => {
+                    self.connections.max_calls_in_flight = number(key)? as usize;
+                }
+                "FOCUSFORGE_RATE_LIMITS_ENABLED" => {
+                    self.rate_limits.enabled = Some(boolean(key)?);
+                }
+                "FOCUSFORGE_RATE_LIMITS_PER_SECOND" => {
+                    self.rate_limits.per_second = float(key)?;
+                }
+                "FOCUSFORGE_RATE_LIMITS_BURST" => self.rate_limits.burst = small(key)?,
+                "FOCUSFORGE_RATE_LIMITS_ANONYMOUS_PER_SECOND" => {
+                    self.rate_limits.anonymous_per_second = float(key)?;
+                }
+                "FOCUSFORGE_RATE_LIMITS_ANONYMOUS_BURST" => {
+                    self.rate_limits.anonymous_burst = small(key)?;
+                }
+                "FOCUSFORGE_RATE_LIMITS_AI_PER_SECOND" => {
+                    let v = float(key)?;
+                    self.rate_limits.ai_class()?.per_second = v;
+                }
+                "FOCUSFORGE_RATE_LIMITS_AI_BURST" => {
+                    let v = small(key)?;
+                    self.rate_limits.ai_class()?.burst = v;
+                }
                 "FOCUSFORGE_UPSTREAMS" => {
                     self.upstreams = list(value)
                         .into_iter()
@@ -687,6 +894,18 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.listen_addr()?;
+        let otlp = &self.otlp_endpoint;
+        if !(otlp.is_empty() || otlp.starts_with("http://") || otlp.starts_with("https://")) {
+            return Err(err(format!(
+                "otlp_endpoint must be an http:// or https:// URL, got {:?}",
+                self.otlp_endpoint
+            )));
+        }
+        self.metrics_addr()?;
+        self.rate_limits.validate()?;
+        if self.connections.max_calls_in_flight == 0 {
+            return Err(err("connections.max_calls_in_flight must be at least 1"));
+        }
         let kit = crate::kit(self);
         kit.check(&self.services).map_err(err)?;
         for name in self.service.keys() {
@@ -729,6 +948,11 @@ impl Config {
         if !(100..=600_000).contains(&c.header_read_timeout_ms) {
             return Err(err(
                 "connections header_read_timeout_ms must be between 100 and 600000",
+            ));
+        }
+        if !(100..=600_000).contains(&c.body_read_timeout_ms) {
+            return Err(err(
+                "connections body_read_timeout_ms must be between 100 and 600000",
             ));
         }
         if !(1..=86_400).contains(&c.idle_timeout_secs)
@@ -913,6 +1137,38 @@ impl Config {
                 self.listen
             ))
         })
+    }
+
+    /// What this process's spans are called.
+    pub fn trace_service_name(&self) -> String {
+        if !self.service_name.is_empty() {
+            return self.service_name.clone();
+        }
+        match self.services.as_slice() {
+            [one] => format!("focusforge-{one}"),
+            [] => "focusforge-gateway".into(),
+            _ => "focusforge".into(),
+        }
+    }
+
+    /// The metrics listener's address, when metrics have one.
+    pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        if self.metrics_listen.is_empty() {
+            return Ok(None);
+        }
+        let addr: SocketAddr = self.metrics_listen.parse().map_err(|_| {
+            err(format!(
+                "metrics_listen must be host:port such as 0.0.0.0:9090, got {:?}",
+                self.metrics_listen
+            ))
+        })?;
+        if self
+            .listen_addr()
+            .is_ok_and(|l| l.port() == addr.port() && addr.port() != 0)
+        {
+            return Err(err("metrics_listen must be another port than listen"));
+        }
+        Ok(Some(addr))
     }
 }
 

@@ -11,12 +11,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 use focusforge_auth::{KeyMaterial, MeshKey, Minter, ServiceVerifier, Verifier};
+use focusforge_cache::RedisBudget;
 use focusforge_cache::{
     BreakerSettings, CacheNames, MemoryCache, RedisCache, RedisSettings, ResilientCache,
 };
 use focusforge_core::{Clock, SystemClock};
 use focusforge_events::{EmbeddedLog, EventLog, Events, RedisLog, RedisLogSettings};
-use focusforge_gateway::{Gateway, GatewayHandle, GatewayOptions, HttpRoute, Metrics};
+use focusforge_gateway::{
+    Gateway, GatewayHandle, GatewayOptions, HttpRoute, Metrics, Rate, RateLimiter, SharedBudget,
+};
 use focusforge_jobs::{
     EmbeddedQueue, Handler, Handlers, Jobs, Queue, RedisQueue, RedisQueueSettings, ResilientQueue,
     Worker, WorkerSettings,
@@ -153,6 +156,8 @@ pub const WORKER_GRACE: Duration = Duration::from_secs(10);
 /// A running FocusForge process: the gateway listener and its background work.
 pub struct Running {
     pub local_addr: std::net::SocketAddr,
+    /// Where `GET /metrics` is served when it has a listener of its own.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     gateway: GatewayHandle,
     background: Vec<JoinHandle<()>>,
     worker: Option<Worker>,
@@ -454,6 +459,45 @@ fn connection_options(config: &Config) -> focusforge_gateway::ConnectionOptions 
     options
 }
 
+/// The gateway's rate limits: shared through Redis when it is configured.
+fn rate_limiter(config: &Config) -> anyhow::Result<Option<Arc<RateLimiter>>> {
+    if !config.rate_limits.on(config.auth.accept_mesh_tokens) {
+        return Ok(None);
+    }
+    let shared = match &config.redis.url {
+        Some(url) => {
+            let timeout = Duration::from_millis(config.redis.timeout_ms);
+            let pool = focusforge_cache::redis_pool(url, config.redis.pool_size, timeout)
+                .map_err(|e| anyhow::anyhow!("cannot use the redis configuration: {e}"))?;
+            let budget = RedisBudget::new(pool, &config.rate_limits.redis_prefix, timeout);
+            Some(Arc::new(SharedBudgets(budget)) as Arc<dyn SharedBudget>)
+        }
+        None => None,
+    };
+    Ok(Some(Arc::new(RateLimiter::new(
+        config.rate_limits.options(),
+        shared,
+    ))))
+}
+
+/// Rate-limit budgets in Redis, for the gateway.
+struct SharedBudgets(RedisBudget);
+
+impl SharedBudget for SharedBudgets {
+    fn take<'a>(
+        &'a self,
+        key: &'a str,
+        rate: Rate,
+    ) -> futures::future::BoxFuture<'a, Result<Option<Duration>, String>> {
+        Box::pin(async move {
+            self.0
+                .take(key, rate.interval_us(), rate.burst)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
 /// The soft limit on open files (Linux: `/proc/self/limits`).
 fn open_files_limit() -> Option<usize> {
     let text = std::fs::read_to_string("/proc/self/limits").ok()?;
@@ -482,6 +526,8 @@ pub async fn start_with_clock(
         http_routes: vec![focusforge_gateway::dev_token_route(dev_minter(config)?)],
         connections: connection_options(config),
         web_dir: (!config.web_dir.as_os_str().is_empty()).then(|| config.web_dir.clone()),
+        rate_limits: rate_limiter(config)?,
+        max_in_flight: config.connections.max_calls_in_flight,
     };
     let mut background = Vec::new();
     let mut local = None;
@@ -571,16 +617,26 @@ pub async fn start_with_clock(
     }
 
     let service = gateway.build()?;
-    let handle = focusforge_gateway::serve(listener, service)?;
+    let metrics_listener = match config.metrics_addr()? {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen for metrics on {addr}: {e}"))?,
+        ),
+        None => None,
+    };
+    let handle = focusforge_gateway::serve_with_metrics(listener, metrics_listener, service)?;
     tracing::info!(
         addr = %handle.local_addr,
         data_dir = %config.data_dir.display(),
         services = ?config.services,
         upstreams = config.upstreams.len(),
+        metrics = ?handle.metrics_addr,
         "focusforge is serving"
     );
     Ok(Running {
         local_addr: handle.local_addr,
+        metrics_addr: handle.metrics_addr,
         gateway: handle,
         background,
         worker,

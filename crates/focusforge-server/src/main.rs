@@ -70,6 +70,21 @@ enum Command {
         #[arg(long)]
         server: Option<String>,
     },
+    /// Asks a running FocusForge for its gRPC health (grpc.health.v1):
+    /// exits 0 when it is serving, 1 when not (for `helm test` and
+    /// container health checks).
+    Health {
+        /// The server, e.g. http://127.0.0.1:8080.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        server: String,
+        /// One service's health (e.g. focusforge.tasks.v1.TaskService);
+        /// empty: the whole server.
+        #[arg(long, default_value = "")]
+        service: String,
+        /// How long to wait for the answer: e.g. 10s, 1m.
+        #[arg(long, default_value = "10s")]
+        timeout: String,
+    },
     /// Prints a bearer token for a user (the bare JWT on stdout).
     Token {
         /// The user id (the token's subject).
@@ -98,6 +113,52 @@ fn parse_ttl(raw: &str) -> Option<Duration> {
     (secs > 0).then(|| Duration::from_secs(secs))
 }
 
+/// One health check, printed as the server answered it.
+fn health(server: &str, service: &str, timeout: Duration) -> ExitCode {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("focusforge: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let check = async {
+        let channel = tonic::transport::Endpoint::from_shared(server.to_owned())
+            .map_err(|e| format!("bad --server {server:?}: {e}"))?
+            .connect_timeout(timeout)
+            .timeout(timeout)
+            .connect()
+            .await
+            .map_err(|e| format!("cannot reach {server}: {e}"))?;
+        let answer = HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: service.to_owned(),
+            })
+            .await
+            .map_err(|e| format!("{server}: {} {}", e.code(), e.message()))?;
+        Ok::<_, String>(answer.into_inner().status())
+    };
+    match runtime.block_on(check) {
+        Ok(ServingStatus::Serving) => {
+            println!("SERVING");
+            ExitCode::SUCCESS
+        }
+        Ok(other) => {
+            println!("{}", other.as_str_name());
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("focusforge: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let env: BTreeMap<String, String> = std::env::vars().collect();
@@ -118,6 +179,17 @@ fn main() -> ExitCode {
             flags.listen.clone_from(listen);
             flags.web_dir.clone_from(web_dir);
             flags.services = Some(String::new());
+        }
+        Command::Health {
+            server,
+            service,
+            timeout,
+        } => {
+            let Some(timeout) = parse_ttl(timeout) else {
+                eprintln!("focusforge: --timeout must look like 10s or 1m");
+                return ExitCode::from(2);
+            };
+            return health(server, service, timeout);
         }
         Command::Token { data_dir, .. }
         | Command::Worker { data_dir, .. }
@@ -155,10 +227,6 @@ fn main() -> ExitCode {
     } else {
         LogFormat::Human
     };
-    focusforge_telemetry::init(format, &config.log_level);
-    for warning in &config.warnings {
-        tracing::warn!("{warning}");
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -169,6 +237,18 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // The span exporter's connection lives on the runtime.
+    let traces = focusforge_telemetry::Traces {
+        otlp_endpoint: (!config.otlp_endpoint.is_empty()).then(|| config.otlp_endpoint.clone()),
+        service_name: config.trace_service_name(),
+    };
+    let telemetry = {
+        let _entered = runtime.enter();
+        focusforge_telemetry::init_with(format, &config.log_level, &traces)
+    };
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
     let work = async {
         match &cli.command {
             Command::Worker { concurrency, .. } => {
@@ -179,7 +259,13 @@ fn main() -> ExitCode {
             _ => run(config).await,
         }
     };
-    match runtime.block_on(work) {
+    let result = runtime.block_on(work);
+    {
+        // Spans still queued are sent before the process ends.
+        let _entered = runtime.enter();
+        drop(telemetry);
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("focusforge: {e:#}");
