@@ -79,6 +79,10 @@ for name, args, says in [
     ("a disruption budget for the single embedded pod", ["--set", "api.podDisruptionBudget.enabled=true"],
      "would block node drains"),
     ("a secret in the ConfigMap", ["--set", "config.redis.url=redis://x"], "would land in a ConfigMap"),
+    # The schema (values.schema.json) refuses what the templates would not notice.
+    ("a port out of range", ["--set", "service.port=70000"], "/service/port"),
+    ("a misspelt key", ["--set", "api.replica=2"], "replica"),
+    ("a log format that does not exist", ["--set", "logFormat=xml"], "/logFormat"),
     ("memory in the API pods beside MongoDB and Redis",
      ["--set", f"mongodb.uri={MONGODB_URI}", "--set", f"redis.url={REDIS_URL}", "--set", "api.services={tasks,memory}"],
      "memory runs in its own deployment"),
@@ -92,8 +96,45 @@ docs = [d for d in yaml.safe_load_all(r.stdout) if d]
 kinds = sorted(f"{d['kind']}/{d['metadata']['name']}" for d in docs)
 check("defaults: one API deployment on its own volume, no workers",
       kinds == ["ConfigMap/ff-focusforge", "Deployment/ff-focusforge-api", "PersistentVolumeClaim/ff-focusforge-data",
-                "Secret/ff-focusforge", "Service/ff-focusforge", "ServiceAccount/ff-focusforge"]
+                "Pod/ff-focusforge-test-health", "Secret/ff-focusforge", "Service/ff-focusforge",
+                "ServiceAccount/ff-focusforge"]
       and next(d for d in docs if d["kind"] == "Deployment")["spec"]["strategy"]["type"] == "Recreate", kinds)
+
+# Both shapes, with the network policies, against the Kubernetes API's
+# schemas, rejecting unknown fields. The ServiceMonitor is a custom resource
+# with no schema there: it is checked by shape below instead.
+policies = ["--set", "networkPolicy.enabled=true"]
+for name, args in [("defaults", policies), ("production values", production + policies)]:
+    r = helm("template", "ff", CHART, *args)
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        f.write(r.stdout)
+    v = subprocess.run(["kubernetes-validate", "--strict", "--quiet", "-k", "1.37.0", f.name],
+                       capture_output=True, text=True)
+    os.unlink(f.name)
+    check(f"kubernetes-validate --strict (1.37) passes the {name} render", r.returncode == 0 and v.returncode == 0,
+          r.stderr + v.stdout[-2000:] + v.stderr[-2000:])
+
+r = helm("template", "ff", CHART, *production, *policies, "--set", "metrics.serviceMonitor.enabled=true")
+rendered = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(r.stdout) if d}
+monitor = rendered.get(("ServiceMonitor", "ff-focusforge"), {})
+svc_ports = {p["name"]: p for p in rendered[("Service", "ff-focusforge")]["spec"]["ports"]}
+check("the ServiceMonitor scrapes the service's metrics port",
+      [e["port"] for e in monitor.get("spec", {}).get("endpoints", [])] == ["metrics"] and "metrics" in svc_ports
+      and monitor["spec"]["selector"]["matchLabels"].items()
+      <= rendered[("Service", "ff-focusforge")]["metadata"]["labels"].items(), monitor)
+api_np = rendered[("NetworkPolicy", "ff-focusforge-api")]["spec"]
+memory_np = rendered[("NetworkPolicy", "ff-focusforge-memory")]["spec"]
+ports = lambda rule: sorted(p["port"] for p in rule["ports"])
+check("the API pods take calls on the serving port and scrapes on the metrics port, nothing else",
+      sorted(ports(r) for r in api_np["ingress"]) == [[9090], [50051]], api_np)
+memory_from = memory_np["ingress"][0]["from"][0]["podSelector"]["matchExpressions"]
+check("the memory pod takes calls only from the chart's API and worker pods",
+      ports(memory_np["ingress"][0]) == [50051]
+      and {"key": "app.kubernetes.io/component", "operator": "In", "values": ["api", "worker"]} in memory_from,
+      memory_np)
+egress_ports = sorted({p["port"] for r in api_np["egress"] for p in r.get("ports", [])})
+check("egress: DNS, the chart's pods, MongoDB, Redis and the model server's port",
+      egress_ports == [53, 443, 6379, 27017, 50051], egress_ports)
 
 r = helm("template", "ff", CHART, *production)
 check("helm template with production values", r.returncode == 0, r.stderr)
@@ -218,9 +259,21 @@ def launch(deployment, pod_name, shared, scratch, listen=None):
     args = list(container["args"])
     if listen:
         args[args.index("--listen") + 1] = listen
+    if "FOCUSFORGE_METRICS_LISTEN" in env:
+        env["FOCUSFORGE_METRICS_LISTEN"] = f"127.0.0.1:{free_port()}"
     log = open(os.path.join(scratch, f"{pod_name}.log"), "w")
     proc = subprocess.Popen([BIN, *args], env=env, stdout=log, stderr=log)
     return proc, env
+
+
+def http_get(url):
+    import urllib.error
+    import urllib.request
+    try:
+        with urllib.request.urlopen(url, timeout=10) as res:
+            return res.status, res.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, ""
 
 
 def probe(deployment, addr):
@@ -260,6 +313,26 @@ with tempfile.TemporaryDirectory() as scratch:
         logs = lambda: "".join(open(os.path.join(scratch, f"api-{i}.log")).read()[-1500:] for i in range(len(addrs)))
         check(f"both API pods pass the gRPC readiness probe ({len(addrs)} replicas)",
               wait_ready(api, [(p, a) for (p, _), a in zip(apis, addrs)]), logs())
+
+        # Metrics on the port the annotations and the ServiceMonitor name,
+        # not on the serving port.
+        pod = api["spec"]["template"]
+        metrics_port = next(p for p in pod["spec"]["containers"][0]["ports"] if p["name"] == "metrics")
+        metrics_addr = apis[0][1]["FOCUSFORGE_METRICS_LISTEN"]
+        scraped = http_get(f"http://{metrics_addr}/metrics")
+        public = http_get(f"http://{addrs[0]}/metrics")
+        check("an API pod serves /metrics on its metrics port only",
+              pod["metadata"]["annotations"]["prometheus.io/port"] == str(metrics_port["containerPort"])
+              and scraped[0] == 200 and "focusforge_rpc_duration_seconds" in scraped[1] and public[0] == 404,
+              (scraped[0], public[0], scraped[1][:300]))
+
+        # The helm test hook: the health command through the Service.
+        test_pod = rendered[("Pod", "ff-focusforge-test-health")]["spec"]["containers"][0]
+        cluster_dns["ff-focusforge:50051"] = addrs[0]
+        test_args = [a.replace("//ff-focusforge:50051", f"//{addrs[0]}") for a in test_pod["args"]]
+        ran = subprocess.run([BIN, *test_args], capture_output=True, text=True, timeout=60)
+        check("the helm test hook finds the release serving", ran.returncode == 0 and "SERVING" in ran.stdout,
+              ran.stdout + ran.stderr)
 
         worker_proc, _ = launch(worker, "worker-0", shared, scratch)
         procs.append(worker_proc)

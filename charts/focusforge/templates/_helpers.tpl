@@ -103,6 +103,8 @@ chain,tasks,users,planner,jobs,mcp,mood,gamification,focus,calendar,analytics,in
   value: {{ .Values.logFormat | quote }}
 - name: FOCUSFORGE_LOG_LEVEL
   value: {{ .Values.logLevel | quote }}
+- name: FOCUSFORGE_METRICS_LISTEN
+  value: "0.0.0.0:{{ .Values.metrics.port }}"
 - name: FOCUSFORGE_JWT_SECRET
   valueFrom:
     secretKeyRef:
@@ -203,4 +205,20 @@ livenessProbe:
     port: {{ .Values.service.port }}
   periodSeconds: 20
   failureThreshold: 3
+{{- end -}}
+
+{{/* Egress of every pod: DNS, the chart's own pods, and networkPolicy.egress. */}}
+{{- define "focusforge.egress" -}}
+- ports:
+    - {port: 53, protocol: UDP}
+    - {port: 53, protocol: TCP}
+- to:
+    - podSelector:
+        matchLabels:
+          {{- include "focusforge.selectorLabels" . | nindent 10 }}
+  ports:
+    - {port: {{ .Values.service.port }}, protocol: TCP}
+{{- with .Values.networkPolicy.egress }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
