@@ -230,3 +230,160 @@ async fn another_users_task_is_not_found_like_a_missing_one() {
     );
     server.stop().await;
 }
+
+const RSA_PRIVATE: &[u8] =
+    include_bytes!("../../crates/focusforge-auth/tests/fixtures/rsa-private.pem");
+const JWKS: &[u8] = include_bytes!("../../crates/focusforge-auth/tests/fixtures/jwks.json");
+
+/// Serves `body` at any path over HTTP/1.1, counting the requests.
+async fn serve_jwks(
+    body: &'static [u8],
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!(
+        "http://{}/.well-known/jwks.json",
+        listener.local_addr().expect("addr")
+    );
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let hits = counted.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |_req| {
+                    hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    async move {
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                            http_body_util::Full::new(bytes::Bytes::from_static(body)),
+                        ))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (url, hits)
+}
+
+#[tokio::test]
+async fn tokens_of_an_identity_providers_jwks_are_taken_by_kid() {
+    let (url, hits) = serve_jwks(JWKS).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(&dir);
+    cfg.auth.jwks_url = Some(url);
+    let server = Server::start_in(dir, cfg).await;
+    let idp = Minter::new(
+        &KeyMaterial::Rs256 {
+            public_pem: Vec::new(),
+            private_pem: Some(RSA_PRIVATE.to_vec()),
+        },
+        None,
+    )
+    .expect("minter");
+    let user = focusforge_core::UserId::parse("carol").expect("user");
+    let good = idp.with_kid("test-rsa-1").mint(&user, 600).expect("mint");
+    crate::harness::eventually("the jwks is loaded", || async {
+        server
+            .tasks()
+            .await
+            .list_tasks(bearer(&good, ListTasksRequest::default()))
+            .await
+            .is_ok()
+    })
+    .await;
+    assert!(hits.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    // The same key under a kid the document does not have, and the
+    // encryption key's kid: refused.
+    for kid in ["not-in-the-jwks", "for-encryption"] {
+        let t = Minter::new(
+            &KeyMaterial::Rs256 {
+                public_pem: Vec::new(),
+                private_pem: Some(RSA_PRIVATE.to_vec()),
+            },
+            None,
+        )
+        .expect("minter")
+        .with_kid(kid)
+        .mint(&user, 600)
+        .expect("mint");
+        let err = server
+            .tasks()
+            .await
+            .list_tasks(bearer(&t, ListTasksRequest::default()))
+            .await
+            .expect_err(kid);
+        assert_eq!(err.code(), Code::Unauthenticated, "{kid}");
+    }
+    // The configured HS256 key still works beside the provider's.
+    assert!(
+        server
+            .tasks()
+            .await
+            .list_tasks(authed("carol", ListTasksRequest::default()))
+            .await
+            .is_ok()
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn rotation_keeps_the_previous_key_and_the_audience_is_required() {
+    const OLD: &str = "the-previous-secret-being-rotated-out-0123";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(&dir);
+    cfg.auth.previous_jwt_secrets = vec![OLD.into()];
+    cfg.auth.audience = Some("focusforge-api".into());
+    cfg.auth.kid = Some("2026-12".into());
+    let minted = focusforge_server::mint_token(&cfg, "dora", std::time::Duration::from_secs(600))
+        .expect("focusforge token");
+    let server = Server::start_in(dir, cfg).await;
+    let user = focusforge_core::UserId::parse("dora").expect("user");
+    let old = |aud: Option<&str>| {
+        let m = Minter::new(&KeyMaterial::Hs256(OLD.as_bytes().to_vec()), None).expect("minter");
+        match aud {
+            Some(a) => m.with_audience(a),
+            None => m,
+        }
+        .mint(&user, 600)
+        .expect("mint")
+    };
+    let other = Minter::new(
+        &KeyMaterial::Hs256(b"a-key-nobody-configured-0123456789abcdef".to_vec()),
+        None,
+    )
+    .expect("minter")
+    .with_audience("focusforge-api")
+    .mint(&user, 600)
+    .expect("mint");
+    for (what, tok, ok) in [
+        ("the current key, as `focusforge token` mints", minted, true),
+        (
+            "the previous key, with the audience",
+            old(Some("focusforge-api")),
+            true,
+        ),
+        ("the previous key, without an audience", old(None), false),
+        (
+            "the previous key, another audience",
+            old(Some("someone-else")),
+            false,
+        ),
+        ("a key nobody configured", other, false),
+        ("the current key without an audience", token("dora"), false),
+    ] {
+        let res = server
+            .tasks()
+            .await
+            .list_tasks(bearer(&tok, ListTasksRequest::default()))
+            .await;
+        match ok {
+            true => assert!(res.is_ok(), "{what}: {res:?}"),
+            false => assert_eq!(res.expect_err(what).code(), Code::Unauthenticated, "{what}"),
+        }
+    }
+    server.stop().await;
+}

@@ -79,6 +79,8 @@ pub enum KeyError {
     BadRsaKey(String),
     #[error("minting needs a private key, and only a public key is configured")]
     NoPrivateKey,
+    #[error("bad jwks: {0}")]
+    BadJwks(String),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -105,41 +107,189 @@ pub fn bearer_token(header: &str) -> Option<&str> {
 /// Clock skew allowed between token issuers and this server, by default.
 pub const DEFAULT_LEEWAY_SECS: u64 = 30;
 
-/// Verifies tokens. Cheap to clone and share.
+/// One key a [`Verifier`] accepts.
+#[derive(Clone)]
+struct VerifyKey {
+    /// The `kid` tokens signed with it carry; `None` takes any.
+    kid: Option<String>,
+    key: DecodingKey,
+    alg: Algorithm,
+    /// From the JWKS URL (replaced on each refresh) rather than configured.
+    from_jwks: bool,
+}
+
+/// What every key's validation shares.
+#[derive(Clone)]
+struct Rules {
+    leeway: u64,
+    issuer: Option<String>,
+    audience: Option<String>,
+}
+
+/// Verifies tokens against one or more keys: the configured key, the keys
+/// being rotated out (several at once), and those of a JWKS URL. A token
+/// naming a `kid` is checked against the keys with that kid (and those
+/// without one); a token without one against every key of its algorithm.
+/// Cheap to clone; clones share their keys, so a JWKS refresh reaches all.
 #[derive(Clone)]
 pub struct Verifier {
-    key: DecodingKey,
-    validation: Validation,
+    keys: std::sync::Arc<std::sync::RwLock<std::sync::Arc<Vec<VerifyKey>>>>,
+    rules: Rules,
+    /// Set when a token named a kid no key has: the JWKS refresher looks.
+    unknown_kid: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
+
+fn decoding_key(keys: &KeyMaterial) -> Result<(DecodingKey, Algorithm), KeyError> {
+    Ok(match keys {
+        KeyMaterial::Hs256(secret) => (
+            DecodingKey::from_secret(checked_secret(secret)?),
+            Algorithm::HS256,
+        ),
+        KeyMaterial::Rs256 { public_pem, .. } => (
+            DecodingKey::from_rsa_pem(public_pem)
+                .map_err(|e| KeyError::BadRsaKey(e.to_string()))?,
+            Algorithm::RS256,
+        ),
+    })
+}
+
+/// The most keys a JWKS document may hold.
+pub const MAX_JWKS_KEYS: usize = 64;
 
 impl Verifier {
     pub fn new(keys: &KeyMaterial, issuer: Option<&str>) -> Result<Self, KeyError> {
-        let (key, alg) = match keys {
-            KeyMaterial::Hs256(secret) => (
-                DecodingKey::from_secret(checked_secret(secret)?),
-                Algorithm::HS256,
-            ),
-            KeyMaterial::Rs256 { public_pem, .. } => (
-                DecodingKey::from_rsa_pem(public_pem)
-                    .map_err(|e| KeyError::BadRsaKey(e.to_string()))?,
-                Algorithm::RS256,
-            ),
-        };
-        let mut validation = Validation::new(alg);
-        validation.leeway = DEFAULT_LEEWAY_SECS;
-        validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        validation.validate_aud = false;
-        if let Some(iss) = issuer {
-            validation.set_issuer(&[iss]);
-        }
-        Ok(Self { key, validation })
+        let (key, alg) = decoding_key(keys)?;
+        Ok(Self {
+            keys: std::sync::Arc::new(std::sync::RwLock::new(std::sync::Arc::new(vec![
+                VerifyKey {
+                    kid: None,
+                    key,
+                    alg,
+                    from_jwks: false,
+                },
+            ]))),
+            rules: Rules {
+                leeway: DEFAULT_LEEWAY_SECS,
+                issuer: issuer.map(str::to_owned),
+                audience: None,
+            },
+            unknown_kid: std::sync::Arc::default(),
+        })
     }
 
     /// Allows this much clock skew on `exp`, `nbf` and `iat`.
     pub fn with_leeway(mut self, secs: u64) -> Self {
-        self.validation.leeway = secs;
+        self.rules.leeway = secs;
         self
+    }
+
+    /// Requires tokens to name `audience` in `aud`.
+    pub fn with_audience(mut self, audience: &str) -> Self {
+        self.rules.audience = Some(audience.to_owned());
+        self
+    }
+
+    /// Names the configured key's `kid`: tokens carrying another kid are
+    /// not checked against it.
+    pub fn with_kid(self, kid: &str) -> Self {
+        self.update(|keys| {
+            if let Some(first) = keys.iter_mut().find(|k| !k.from_jwks) {
+                first.kid = Some(kid.to_owned());
+            }
+        });
+        self
+    }
+
+    /// Also accepts tokens signed with `keys` (a key being rotated out).
+    pub fn add_key(&self, keys: &KeyMaterial, kid: Option<&str>) -> Result<(), KeyError> {
+        let (key, alg) = decoding_key(keys)?;
+        self.update(|all| {
+            all.push(VerifyKey {
+                kid: kid.map(str::to_owned),
+                key,
+                alg,
+                from_jwks: false,
+            });
+        });
+        Ok(())
+    }
+
+    /// Replaces the keys taken from a JWKS document (RFC 7517) with those
+    /// of `json`; keys without a kid, not for signatures, or of algorithms
+    /// other than RS256 and HS256 are skipped. Returns how many were taken.
+    pub fn set_jwks(&self, json: &[u8]) -> Result<usize, KeyError> {
+        let set: jsonwebtoken::jwk::JwkSet =
+            serde_json::from_slice(json).map_err(|e| KeyError::BadJwks(e.to_string()))?;
+        if set.keys.len() > MAX_JWKS_KEYS {
+            return Err(KeyError::BadJwks(format!(
+                "{} keys, at most {MAX_JWKS_KEYS}",
+                set.keys.len()
+            )));
+        }
+        let mut taken = Vec::new();
+        for jwk in &set.keys {
+            let Some(kid) = jwk.common.key_id.clone() else {
+                continue;
+            };
+            if matches!(
+                jwk.common.public_key_use,
+                Some(ref u) if *u != jsonwebtoken::jwk::PublicKeyUse::Signature
+            ) {
+                continue;
+            }
+            let alg = match &jwk.algorithm {
+                jsonwebtoken::jwk::AlgorithmParameters::RSA(_) => Algorithm::RS256,
+                _ => continue,
+            };
+            let Ok(key) = DecodingKey::from_jwk(jwk) else {
+                continue;
+            };
+            taken.push(VerifyKey {
+                kid: Some(kid),
+                key,
+                alg,
+                from_jwks: true,
+            });
+        }
+        let n = taken.len();
+        self.update(|all| {
+            all.retain(|k| !k.from_jwks);
+            all.extend(taken);
+        });
+        Ok(n)
+    }
+
+    /// Whether a token named a kid no key had since the last call.
+    pub fn take_unknown_kid(&self) -> bool {
+        self.unknown_kid
+            .swap(false, std::sync::atomic::Ordering::AcqRel)
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Vec<VerifyKey>)) {
+        let mut guard = self.keys.write().unwrap_or_else(|e| e.into_inner());
+        let mut keys = (**guard).clone();
+        f(&mut keys);
+        *guard = std::sync::Arc::new(keys);
+    }
+
+    fn validation(&self, alg: Algorithm) -> Validation {
+        let mut validation = Validation::new(alg);
+        validation.leeway = self.rules.leeway;
+        validation.validate_nbf = true;
+        match &self.rules.audience {
+            Some(aud) => {
+                validation.set_required_spec_claims(&["exp", "sub", "aud"]);
+                validation.set_audience(&[aud]);
+            }
+            None => {
+                validation.set_required_spec_claims(&["exp", "sub"]);
+                validation.validate_aud = false;
+            }
+        }
+        if let Some(iss) = &self.rules.issuer {
+            validation.set_issuer(&[iss]);
+        }
+        validation
     }
 
     /// Verifies the value of an `authorization` header.
@@ -151,16 +301,45 @@ impl Verifier {
     /// Verifies a bare token and returns its subject.
     pub fn verify(&self, token: &str) -> Result<UserId, AuthError> {
         use jsonwebtoken::errors::ErrorKind;
-        let data = jsonwebtoken::decode::<UserClaims>(token, &self.key, &self.validation).map_err(
-            |e| match e.kind() {
-                ErrorKind::ExpiredSignature => AuthError::Expired,
-                ErrorKind::ImmatureSignature => AuthError::NotYetValid,
-                _ => AuthError::Invalid,
-            },
-        )?;
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Invalid)?;
+        let keys = self.keys.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let candidates = keys.iter().filter(|k| {
+            k.alg == header.alg
+                && match (&header.kid, &k.kid) {
+                    (Some(want), Some(have)) => want == have,
+                    _ => true,
+                }
+        });
+        let mut found = None;
+        let mut tried = 0;
+        for key in candidates {
+            tried += 1;
+            match jsonwebtoken::decode::<UserClaims>(token, &key.key, &self.validation(key.alg)) {
+                Ok(data) => {
+                    found = Some(Ok(data));
+                    break;
+                }
+                // The signature matched: the token is this key's, and the
+                // claims decide.
+                Err(e) if !matches!(e.kind(), ErrorKind::InvalidSignature) => {
+                    found = Some(Err(match e.kind() {
+                        ErrorKind::ExpiredSignature => AuthError::Expired,
+                        ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+                        _ => AuthError::Invalid,
+                    }));
+                    break;
+                }
+                Err(_) => {}
+            }
+        }
+        if tried == 0 && header.kid.is_some() {
+            self.unknown_kid
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+        let data = found.unwrap_or(Err(AuthError::Invalid))?;
         // A token issued in the future is not valid yet either.
         let now = jsonwebtoken::get_current_timestamp();
-        if data.claims.claims.iat > now.saturating_add(self.validation.leeway) {
+        if data.claims.claims.iat > now.saturating_add(self.rules.leeway) {
             return Err(AuthError::NotYetValid);
         }
         // A mesh token is never a user's, whatever key signed it.
@@ -322,6 +501,8 @@ pub struct Minter {
     key: EncodingKey,
     alg: Algorithm,
     issuer: Option<String>,
+    kid: Option<String>,
+    audience: Option<String>,
 }
 
 impl Minter {
@@ -346,7 +527,21 @@ impl Minter {
             key,
             alg,
             issuer: issuer.map(str::to_owned),
+            kid: None,
+            audience: None,
         })
+    }
+
+    /// Tokens carry this `kid` in their header.
+    pub fn with_kid(mut self, kid: &str) -> Self {
+        self.kid = Some(kid.to_owned());
+        self
+    }
+
+    /// Tokens carry this `aud`.
+    pub fn with_audience(mut self, audience: &str) -> Self {
+        self.audience = Some(audience.to_owned());
+        self
     }
 
     /// A token for `user`, valid for `ttl_secs` from now.
@@ -363,7 +558,20 @@ impl Minter {
 
     /// A token with exactly these claims.
     pub fn mint_claims(&self, claims: &Claims) -> Result<String, KeyError> {
-        jsonwebtoken::encode(&Header::new(self.alg), claims, &self.key)
+        #[derive(Serialize)]
+        struct WithAudience<'a> {
+            #[serde(flatten)]
+            claims: &'a Claims,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            aud: Option<&'a str>,
+        }
+        let mut header = Header::new(self.alg);
+        header.kid.clone_from(&self.kid);
+        let claims = WithAudience {
+            claims,
+            aud: self.audience.as_deref(),
+        };
+        jsonwebtoken::encode(&header, &claims, &self.key)
             .map_err(|e| KeyError::BadRsaKey(e.to_string()))
     }
 }

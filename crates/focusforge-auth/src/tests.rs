@@ -220,3 +220,140 @@ fn dev_secret_is_random_persistent_and_private() {
         assert_eq!(mode & 0o077, 0, "dev secret must not be readable by others");
     }
 }
+
+const JWKS: &[u8] = include_bytes!("../tests/fixtures/jwks.json");
+
+fn rs_minter() -> Minter {
+    Minter::new(
+        &KeyMaterial::Rs256 {
+            public_pem: Vec::new(),
+            private_pem: Some(RSA_PRIVATE.to_vec()),
+        },
+        None,
+    )
+    .expect("minter")
+}
+
+#[test]
+fn several_keys_at_once_for_rotation() {
+    let old = KeyMaterial::Hs256(b"the-old-secret-being-rotated-out-0123".to_vec());
+    let new = KeyMaterial::Hs256(b"the-new-secret-being-rotated-in-01234".to_vec());
+    let v = Verifier::new(&new, None).expect("verifier");
+    v.add_key(&old, None).expect("old key");
+    for keys in [&new, &old] {
+        let t = Minter::new(keys, None)
+            .expect("minter")
+            .mint(&alice(), 60)
+            .expect("mint");
+        assert_eq!(v.verify(&t).expect("accepted"), alice());
+    }
+    let other = KeyMaterial::Hs256(b"a-third-secret-nobody-configured-0123".to_vec());
+    let t = Minter::new(&other, None)
+        .expect("minter")
+        .mint(&alice(), 60)
+        .expect("mint");
+    assert_eq!(v.verify(&t), Err(AuthError::Invalid));
+}
+
+#[test]
+fn a_kid_picks_its_key_and_an_unknown_kid_is_noticed() {
+    let a = KeyMaterial::Hs256(b"key-a-key-a-key-a-key-a-key-a-key-a".to_vec());
+    let b = KeyMaterial::Hs256(b"key-b-key-b-key-b-key-b-key-b-key-b".to_vec());
+    let v = Verifier::new(&a, None).expect("verifier").with_kid("a");
+    v.add_key(&b, Some("b")).expect("b");
+    let signed = |keys: &KeyMaterial, kid: &str| {
+        Minter::new(keys, None)
+            .expect("minter")
+            .with_kid(kid)
+            .mint(&alice(), 60)
+            .expect("mint")
+    };
+    assert!(v.verify(&signed(&a, "a")).is_ok());
+    assert!(v.verify(&signed(&b, "b")).is_ok());
+    // The right key under the wrong kid is not tried.
+    assert_eq!(v.verify(&signed(&b, "a")), Err(AuthError::Invalid));
+    assert!(!v.take_unknown_kid());
+    assert_eq!(v.verify(&signed(&a, "c")), Err(AuthError::Invalid));
+    assert!(
+        v.take_unknown_kid(),
+        "a kid no key has is reported for a JWKS refresh"
+    );
+    assert!(!v.take_unknown_kid());
+}
+
+#[test]
+fn the_audience_is_checked_when_configured() {
+    let v = Verifier::new(&hs(), None)
+        .expect("verifier")
+        .with_audience("focusforge-api");
+    let m = Minter::new(&hs(), None).expect("minter");
+    let none = m.mint(&alice(), 60).expect("mint");
+    assert_eq!(v.verify(&none), Err(AuthError::Invalid), "no aud");
+    let wrong = Minter::new(&hs(), None)
+        .expect("minter")
+        .with_audience("another-api")
+        .mint(&alice(), 60)
+        .expect("mint");
+    assert_eq!(v.verify(&wrong), Err(AuthError::Invalid), "wrong aud");
+    let right = Minter::new(&hs(), None)
+        .expect("minter")
+        .with_audience("focusforge-api")
+        .mint(&alice(), 60)
+        .expect("mint");
+    assert_eq!(v.verify(&right).expect("right aud"), alice());
+    // Without an audience configured, aud is not looked at.
+    let plain = Verifier::new(&hs(), None).expect("verifier");
+    assert!(plain.verify(&right).is_ok());
+}
+
+#[test]
+fn keys_from_a_jwks_document_verify_their_tokens_and_are_replaced_on_refresh() {
+    let v = Verifier::new(&hs(), None).expect("verifier");
+    let token = rs_minter()
+        .with_kid("test-rsa-1")
+        .mint(&alice(), 60)
+        .expect("mint");
+    assert_eq!(v.verify(&token), Err(AuthError::Invalid), "before the JWKS");
+    assert_eq!(
+        v.set_jwks(JWKS).expect("jwks"),
+        1,
+        "the encryption key is skipped"
+    );
+    assert_eq!(v.verify(&token).expect("after the JWKS"), alice());
+    // The configured key still works beside them.
+    let local = Minter::new(&hs(), None)
+        .expect("minter")
+        .mint(&alice(), 60)
+        .expect("mint");
+    assert!(v.verify(&local).is_ok());
+    // A refresh without the key drops it.
+    assert_eq!(v.set_jwks(br#"{"keys":[]}"#).expect("empty"), 0);
+    assert_eq!(v.verify(&token), Err(AuthError::Invalid));
+    assert!(v.set_jwks(b"not json").is_err());
+    let many = format!(
+        r#"{{"keys":[{}]}}"#,
+        vec![r#"{"kty":"oct","k":"AA"}"#; 65].join(",")
+    );
+    assert!(
+        v.set_jwks(many.as_bytes()).is_err(),
+        "a document over the bound"
+    );
+}
+
+#[test]
+fn an_expired_token_of_a_second_key_says_expired() {
+    let old = KeyMaterial::Hs256(b"the-old-secret-being-rotated-out-0123".to_vec());
+    let v = Verifier::new(&hs(), None).expect("verifier").with_leeway(0);
+    v.add_key(&old, None).expect("old");
+    let expired = Minter::new(&old, None)
+        .expect("minter")
+        .mint_claims(&Claims {
+            sub: "alice".into(),
+            exp: now() - 100,
+            iat: now() - 200,
+            iss: None,
+            nbf: None,
+        })
+        .expect("mint");
+    assert_eq!(v.verify(&expired), Err(AuthError::Expired));
+}

@@ -81,6 +81,21 @@ pub struct AuthConfig {
     pub issuer: Option<String>,
     /// Clock skew allowed on `exp`, `nbf` and `iat`, in seconds.
     pub leeway_secs: u64,
+    /// The `kid` of the configured key: `focusforge token` writes it, and a
+    /// token naming another kid is not checked against the key.
+    pub kid: Option<String>,
+    /// HS256 secrets still accepted while tokens signed with them expire
+    /// (key rotation); tokens are minted with `jwt_secret` only.
+    pub previous_jwt_secrets: Vec<String>,
+    /// RS256 public keys (PEM files) still accepted, likewise.
+    pub previous_public_key_files: Vec<PathBuf>,
+    /// When set, tokens must carry this `aud`.
+    pub audience: Option<String>,
+    /// An identity provider's JSON Web Key Set (RS256 keys by kid), fetched
+    /// at start and every `jwks_refresh_secs`, and sooner when a token names
+    /// a kid no key has (at most every 30 s).
+    pub jwks_url: Option<String>,
+    pub jwks_refresh_secs: u64,
     /// The secret (at least 32 bytes) of the mesh tokens components mint to
     /// act for a user. Every process of a mesh needs the same one. Without
     /// it, an HS256 deployment derives it from `jwt_secret` (or the dev
@@ -102,6 +117,12 @@ impl Default for AuthConfig {
             jwt_private_key_file: None,
             issuer: None,
             leeway_secs: focusforge_auth::DEFAULT_LEEWAY_SECS,
+            kid: None,
+            previous_jwt_secrets: Vec::new(),
+            previous_public_key_files: Vec::new(),
+            audience: None,
+            jwks_url: None,
+            jwks_refresh_secs: 600,
             mesh_secret: None,
             accept_mesh_tokens: false,
         }
@@ -727,6 +748,15 @@ impl Config {
                 }
                 "FOCUSFORGE_JWT_ISSUER" => self.auth.issuer = Some(value.clone()),
                 "FOCUSFORGE_JWT_LEEWAY_SECS" => self.auth.leeway_secs = number(key)?,
+                "FOCUSFORGE_JWT_KID" => self.auth.kid = Some(value.clone()),
+                "FOCUSFORGE_JWT_PREVIOUS_SECRETS" => self.auth.previous_jwt_secrets = list(value),
+                "FOCUSFORGE_JWT_PREVIOUS_PUBLIC_KEY_FILES" => {
+                    self.auth.previous_public_key_files =
+                        list(value).into_iter().map(PathBuf::from).collect();
+                }
+                "FOCUSFORGE_JWT_AUDIENCE" => self.auth.audience = Some(value.clone()),
+                "FOCUSFORGE_JWKS_URL" => self.auth.jwks_url = Some(value.clone()),
+                "FOCUSFORGE_JWKS_REFRESH_SECS" => self.auth.jwks_refresh_secs = number(key)?,
                 "FOCUSFORGE_MONGODB_URI" => self.mongodb.uri = Some(value.clone()),
                 "FOCUSFORGE_MONGODB_DATABASE" => self.mongodb.database.clone_from(value),
                 "FOCUSFORGE_MONGODB_WRITE_CONCERN" => self.mongodb.write_concern.clone_from(value),
@@ -966,6 +996,23 @@ impl Config {
         for p in &c.trusted_proxies {
             p.parse::<focusforge_gateway::IpNet>()
                 .map_err(|e| err(format!("connections trusted_proxies: {e}")))?;
+        }
+        if let Some(url) = &self.auth.jwks_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(err(format!(
+                "auth jwks_url must be an http(s) URL, got {url:?}"
+            )));
+        }
+        if !(30..=86_400).contains(&self.auth.jwks_refresh_secs) {
+            return Err(err("auth jwks_refresh_secs must be 30-86400"));
+        }
+        for s in &self.auth.previous_jwt_secrets {
+            if s.len() < 32 {
+                return Err(err(
+                    "auth previous_jwt_secrets must each be at least 32 bytes",
+                ));
+            }
         }
         if self.auth.leeway_secs > 300 {
             return Err(err("auth leeway_secs must be at most 300"));

@@ -106,8 +106,20 @@ pub fn mint_token(config: &Config, user: &str, ttl: Duration) -> anyhow::Result<
     let user = focusforge_core::UserId::parse(user)
         .map_err(|e| anyhow::anyhow!("bad user id {user:?}: {e}"))?;
     let keys = key_material(config)?;
-    let minter = Minter::new(&keys, config.auth.issuer.as_deref())?;
-    Ok(minter.mint(&user, ttl.as_secs())?)
+    Ok(minter(config, &keys)?.mint(&user, ttl.as_secs())?)
+}
+
+/// A minter of tokens the configured verifier takes: its key, issuer, kid
+/// and audience.
+fn minter(config: &Config, keys: &KeyMaterial) -> anyhow::Result<Minter> {
+    let mut minter = Minter::new(keys, config.auth.issuer.as_deref())?;
+    if let Some(kid) = &config.auth.kid {
+        minter = minter.with_kid(kid);
+    }
+    if let Some(aud) = &config.auth.audience {
+        minter = minter.with_audience(aud);
+    }
+    Ok(minter)
 }
 
 /// A minter for the web app's sign-in helper, only on the embedded
@@ -115,11 +127,11 @@ pub fn mint_token(config: &Config, user: &str, ttl: Duration) -> anyhow::Result<
 /// its tokens from its identity provider.
 fn dev_minter(config: &Config) -> anyhow::Result<Option<Arc<Minter>>> {
     let auth = &config.auth;
-    if auth.jwt_secret.is_some() || auth.jwt_public_key_file.is_some() {
+    if auth.jwt_secret.is_some() || auth.jwt_public_key_file.is_some() || auth.jwks_url.is_some() {
         return Ok(None);
     }
     let keys = key_material(config)?;
-    Ok(Some(Arc::new(Minter::new(&keys, auth.issuer.as_deref())?)))
+    Ok(Some(Arc::new(minter(config, &keys)?)))
 }
 
 /// Where a data directory keeps a generated mesh secret (RS256 deployments
@@ -143,10 +155,79 @@ pub fn mesh_key(config: &Config) -> anyhow::Result<MeshKey> {
 
 /// Verifies user tokens with the configured keys and clock-skew leeway.
 fn user_verifier(config: &Config) -> anyhow::Result<Arc<Verifier>> {
+    let auth = &config.auth;
     let keys = key_material(config)?;
-    Ok(Arc::new(
-        Verifier::new(&keys, config.auth.issuer.as_deref())?.with_leeway(config.auth.leeway_secs),
-    ))
+    let mut verifier = Verifier::new(&keys, auth.issuer.as_deref())?.with_leeway(auth.leeway_secs);
+    if let Some(kid) = &auth.kid {
+        verifier = verifier.with_kid(kid);
+    }
+    if let Some(aud) = &auth.audience {
+        verifier = verifier.with_audience(aud);
+    }
+    for secret in &auth.previous_jwt_secrets {
+        verifier.add_key(&KeyMaterial::Hs256(secret.as_bytes().to_vec()), None)?;
+    }
+    for file in &auth.previous_public_key_files {
+        let public_pem = std::fs::read(file)
+            .with_context(|| format!("cannot read jwt public key {}", file.display()))?;
+        verifier.add_key(
+            &KeyMaterial::Rs256 {
+                public_pem,
+                private_pem: None,
+            },
+            None,
+        )?;
+    }
+    Ok(Arc::new(verifier))
+}
+
+/// The largest JWKS document read.
+const MAX_JWKS_BYTES: usize = 1 << 20;
+
+/// Fetches the identity provider's keys into `verifier` now, then every
+/// `jwks_refresh_secs`, and within 30 s of a token naming a kid no key has.
+async fn refresh_jwks(url: String, every: Duration, verifier: Arc<Verifier>) {
+    let client = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "no HTTP client for the JWKS");
+            return;
+        }
+    };
+    let fetch = || async {
+        let res = client.get(&url).send().await.map_err(|e| e.to_string())?;
+        if !res.status().is_success() {
+            return Err(format!("HTTP {}", res.status()));
+        }
+        if res
+            .content_length()
+            .is_some_and(|n| n > MAX_JWKS_BYTES as u64)
+        {
+            return Err("the document is over 1 MiB".to_owned());
+        }
+        let body = res.bytes().await.map_err(|e| e.to_string())?;
+        if body.len() > MAX_JWKS_BYTES {
+            return Err("the document is over 1 MiB".to_owned());
+        }
+        verifier.set_jwks(&body).map_err(|e| e.to_string())
+    };
+    let mut last = None::<tokio::time::Instant>;
+    loop {
+        let due = last.is_none_or(|t| t.elapsed() >= every)
+            || (verifier.take_unknown_kid()
+                && last.is_none_or(|t| t.elapsed() >= Duration::from_secs(30)));
+        if due {
+            match fetch().await {
+                Ok(n) => tracing::info!(keys = n, "jwks keys loaded"),
+                Err(error) => tracing::warn!(%error, "cannot load the jwks; keeping the keys held"),
+            }
+            last = Some(tokio::time::Instant::now());
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// How long a stopping process waits for running jobs; the rest run again
@@ -518,6 +599,14 @@ pub async fn start_with_clock(
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Running> {
     let verifier = user_verifier(config)?;
+    let mut background = Vec::new();
+    if let Some(url) = &config.auth.jwks_url {
+        background.push(tokio::spawn(refresh_jwks(
+            url.clone(),
+            Duration::from_secs(config.auth.jwks_refresh_secs),
+            verifier.clone(),
+        )));
+    }
     let mut options = GatewayOptions {
         cors_origins: config.cors_origins.clone(),
         connect_timeout: Duration::from_millis(config.connect_timeout_ms),
@@ -529,7 +618,6 @@ pub async fn start_with_clock(
         rate_limits: rate_limiter(config)?,
         max_in_flight: config.connections.max_calls_in_flight,
     };
-    let mut background = Vec::new();
     let mut local = None;
     let mut worker = None;
 
