@@ -26,37 +26,11 @@ use focusforge_auth::{KeyMaterial, Minter};
 use focusforge_core::UserId;
 use focusforge_proto::tasks::v1::task_service_client::TaskServiceClient;
 use focusforge_proto::tasks::v1::{CreateTaskRequest, GetTaskRequest};
+use focusforge_tests::{arg, focusforge_binary, free_port};
 use tokio::sync::Mutex;
 use tonic::transport::Channel;
 
 const SECRET: &str = "benchmark-secret-0123456789abcdef0123456789";
-
-fn arg(name: &str) -> Option<String> {
-    let argv: Vec<String> = std::env::args().collect();
-    argv.iter()
-        .position(|a| a == name)
-        .and_then(|i| argv.get(i + 1))
-        .cloned()
-}
-
-fn default_binary() -> std::path::PathBuf {
-    let exe = std::env::current_exe().expect("bench binary");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    for profile in ["release", "debug"] {
-        let bin = dir.parent().map(|t| t.join(profile).join("focusforge"));
-        if let Some(bin) = bin.filter(|b| b.exists()) {
-            return bin;
-        }
-    }
-    dir.join("focusforge")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
-}
 
 struct Proc {
     child: Child,
@@ -365,7 +339,7 @@ async fn upstream(bin: &std::path::Path, clients: usize) -> bool {
 
 #[tokio::main]
 async fn main() {
-    let bin = arg("--bin").map_or_else(default_binary, std::path::PathBuf::from);
+    let bin = arg("--bin").map_or_else(focusforge_binary, std::path::PathBuf::from);
     let clients: usize = arg("--clients").and_then(|v| v.parse().ok()).unwrap_or(16);
     let rounds: usize = arg("--rounds").and_then(|v| v.parse().ok()).unwrap_or(3);
     let which: Vec<String> = std::env::args()

@@ -41,18 +41,11 @@ use focusforge_proto::tasks::v1::task_service_client::TaskServiceClient;
 use focusforge_proto::tasks::v1::{
     CreateTaskRequest, GetTaskRequest, ListTasksRequest, Task, UpdateTaskRequest,
 };
+use focusforge_tests::{arg, focusforge_binary, free_port, rss_kib};
 use tokio::sync::Mutex;
 use tonic::transport::Channel;
 
 const SECRET: &str = "benchmark-secret-0123456789abcdef0123456789";
-
-fn arg(name: &str) -> Option<String> {
-    let argv: Vec<String> = std::env::args().collect();
-    argv.iter()
-        .position(|a| a == name)
-        .and_then(|i| argv.get(i + 1))
-        .cloned()
-}
 
 fn authed<T>(token: &str, msg: T) -> tonic::Request<T> {
     let mut req = tonic::Request::new(msg);
@@ -62,31 +55,6 @@ fn authed<T>(token: &str, msg: T) -> tonic::Request<T> {
     );
     req.set_timeout(Duration::from_secs(30));
     req
-}
-
-/// The `focusforge` binary beside this bench's target directory.
-fn default_binary() -> std::path::PathBuf {
-    let exe = std::env::current_exe().expect("bench binary");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    for profile in ["release", "debug"] {
-        let bin = dir.parent().map(|t| t.join(profile).join("focusforge"));
-        if let Some(bin) = bin.filter(|b| b.exists()) {
-            return bin;
-        }
-    }
-    dir.join("focusforge")
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 #[derive(Default)]
@@ -319,12 +287,9 @@ fn start_server(bin: &std::path::Path, dir: &std::path::Path, port: u16) -> Chil
 async fn main() {
     let clients: usize = arg("--clients").and_then(|v| v.parse().ok()).unwrap_or(64);
     let seconds: u64 = arg("--seconds").and_then(|v| v.parse().ok()).unwrap_or(600);
-    let bin = arg("--bin").map_or_else(default_binary, std::path::PathBuf::from);
+    let bin = arg("--bin").map_or_else(focusforge_binary, std::path::PathBuf::from);
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port");
+    let port = free_port();
     let mut server = start_server(&bin, dir.path(), port);
     let url = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(120);

@@ -113,19 +113,23 @@ fn parse_ttl(raw: &str) -> Option<Duration> {
     (secs > 0).then(|| Duration::from_secs(secs))
 }
 
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("focusforge: cannot start the runtime: {e}");
+            ExitCode::from(1)
+        })
+}
+
 /// One health check, printed as the server answered it.
 fn health(server: &str, service: &str, timeout: Duration) -> ExitCode {
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("focusforge: cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let check = async {
         let channel = tonic::transport::Endpoint::from_shared(server.to_owned())
@@ -227,15 +231,9 @@ fn main() -> ExitCode {
     } else {
         LogFormat::Human
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("focusforge: cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     // The span exporter's connection lives on the runtime.
     let traces = focusforge_telemetry::Traces {
