@@ -247,3 +247,37 @@ async fn json_logs_name_each_request_and_never_a_secret() {
         );
     }
 }
+
+#[tokio::test]
+async fn finished_jobs_are_counted_by_kind_and_state() {
+    use focusforge_proto::planner::v1::{ActionSpec, ActionType, CreatePlanRequest};
+    let server = Server::start().await;
+    server
+        .planner()
+        .await
+        .create_plan(authed(
+            "ada",
+            CreatePlanRequest {
+                title: "one action".into(),
+                actions: vec![ActionSpec {
+                    key: "a".into(),
+                    r#type: ActionType::TaskManagement as i32,
+                    params_json: r#"{"op":"create","title":"planned"}"#.into(),
+                    ..Default::default()
+                }],
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .expect("plan");
+    let line = r#"focusforge_jobs_finished_total{kind="planner.advance",state="succeeded"} "#;
+    crate::harness::eventually("the plan's job is counted", || async {
+        let (_, text) = get(server.addr, "/metrics").await;
+        text.lines()
+            .find_map(|l| l.strip_prefix(line))
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_some_and(|n| n >= 1)
+    })
+    .await;
+    server.stop().await;
+}

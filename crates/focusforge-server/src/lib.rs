@@ -280,6 +280,48 @@ pub struct Backends {
     /// The planner's executors, set from the services this process builds.
     pub executors: Arc<Executors>,
     store_reachable: Arc<AtomicBool>,
+    /// Jobs this process's workers saw end for good, for `/metrics`.
+    job_outcomes: Arc<JobOutcomes>,
+}
+
+/// Jobs that ended for good, counted by kind and final state; then told to
+/// the next observer (the user's event stream).
+#[derive(Default)]
+struct JobOutcomes(std::sync::Mutex<BTreeMap<(String, &'static str), u64>>);
+
+impl JobOutcomes {
+    fn render(&self) -> String {
+        let counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = String::from(
+            "# HELP focusforge_jobs_finished_total Background jobs this process ran that ended for good, by kind and state.\n\
+             # TYPE focusforge_jobs_finished_total counter\n",
+        );
+        for ((kind, state), n) in counts.iter() {
+            out.push_str(&format!(
+                "focusforge_jobs_finished_total{{kind=\"{kind}\",state=\"{state}\"}} {n}\n"
+            ));
+        }
+        out
+    }
+}
+
+struct CountedJobs {
+    outcomes: Arc<JobOutcomes>,
+    then: Arc<dyn focusforge_jobs::JobObserver>,
+}
+
+#[async_trait::async_trait]
+impl focusforge_jobs::JobObserver for CountedJobs {
+    async fn finished(&self, job: &focusforge_jobs::Job, state: focusforge_jobs::JobState) {
+        {
+            let mut counts = self.outcomes.0.lock().unwrap_or_else(|e| e.into_inner());
+            // Kinds are those of the handlers registered here: a bounded set.
+            *counts
+                .entry((job.spec.kind.clone(), state.as_str()))
+                .or_default() += 1;
+        }
+        self.then.finished(job, state).await;
+    }
 }
 
 impl Backends {
@@ -418,6 +460,7 @@ impl Backends {
             events,
             executors,
             store_reachable: Arc::new(AtomicBool::new(true)),
+            job_outcomes: Arc::default(),
         })
     }
 
@@ -483,7 +526,7 @@ impl Backends {
             u8::from(cache.degraded),
             self.store_kind,
             u8::from(self.store_reachable.load(Ordering::Relaxed)),
-        )
+        ) + &self.job_outcomes.render()
     }
 }
 
@@ -500,9 +543,10 @@ pub fn spawn_worker(
     for (kind, handler) in jobs {
         handlers.register(kind, handler.clone());
     }
-    handlers.observe(Arc::new(focusforge_grpc::JobEvents(
-        backends.events.clone(),
-    )));
+    handlers.observe(Arc::new(CountedJobs {
+        outcomes: backends.job_outcomes.clone(),
+        then: Arc::new(focusforge_grpc::JobEvents(backends.events.clone())),
+    }));
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
     Worker::spawn(
         backends.jobs.clone(),
