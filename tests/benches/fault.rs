@@ -14,8 +14,14 @@
 //!   recover without restarting the gateway; acknowledged writes are checked
 //!   as above.
 //!
+//! - `redis`: plans (one task-creating action each, with a request id) are
+//!   created through a server whose job queue is in Redis; Redis is killed
+//!   with SIGKILL in the middle and started again on its append-only file.
+//!   Every acknowledged plan must finish, its action must have run once (one
+//!   task with its title, not two), and no job may be lost.
+//!
 //! `cargo build && cargo bench -p focusforge-tests --bench fault -- kill9 --rounds 5`
-//! (and `upstream`); exits non-zero when a write is lost or doubled.
+//! (and `upstream`, `redis`); exits non-zero when a write is lost or doubled.
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
@@ -337,6 +343,127 @@ async fn upstream(bin: &std::path::Path, clients: usize) -> bool {
     lost == 0 && doubled == 0 && tally.other_errors.is_empty() && not_serving_seen
 }
 
+async fn redis(bin: &std::path::Path, plans: usize) -> bool {
+    use focusforge_proto::planner::v1::planner_service_client::PlannerServiceClient;
+    use focusforge_proto::planner::v1::{
+        ActionSpec, ActionType, CreatePlanRequest, GetPlanRequest,
+    };
+    use focusforge_proto::tasks::v1::ListTasksRequest;
+    let aof = tempfile::tempdir().expect("tempdir");
+    let mut redis = focusforge_cache::testing::RedisServer::start_persistent(aof.path());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let _server = spawn(
+        bin,
+        dir.path(),
+        port,
+        &[("FOCUSFORGE_REDIS_URL", redis.url())],
+    );
+    wait_healthy(port, "").await;
+    let token = token("fault-redis");
+    let channel = Channel::from_shared(format!("http://127.0.0.1:{port}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let mut planner = PlannerServiceClient::new(channel.clone());
+    let mut acked = Vec::new();
+    let mut refused = BTreeMap::<String, u64>::new();
+    for i in 0..plans {
+        if i == plans / 3 {
+            redis.kill();
+        }
+        if i == 2 * plans / 3 {
+            redis.restart();
+        }
+        let req = CreatePlanRequest {
+            title: format!("plan {i}"),
+            actions: vec![ActionSpec {
+                key: "create".into(),
+                r#type: ActionType::TaskManagement as i32,
+                params_json: format!(r#"{{"op":"create","title":"Planned {i}"}}"#),
+                ..Default::default()
+            }],
+            request_id: format!("plan-{i}"),
+        };
+        match planner.create_plan(authed(&token, req)).await {
+            Ok(r) => {
+                if let Some(plan) = r.into_inner().plan {
+                    acked.push((i, plan.id));
+                }
+            }
+            Err(e) => *refused.entry(format!("{:?}", e.code())).or_default() += 1,
+        }
+    }
+    // Every acknowledged plan finishes, within a minute of Redis being back.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut unfinished: Vec<(usize, String)> = acked.clone();
+    while !unfinished.is_empty() && Instant::now() < deadline {
+        let mut still = Vec::new();
+        for (i, id) in unfinished {
+            let done = planner
+                .get_plan(authed(
+                    &token,
+                    GetPlanRequest {
+                        plan_id: id.clone(),
+                    },
+                ))
+                .await
+                .ok()
+                .and_then(|p| p.into_inner().plan)
+                .is_some_and(|p| p.done);
+            if !done {
+                still.push((i, id));
+            }
+        }
+        unfinished = still;
+        if !unfinished.is_empty() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    // Each action ran once: one task per acknowledged plan's title.
+    let mut tasks = TaskServiceClient::new(channel);
+    let mut titles = BTreeMap::<String, u64>::new();
+    let mut page = String::new();
+    loop {
+        let r = tasks
+            .list_tasks(authed(
+                &token,
+                ListTasksRequest {
+                    page_size: 200,
+                    page_token: page.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("list")
+            .into_inner();
+        for t in r.tasks {
+            *titles.entry(t.title).or_default() += 1;
+        }
+        if r.next_page_token.is_empty() {
+            break;
+        }
+        page = r.next_page_token;
+    }
+    let lost = unfinished.len();
+    let twice = acked
+        .iter()
+        .filter(|(i, _)| titles.get(&format!("Planned {i}")).copied().unwrap_or(0) > 1)
+        .count();
+    let never_ran = acked
+        .iter()
+        .filter(|(i, _)| !titles.contains_key(&format!("Planned {i}")))
+        .count();
+    println!(
+        "redis: {plans} plans sent, Redis killed after {} and back after {}; {} acknowledged, refused {refused:?}; unfinished after 90 s {lost}, actions never run {never_ran}, run twice {twice}",
+        plans / 3,
+        2 * plans / 3,
+        acked.len()
+    );
+    lost == 0 && twice == 0 && never_ran == 0
+}
+
 #[tokio::main]
 async fn main() {
     let bin = arg("--bin").map_or_else(focusforge_binary, std::path::PathBuf::from);
@@ -344,10 +471,14 @@ async fn main() {
     let rounds: usize = arg("--rounds").and_then(|v| v.parse().ok()).unwrap_or(3);
     let which: Vec<String> = std::env::args()
         .skip(1)
-        .filter(|a| a == "kill9" || a == "upstream")
+        .filter(|a| a == "kill9" || a == "upstream" || a == "redis")
         .collect();
     let which = if which.is_empty() {
-        vec!["kill9".to_owned(), "upstream".to_owned()]
+        vec![
+            "kill9".to_owned(),
+            "upstream".to_owned(),
+            "redis".to_owned(),
+        ]
     } else {
         which
     };
@@ -355,6 +486,7 @@ async fn main() {
     for scenario in which {
         ok &= match scenario.as_str() {
             "kill9" => kill9(&bin, rounds, clients).await,
+            "redis" => redis(&bin, 150).await,
             _ => upstream(&bin, clients).await,
         };
     }
