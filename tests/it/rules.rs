@@ -104,6 +104,7 @@ const ONLY_IN: &[(u8, &str, &[&str])] = &[
         3,
         "reqwest",
         &[
+            "focusforge-auth",
             "focusforge-llm",
             "focusforge-calendar",
             "focusforge-integrations",

@@ -4,6 +4,7 @@
 //! another algorithm than the configured one, expired tokens and tokens
 //! without `exp` or `sub` are rejected.
 
+pub mod jwks;
 pub mod seal;
 
 use std::io::Write;

@@ -181,55 +181,6 @@ fn user_verifier(config: &Config) -> anyhow::Result<Arc<Verifier>> {
     Ok(Arc::new(verifier))
 }
 
-/// The largest JWKS document read.
-const MAX_JWKS_BYTES: usize = 1 << 20;
-
-/// Fetches the identity provider's keys into `verifier` now, then every
-/// `jwks_refresh_secs`, and within 30 s of a token naming a kid no key has.
-async fn refresh_jwks(url: String, every: Duration, verifier: Arc<Verifier>) {
-    let client = match reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "no HTTP client for the JWKS");
-            return;
-        }
-    };
-    let fetch = || async {
-        let res = client.get(&url).send().await.map_err(|e| e.to_string())?;
-        if !res.status().is_success() {
-            return Err(format!("HTTP {}", res.status()));
-        }
-        if res
-            .content_length()
-            .is_some_and(|n| n > MAX_JWKS_BYTES as u64)
-        {
-            return Err("the document is over 1 MiB".to_owned());
-        }
-        let body = res.bytes().await.map_err(|e| e.to_string())?;
-        if body.len() > MAX_JWKS_BYTES {
-            return Err("the document is over 1 MiB".to_owned());
-        }
-        verifier.set_jwks(&body).map_err(|e| e.to_string())
-    };
-    let mut last = None::<tokio::time::Instant>;
-    loop {
-        let due = last.is_none_or(|t| t.elapsed() >= every)
-            || (verifier.take_unknown_kid()
-                && last.is_none_or(|t| t.elapsed() >= Duration::from_secs(30)));
-        if due {
-            match fetch().await {
-                Ok(n) => tracing::info!(keys = n, "jwks keys loaded"),
-                Err(error) => tracing::warn!(%error, "cannot load the jwks; keeping the keys held"),
-            }
-            last = Some(tokio::time::Instant::now());
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
 /// How long a stopping process waits for running jobs; the rest run again
 /// elsewhere once their lease runs out.
 pub const WORKER_GRACE: Duration = Duration::from_secs(10);
@@ -645,7 +596,7 @@ pub async fn start_with_clock(
     let verifier = user_verifier(config)?;
     let mut background = Vec::new();
     if let Some(url) = &config.auth.jwks_url {
-        background.push(tokio::spawn(refresh_jwks(
+        background.push(tokio::spawn(focusforge_auth::jwks::keep_loaded(
             url.clone(),
             Duration::from_secs(config.auth.jwks_refresh_secs),
             verifier.clone(),
